@@ -1,0 +1,70 @@
+"""Entry point: the TUI by default, headless subcommands for scripts.
+
+Each area registers its subcommands from its own module under
+``console.commands`` (see ``COMMAND_MODULES``), so areas stay independent.
+Exit status: 0 success, 1 a finding or failure the user must act on, 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from console import __version__
+from console.errors import ConsoleError
+
+# Each module defines ``register(subparsers) -> None`` and sets ``func`` on the
+# parsers it adds; ``func(args) -> int`` returns the exit status.
+COMMAND_MODULES = (
+    "console.commands.profiles",
+    "console.commands.runtime",
+    "console.commands.server",
+    "console.commands.build",
+    "console.commands.monitor",
+    "console.commands.chat",
+    "console.commands.bench",
+    "console.commands.tui",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vllm-console",
+        description="Run one vLLM box end to end: profiles, build, serve, monitor, chat, bench.",
+    )
+    parser.add_argument("--version", action="version", version=f"vllm-console {__version__}")
+    parser.add_argument(
+        "--url",
+        help="attach the TUI to a running vLLM server (API key from VLLM_API_KEY or OPENAI_API_KEY)",
+    )
+    parser.add_argument("--profile", help="the profile the TUI starts with")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        from console.commands.tui import run_tui
+
+        func = run_tui
+    try:
+        return int(func(args) or 0)
+    except ConsoleError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,125 @@
+"""The profile schema: what to build and how to launch one vLLM server.
+
+A profile is YAML under ``profiles/`` (shipped) or the user's config folder.
+Field names mirror what users already write by hand (docker run options,
+``vllm serve`` flags), so the seed's command maps onto it one to one.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PipStep(_Strict):
+    """One ``pip install`` in the image, e.g. transformers from a tarball URL."""
+
+    packages: list[str]
+    """Requirement specifiers, URLs or paths (relative to the profile file)."""
+    upgrade: bool = True
+    no_deps: bool = False
+    label: str | None = None
+    """Provenance label value, e.g. ``transformers=main``."""
+
+
+class Patch(_Strict):
+    """A vLLM change applied to the installed package in the image."""
+
+    pr: int | None = None
+    """vLLM pull request number, fetched as a diff at ``commit``."""
+    commit: str | None = None
+    """PR head commit the diff is taken at (pinned for reproducibility)."""
+    file: str | None = None
+    """A local patch file instead of a PR (relative to the profile file)."""
+    checkout: str | None = None
+    """A local vLLM checkout whose diff against ``base`` is applied."""
+    strip: int = 1
+
+
+class ImageSpec(_Strict):
+    """How the server image is built (docker runtime)."""
+
+    base: str
+    """Base image, e.g. ``vllm/vllm-openai:v0.20.0``."""
+    tag: str
+    """Tag the built image gets."""
+    vllm_ref: str | None = None
+    """vLLM release or commit the base image carries (recorded as a label)."""
+    patches: list[Patch] = Field(default_factory=list)
+    pip: list[PipStep] = Field(default_factory=list)
+    steps: list[str] = Field(default_factory=list)
+    """Extra Dockerfile instructions, verbatim (e.g. ``RUN apt-get ...``)."""
+    ca_certificates: list[str] = Field(default_factory=list)
+    """Extra CA certificate files copied in (builds behind a TLS-intercepting proxy)."""
+    entrypoint: list[str] | None = None
+    workdir: str | None = None
+    network_mode: str = "host"
+    """Build network: ``host`` by default so pip in RUN steps reaches its index."""
+    build_args: dict[str, str] = Field(default_factory=dict)
+
+
+class ContainerSpec(_Strict):
+    """``docker run`` options for the server container."""
+
+    name: str | None = None
+    gpus: str | None = None
+    """``all``, a count, or ``device=0,1``; None for no GPU request."""
+    ipc: str | None = None
+    network: str | None = None
+    shm_size: str | None = None
+    cap_add: list[str] = Field(default_factory=list)
+    ports: dict[str, int] = Field(default_factory=dict)
+    extra_args: list[str] = Field(default_factory=list)
+
+
+class LocalSpec(_Strict):
+    """Where a local (non-container) server's Python comes from."""
+
+    runtime: str | None = "cpu"
+    """A console-managed runtime (``vllm-console runtime install cpu``), or None."""
+    python: str | None = None
+    """Any existing Python with vLLM importable (overrides ``runtime``)."""
+    vllm: str | None = None
+    """Any existing ``vllm`` executable (uses ``vllm serve``)."""
+    managed_model: str | None = None
+    """A console-managed model (``vllm-console model fetch NAME``) used as ``--model``."""
+
+
+class ServeSpec(_Strict):
+    """How ``vllm serve`` is launched."""
+
+    model: str
+    served_model_name: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    speculative_config: dict[str, Any] | None = None
+    engine_args: dict[str, Any] = Field(default_factory=dict)
+    """Flag name (without ``--``) to value; ``true`` means a bare flag, ``false`` ``--no-<flag>``."""
+    env: dict[str, str] = Field(default_factory=dict)
+    """Environment; a value ``${VAR}`` is taken from the console's environment (secrets)."""
+    volumes: list[str] = Field(default_factory=list)
+    """``host:container[:mode]``; ``~`` expands on the host."""
+    container: ContainerSpec = Field(default_factory=ContainerSpec)
+    local: LocalSpec = Field(default_factory=LocalSpec)
+
+
+class Profile(_Strict):
+    name: str
+    description: str = ""
+    runtime: Literal["docker", "local"]
+    image: ImageSpec | None = None
+    serve: ServeSpec
+    source: str | None = Field(default=None, exclude=True)
+    """File the profile came from (set by the loader)."""
+
+    @property
+    def url(self) -> str:
+        host = self.serve.host
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        return f"http://{host}:{self.serve.port}"

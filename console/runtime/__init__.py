@@ -1,0 +1,5 @@
+"""Where servers run: a local ``vllm serve`` process or a Docker container."""
+
+from console.runtime.base import ServerRuntime, ServerState, ServerStatus, runtime_for
+
+__all__ = ["ServerRuntime", "ServerState", "ServerStatus", "runtime_for"]
