@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vllm-console {__version__}")
     parser.add_argument(
         "--url",
-        help="attach the TUI to a running vLLM server (API key from VLLM_API_KEY or OPENAI_API_KEY)",
+        help="attach the TUI to a running vLLM server (API key: VLLM_API_KEY or OPENAI_API_KEY)",
     )
     parser.add_argument("--profile", help="the profile the TUI starts with")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
