@@ -1,0 +1,794 @@
+"""vLLM ``/metrics`` -> immutable samples -> derived figures.
+
+Counters only mean something over an interval, so every rate and every
+acceptance figure comes from the difference of two samples (a *window*);
+lifetime figures are kept apart and labelled as such. Names drift across vLLM
+releases, so lookups go through the fallback lists in ``console.metric_names``.
+A figure the server does not give is ``None``: spec decode is absent (not
+zero) without ``--speculative-config``, and KV capacity is never estimated
+from blocks x block size (wrong for sliding-window models).
+
+Formulas: reference/vllm.md §1 and docs/metrics.md.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from types import MappingProxyType
+from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from console import metric_names as N
+from console.errors import ConsoleError
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+DEFAULT_TIMEOUT = 5.0
+QUANTILES = (0.5, 0.9, 0.99)
+
+Labels = tuple[tuple[str, str], ...]
+Series = tuple[tuple[Labels, float], ...]
+
+
+class MetricsError(ConsoleError):
+    """A scrape or a page that cannot be used; names the URL and what was wrong."""
+
+    def __init__(self, message: str, *, url: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.url = url
+
+
+# --------------------------------------------------------------------------- samples
+
+
+@dataclass(frozen=True, eq=False)
+class Histogram:
+    """Cumulative bucket counts summed over every label set but ``le``."""
+
+    buckets: tuple[tuple[float, float], ...]  # (upper bound, cumulative count), +Inf last
+    sum: float
+    count: float
+
+    def minus(self, older: Histogram) -> Histogram:
+        """Bucket-wise difference: the observations made between two scrapes."""
+        old = dict(older.buckets)
+        return Histogram(
+            buckets=tuple((le, c - old.get(le, 0.0)) for le, c in self.buckets),
+            sum=self.sum - older.sum,
+            count=self.count - older.count,
+        )
+
+    def quantile(self, q: float) -> float | None:
+        """Prometheus ``histogram_quantile``: linear interpolation inside the bucket."""
+        return bucket_quantile(q, self.buckets)
+
+
+def bucket_quantile(q: float, buckets: tuple[tuple[float, float], ...]) -> float | None:
+    """The q-quantile of cumulative buckets, as Prometheus computes it.
+
+    Returns None with no observations. A rank that falls in the +Inf bucket
+    gives the highest finite bound (Prometheus does the same).
+    """
+    if not buckets or not math.isinf(buckets[-1][0]):
+        return None
+    total = buckets[-1][1]
+    if total <= 0 or not 0.0 <= q <= 1.0:
+        return None
+    rank = q * total
+    b = len(buckets) - 1
+    for i in range(len(buckets) - 1):
+        if buckets[i][1] >= rank:
+            b = i
+            break
+    if b == len(buckets) - 1:
+        return buckets[-2][0] if len(buckets) >= 2 else None
+    if b == 0 and buckets[0][0] <= 0:
+        return buckets[0][0]
+    start, end, count = 0.0, buckets[b][0], buckets[b][1]
+    if b > 0:
+        start = buckets[b - 1][0]
+        count -= buckets[b - 1][1]
+        rank -= buckets[b - 1][1]
+    if count <= 0:
+        return end
+    return start + (end - start) * (rank / count)
+
+
+@dataclass(frozen=True, eq=False)
+class MetricsSample:
+    """One parsed ``/metrics`` page: every ``vllm:`` sample, by exposed name."""
+
+    timestamp: float
+    series: Mapping[str, Series]
+    url: str | None = None
+
+    def names(self) -> frozenset[str]:
+        return frozenset(self.series)
+
+    def first_present(self, names: Iterable[str]) -> str | None:
+        """The first name of a fallback list that this page has."""
+        for name in names:
+            if name in self.series:
+                return name
+        return None
+
+    def get(self, names: Iterable[str]) -> Series | None:
+        name = self.first_present(names)
+        return None if name is None else self.series[name]
+
+    def total(self, names: Iterable[str], **match: str) -> float | None:
+        """Sum over every label set (engines) matching ``match``; None if absent."""
+        series = self.get(names)
+        if series is None:
+            return None
+        values = [v for labels, v in series if _matches(labels, match)]
+        return sum(values) if values else None
+
+    def mean(self, names: Iterable[str]) -> float | None:
+        """Mean over engines: for fractions such as KV usage, which don't add up."""
+        series = self.get(names)
+        if not series:
+            return None
+        return sum(v for _, v in series) / len(series)
+
+    def by_label(self, names: Iterable[str], label: str) -> dict[str, float] | None:
+        """Values summed per value of one label (e.g. ``position``)."""
+        series = self.get(names)
+        if series is None:
+            return None
+        out: dict[str, float] = {}
+        for labels, v in series:
+            key = dict(labels).get(label)
+            if key is not None:
+                out[key] = out.get(key, 0.0) + v
+        return out
+
+    def labels(self, names: Iterable[str]) -> tuple[dict[str, str], ...]:
+        series = self.get(names) or ()
+        return tuple(dict(labels) for labels, _ in series)
+
+    def histogram(self, names: Iterable[str]) -> Histogram | None:
+        """The first histogram of the fallback list present, summed over engines."""
+        for base in names:
+            bucket_series = self.series.get(base + "_bucket")
+            if bucket_series is None:
+                continue
+            per_le: dict[float, float] = {}
+            for labels, v in bucket_series:
+                le = dict(labels).get("le")
+                if le is None:
+                    continue
+                bound = float(le)
+                per_le[bound] = per_le.get(bound, 0.0) + v
+            if not per_le:
+                continue
+            buckets = tuple(sorted(per_le.items()))
+            total = sum(v for _, v in self.series.get(base + "_sum", ()))
+            count = sum(v for _, v in self.series.get(base + "_count", ()))
+            return Histogram(buckets=buckets, sum=total, count=count)
+        return None
+
+
+def _matches(labels: Labels, match: Mapping[str, str]) -> bool:
+    if not match:
+        return True
+    d = dict(labels)
+    return all(d.get(k) == v for k, v in match.items())
+
+
+_SUFFIXES = ("_bucket", "_count", "_sum", "_total", "_created")
+
+
+def _family(line: str) -> str:
+    name = line.split("{", 1)[0].split(" ", 1)[0]
+    for suffix in _SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _select_lines(text: str, names: frozenset[str] | None) -> str:
+    """Keep the ``vllm:`` samples the console reads (``names``; None = every one).
+
+    The page is mostly python_/http_ samples, HELP text and histograms nobody
+    shows; handing only the wanted lines to the (pure-Python) parser makes a
+    scrape several times cheaper. HELP/TYPE lines are dropped: samples keep
+    their exposed names without them.
+    """
+    keep = [
+        line
+        for line in text.splitlines()
+        if line.startswith("vllm:") and (names is None or _family(line) in names)
+    ]
+    keep.append("")
+    return "\n".join(keep)
+
+
+def parse_metrics(
+    text: str,
+    *,
+    timestamp: float,
+    url: str | None = None,
+    names: frozenset[str] | None = N.WANTED,
+) -> MetricsSample:
+    """Parse a Prometheus text page into a sample; raise MetricsError on garbage.
+
+    ``names`` are the family base names kept (``_total`` stripped); the default
+    is what the console reads, ``None`` keeps every ``vllm:`` sample.
+
+    A page that is cut short (no final newline), that a parser rejects, or that
+    lacks ``vllm:num_requests_running`` is refused rather than half-used.
+    """
+    where = url or "the metrics page"
+    if not text.strip():
+        raise MetricsError(f"{where}: empty metrics page", url=url)
+    if not text.endswith("\n"):
+        raise MetricsError(
+            f"{where}: metrics page ends mid-line (truncated response?)",
+            url=url,
+            hint="retry; if it persists, check a proxy between the console and vLLM",
+        )
+    series: dict[str, list[tuple[Labels, float]]] = {}
+    try:
+        for family in text_string_to_metric_families(_select_lines(text, names)):
+            for s in family.samples:
+                if s.name.endswith("_created"):
+                    continue
+                series.setdefault(s.name, []).append((tuple(sorted(s.labels.items())), s.value))
+    except (ValueError, TypeError, IndexError, KeyError) as exc:
+        raise MetricsError(f"{where}: not a Prometheus text page ({exc})", url=url) from exc
+    if not series:
+        raise MetricsError(
+            f"{where}: no vllm: metrics on the page",
+            url=url,
+            hint="is this a vLLM server? The URL should be the server's base URL or its /metrics",
+        )
+    if not any(name in series for name in N.REQUIRED):
+        raise MetricsError(f"{where}: partial metrics page: {N.REQUIRED[0]} is missing", url=url)
+    frozen = MappingProxyType({k: tuple(v) for k, v in series.items()})
+    return MetricsSample(timestamp=timestamp, series=frozen, url=url)
+
+
+# --------------------------------------------------------------------------- scraping
+
+
+def base_url(url: str) -> str:
+    """The server's base URL, whether given as base or as ``.../metrics``."""
+    url = url.rstrip("/")
+    if url.endswith("/metrics"):
+        url = url[: -len("/metrics")]
+    if url.endswith("/v1"):
+        url = url[: -len("/v1")]
+    return url
+
+
+def metrics_url(url: str) -> str:
+    return base_url(url) + "/metrics"
+
+
+def auth_headers() -> dict[str, str]:
+    """Bearer header from VLLM_API_KEY or OPENAI_API_KEY (never logged)."""
+    key = os.environ.get("VLLM_API_KEY") or os.environ.get("OPENAI_API_KEY")
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def _http_error(url: str, exc: Exception) -> MetricsError:
+    if isinstance(exc, httpx.ConnectError):
+        return MetricsError(
+            f"cannot reach {url}: connection refused or host unreachable",
+            url=url,
+            hint="is the server running and ready? Check the URL (--url) and `vllm-console status`",
+        )
+    if isinstance(exc, httpx.TimeoutException):
+        return MetricsError(f"{url}: no answer within the timeout", url=url)
+    return MetricsError(f"{url}: {type(exc).__name__}: {exc}", url=url)
+
+
+def _check_response(url: str, response: httpx.Response) -> str:
+    if response.status_code in (401, 403):
+        raise MetricsError(
+            f"{url}: HTTP {response.status_code} (unauthorised)",
+            url=url,
+            hint="set VLLM_API_KEY (or OPENAI_API_KEY) to the server's --api-key",
+        )
+    if response.status_code != 200:
+        raise MetricsError(f"{url}: HTTP {response.status_code}", url=url)
+    return response.text
+
+
+def scrape(
+    url: str, *, client: httpx.Client | None = None, timeout: float = DEFAULT_TIMEOUT
+) -> MetricsSample:
+    """Fetch and parse ``/metrics`` synchronously (CLI, bench, thread workers)."""
+    target = metrics_url(url)
+    own = client is None
+    c = client or httpx.Client(timeout=timeout, headers=auth_headers())
+    try:
+        response = c.get(target, headers=auth_headers(), timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise _http_error(target, exc) from exc
+    finally:
+        if own:
+            c.close()
+    return parse_metrics(_check_response(target, response), timestamp=time.time(), url=target)
+
+
+async def ascrape(
+    client: httpx.AsyncClient, url: str, *, timeout: float = DEFAULT_TIMEOUT
+) -> MetricsSample:
+    """Fetch and parse ``/metrics`` on an async client (the TUI's workers)."""
+    target = metrics_url(url)
+    try:
+        response = await client.get(target, headers=auth_headers(), timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise _http_error(target, exc) from exc
+    return parse_metrics(_check_response(target, response), timestamp=time.time(), url=target)
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """What ``/version`` and ``/v1/models`` say; None where the server didn't answer."""
+
+    version: str | None = None
+    model: str | None = None
+    max_model_len: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _server_info(version_json: Any, models_json: Any) -> ServerInfo:
+    version = version_json.get("version") if isinstance(version_json, dict) else None
+    model = max_len = None
+    data = models_json.get("data") if isinstance(models_json, dict) else None
+    if data:
+        first = data[0]
+        model = first.get("id")
+        ml = first.get("max_model_len")
+        max_len = int(ml) if isinstance(ml, int | float) else None
+    return ServerInfo(version=version, model=model, max_model_len=max_len)
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    if response.status_code != 200:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def fetch_server_info(
+    url: str, *, client: httpx.Client | None = None, timeout: float = DEFAULT_TIMEOUT
+) -> ServerInfo:
+    """Server version and served model; raises MetricsError only if unreachable."""
+    base = base_url(url)
+    own = client is None
+    c = client or httpx.Client(timeout=timeout)
+    try:
+        v = c.get(base + "/version", headers=auth_headers(), timeout=timeout)
+        m = c.get(base + "/v1/models", headers=auth_headers(), timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise _http_error(base, exc) from exc
+    finally:
+        if own:
+            c.close()
+    return _server_info(_json_or_none(v), _json_or_none(m))
+
+
+async def afetch_server_info(
+    client: httpx.AsyncClient, url: str, *, timeout: float = DEFAULT_TIMEOUT
+) -> ServerInfo:
+    base = base_url(url)
+    try:
+        v = await client.get(base + "/version", headers=auth_headers(), timeout=timeout)
+        m = await client.get(base + "/v1/models", headers=auth_headers(), timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise _http_error(base, exc) from exc
+    return _server_info(_json_or_none(v), _json_or_none(m))
+
+
+# --------------------------------------------------------------------------- figures
+
+
+class _Dict:
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+
+@dataclass(frozen=True)
+class Quantiles(_Dict):
+    """p50/p90/p99 and mean of a histogram; all None with no observations."""
+
+    p50: float | None = None
+    p90: float | None = None
+    p99: float | None = None
+    mean: float | None = None
+    count: int = 0
+
+    @classmethod
+    def of(cls, h: Histogram | None) -> Quantiles | None:
+        if h is None:
+            return None
+        if h.count <= 0 and h.buckets[-1][1] <= 0:
+            return cls()
+        q = [h.quantile(x) for x in QUANTILES]
+        mean = h.sum / h.count if h.count > 0 else None
+        return cls(p50=q[0], p90=q[1], p99=q[2], mean=mean, count=round(h.count))
+
+
+@dataclass(frozen=True)
+class RequestFigures(_Dict):
+    running: int | None = None
+    waiting: int | None = None
+    deferred: int | None = None  # part of ``waiting`` (v0.20+); None if not exported
+
+
+@dataclass(frozen=True)
+class KvCacheFigures(_Dict):
+    usage: float | None = None  # fraction 0-1
+    capacity_tokens: int | None = None
+    capacity_source: str | None = None  # "metrics" | "log" | None
+    max_concurrency: float | None = None
+
+
+@dataclass(frozen=True)
+class ThroughputFigures(_Dict):
+    generation_tokens_per_s: float | None = None  # includes spec-decode accepted tokens
+    prompt_tokens_per_s: float | None = None  # includes prefix-cache hits
+    prompt_computed_tokens_per_s: float | None = None  # excludes hits (the log's figure)
+
+
+@dataclass(frozen=True)
+class PrefixCacheFigures(_Dict):
+    hit_rate: float | None = None  # window: Δhits/Δqueries
+    hit_rate_lifetime: float | None = None
+    queries: int | None = None  # window
+    hits: int | None = None  # window
+
+
+@dataclass(frozen=True)
+class PreemptionFigures(_Dict):
+    window: int | None = None
+    lifetime: int | None = None
+
+
+@dataclass(frozen=True)
+class LatencyFigures(_Dict):
+    """Quantiles over ``scope``: "window" (bucket deltas) or "lifetime" (cumulative)."""
+
+    scope: str = "lifetime"
+    ttft_s: Quantiles | None = None
+    tpot_s: Quantiles | None = None  # per output token, per finished request
+    itl_s: Quantiles | None = None  # per engine step (several tokens with spec decode)
+    e2e_s: Quantiles | None = None
+
+
+@dataclass(frozen=True)
+class SpecDecodeStats(_Dict):
+    """Spec-decode counts over one scope and the figures derived from them."""
+
+    drafts: int
+    draft_tokens: int
+    accepted_tokens: int
+    accepted_per_position: tuple[int, ...]
+    mean_acceptance_length: float | None  # 1 + A/D
+    draft_acceptance_rate: float | None  # A/T
+    per_position: tuple[float, ...] | None  # A_i/D
+    accepted_tokens_per_s: float | None = None  # window only
+    draft_tokens_per_s: float | None = None  # window only
+
+    @classmethod
+    def from_counts(
+        cls, d: float, t: float, a: float, a_pos: tuple[float, ...], seconds: float | None
+    ) -> SpecDecodeStats:
+        rate = (seconds is not None) and seconds > 0
+        return cls(
+            drafts=round(d),
+            draft_tokens=round(t),
+            accepted_tokens=round(a),
+            accepted_per_position=tuple(round(x) for x in a_pos),
+            mean_acceptance_length=(1.0 + a / d) if d > 0 else None,
+            draft_acceptance_rate=(a / t) if t > 0 else None,
+            per_position=tuple(x / d for x in a_pos) if d > 0 else None,
+            accepted_tokens_per_s=(a / seconds) if rate else None,  # type: ignore[operator]
+            draft_tokens_per_s=(t / seconds) if rate else None,  # type: ignore[operator]
+        )
+
+
+@dataclass(frozen=True)
+class SpecDecodeFigures(_Dict):
+    num_speculative_tokens: int  # k, from the number of positions exported
+    lifetime: SpecDecodeStats
+    window: SpecDecodeStats | None = None
+
+
+@dataclass(frozen=True)
+class Figures(_Dict):
+    """Everything the dashboard and ``monitor`` show, derived from one or two samples.
+
+    ``window_s`` is None when there was no earlier sample (or the server
+    restarted in between): window figures are then None, lifetime ones remain.
+    """
+
+    timestamp: float
+    window_s: float | None
+    requests: RequestFigures = field(default_factory=RequestFigures)
+    kv_cache: KvCacheFigures = field(default_factory=KvCacheFigures)
+    throughput: ThroughputFigures = field(default_factory=ThroughputFigures)
+    prefix_cache: PrefixCacheFigures = field(default_factory=PrefixCacheFigures)
+    preemptions: PreemptionFigures = field(default_factory=PreemptionFigures)
+    latency: LatencyFigures = field(default_factory=LatencyFigures)
+    spec_decode: SpecDecodeFigures | None = None
+    counter_reset: bool = False  # counters went down: the server restarted
+    age_s: float = 0.0  # how old the sample behind these figures is (tracker)
+    stale: bool = False
+
+
+def _int(x: float | None) -> int | None:
+    return None if x is None else round(x)
+
+
+def _delta(cur: float | None, prev: float | None) -> float | None:
+    if cur is None or prev is None:
+        return None
+    return cur - prev
+
+
+def _ratio(num: float | None, den: float | None) -> float | None:
+    if num is None or den is None or den <= 0:
+        return None
+    return num / den
+
+
+def _was_reset(current: MetricsSample, previous: MetricsSample) -> bool:
+    for names in N.RESET_SENTINELS:
+        c, p = current.total(names), previous.total(names)
+        if c is not None and p is not None and c < p:
+            return True
+    return False
+
+
+def _label_number(raw: str | None) -> float | None:
+    """Info-metric labels are str(value): "None" or "" mean not set."""
+    if raw in (None, "", "None"):
+        return None
+    try:
+        return float(raw)  # type: ignore[arg-type]
+    except ValueError:
+        return None
+
+
+def _kv_capacity(
+    sample: MetricsSample, log_tokens: int | None
+) -> tuple[int | None, str | None, float | None]:
+    tokens: int | None = None
+    conc: float | None = None
+    for labels in sample.labels(N.CACHE_CONFIG_INFO):
+        t = _label_number(labels.get("kv_cache_size_tokens"))
+        if t is not None:
+            tokens = (tokens or 0) + round(t)
+        c = _label_number(labels.get("kv_cache_max_concurrency"))
+        if c is not None:
+            conc = c
+    if tokens is not None:
+        return tokens, "metrics", conc
+    if log_tokens is not None:
+        return log_tokens, "log", conc
+    return None, None, None
+
+
+def _positions(sample: MetricsSample) -> tuple[float, ...]:
+    per = sample.by_label(N.SPEC_ACCEPTED_PER_POS, "position") or {}
+    if not per:
+        return ()
+    k = max(int(p) for p in per) + 1
+    return tuple(per.get(str(i), 0.0) for i in range(k))
+
+
+def _spec_counts(sample: MetricsSample) -> tuple[float, float, float, tuple[float, ...]] | None:
+    d = sample.total(N.SPEC_DRAFTS)
+    if d is None:
+        return None
+    t = sample.total(N.SPEC_DRAFT_TOKENS) or 0.0
+    a = sample.total(N.SPEC_ACCEPTED) or 0.0
+    return d, t, a, _positions(sample)
+
+
+def _spec_figures(
+    current: MetricsSample, previous: MetricsSample | None, seconds: float | None
+) -> SpecDecodeFigures | None:
+    cur = _spec_counts(current)
+    if cur is None:
+        return None
+    d, t, a, pos = cur
+    lifetime = SpecDecodeStats.from_counts(d, t, a, pos, None)
+    window = None
+    prev = _spec_counts(previous) if previous is not None else None
+    if prev is not None and seconds is not None:
+        pd, pt, pa, ppos = prev
+        ppos = ppos + (0.0,) * (len(pos) - len(ppos))
+        wpos = tuple(x - y for x, y in zip(pos, ppos, strict=False))
+        window = SpecDecodeStats.from_counts(d - pd, t - pt, a - pa, wpos, seconds)
+    return SpecDecodeFigures(num_speculative_tokens=len(pos), lifetime=lifetime, window=window)
+
+
+def _quantiles(
+    current: MetricsSample, previous: MetricsSample | None, names: tuple[str, ...]
+) -> Quantiles | None:
+    h = current.histogram(names)
+    if h is None:
+        return None
+    if previous is not None:
+        # The same name on both sides, or the window means nothing.
+        name = next((n for n in names if n + "_bucket" in current.series), None)
+        ph = previous.histogram((name,)) if name else None
+        if ph is None:
+            return None
+        h = h.minus(ph)
+    return Quantiles.of(h)
+
+
+def derive(
+    current: MetricsSample,
+    previous: MetricsSample | None = None,
+    *,
+    kv_capacity_tokens_from_log: int | None = None,
+) -> Figures:
+    """Figures from ``current``; window figures from ``current - previous``.
+
+    ``kv_capacity_tokens_from_log`` (from a ``KvCacheSize`` log event) is used
+    only when the page lacks ``cache_config_info{kv_cache_size_tokens}``.
+    """
+    reset = False
+    if previous is not None and (
+        previous.timestamp >= current.timestamp or _was_reset(current, previous)
+    ):
+        reset = previous.timestamp < current.timestamp
+        previous = None
+    seconds = None if previous is None else current.timestamp - previous.timestamp
+
+    by_reason = current.by_label(N.WAITING_BY_REASON, "reason")
+    requests = RequestFigures(
+        running=_int(current.total(N.RUNNING)),
+        waiting=_int(current.total(N.WAITING)),
+        deferred=_int(by_reason.get("deferred")) if by_reason else None,
+    )
+    cap, cap_src, conc = _kv_capacity(current, kv_capacity_tokens_from_log)
+    kv = KvCacheFigures(
+        usage=current.mean(N.KV_USAGE),
+        capacity_tokens=cap,
+        capacity_source=cap_src,
+        max_concurrency=conc,
+    )
+
+    q_hits, q_queries = current.total(N.PREFIX_HITS), current.total(N.PREFIX_QUERIES)
+    lifetime_pre = current.total(N.PREEMPTIONS)
+    throughput = ThroughputFigures()
+    prefix = PrefixCacheFigures(hit_rate_lifetime=_ratio(q_hits, q_queries))
+    preempt = PreemptionFigures(lifetime=_int(lifetime_pre))
+    if previous is not None and seconds:
+
+        def rate(names: tuple[str, ...], **match: str) -> float | None:
+            d = _delta(current.total(names, **match), previous.total(names, **match))
+            return None if d is None else d / seconds
+
+        dh = _delta(q_hits, previous.total(N.PREFIX_HITS))
+        dq = _delta(q_queries, previous.total(N.PREFIX_QUERIES))
+        throughput = ThroughputFigures(
+            generation_tokens_per_s=rate(N.GENERATION_TOKENS),
+            prompt_tokens_per_s=rate(N.PROMPT_TOKENS),
+            prompt_computed_tokens_per_s=rate(N.PROMPT_TOKENS_BY_SOURCE, source="local_compute"),
+        )
+        prefix = replace(prefix, hit_rate=_ratio(dh, dq), queries=_int(dq), hits=_int(dh))
+        preempt = replace(preempt, window=_int(_delta(lifetime_pre, previous.total(N.PREEMPTIONS))))
+
+    latency = LatencyFigures(
+        scope="window" if previous is not None else "lifetime",
+        ttft_s=_quantiles(current, previous, N.TTFT),
+        tpot_s=_quantiles(current, previous, N.TPOT),
+        itl_s=_quantiles(current, previous, N.ITL),
+        e2e_s=_quantiles(current, previous, N.E2E),
+    )
+    return Figures(
+        timestamp=current.timestamp,
+        window_s=seconds,
+        requests=requests,
+        kv_cache=kv,
+        throughput=throughput,
+        prefix_cache=prefix,
+        preemptions=preempt,
+        latency=latency,
+        spec_decode=_spec_figures(current, previous, seconds),
+        counter_reset=reset,
+    )
+
+
+# --------------------------------------------------------------------------- tracker
+
+
+class MetricsTracker:
+    """Keeps recent samples so the UI can show "last N s" and "since start".
+
+    Feed it every scrape (or the error instead). On error the last good sample
+    stays; ``figures()`` reports its age and marks it stale. A counter that
+    goes down (server restart) starts the history afresh.
+    """
+
+    def __init__(self, window_s: float = 60.0, *, stale_after_s: float = 5.0) -> None:
+        self.window_s = window_s
+        self.stale_after_s = stale_after_s
+        self._samples: deque[MetricsSample] = deque()
+        self._first: MetricsSample | None = None
+        self.last_error: Exception | None = None
+        self.last_error_at: float | None = None
+        self.kv_capacity_tokens_from_log: int | None = None
+
+    @property
+    def latest(self) -> MetricsSample | None:
+        return self._samples[-1] if self._samples else None
+
+    @property
+    def previous(self) -> MetricsSample | None:
+        return self._samples[-2] if len(self._samples) >= 2 else None
+
+    @property
+    def first(self) -> MetricsSample | None:
+        return self._first
+
+    def feed(self, sample: MetricsSample) -> Figures:
+        """Add a good sample; returns the figures over the last scrape interval."""
+        last = self.latest
+        if last is not None and (sample.timestamp <= last.timestamp or _was_reset(sample, last)):
+            self._samples.clear()
+            self._first = None
+        self._samples.append(sample)
+        if self._first is None:
+            self._first = sample
+        self.last_error = None
+        # Keep one sample at or before the window's start as the baseline.
+        cutoff = sample.timestamp - self.window_s
+        while len(self._samples) >= 2 and self._samples[1].timestamp <= cutoff:
+            self._samples.popleft()
+        return self.last_interval()
+
+    def feed_error(self, error: Exception, *, at: float | None = None) -> None:
+        """Record a failed scrape; the last good sample is kept."""
+        self.last_error = error
+        self.last_error_at = time.time() if at is None else at
+
+    def _derive(self, cur: MetricsSample, prev: MetricsSample | None, now: float | None) -> Figures:
+        f = derive(cur, prev, kv_capacity_tokens_from_log=self.kv_capacity_tokens_from_log)
+        age = max(0.0, (time.time() if now is None else now) - cur.timestamp)
+        return replace(f, age_s=age, stale=age > self.stale_after_s or self.last_error is not None)
+
+    def last_interval(self, now: float | None = None) -> Figures | None:
+        """Figures between the last two samples (the sparkline point)."""
+        if self.latest is None:
+            return None
+        return self._derive(self.latest, self.previous, now)
+
+    def window(self, now: float | None = None) -> Figures | None:
+        """Figures over (about) the last ``window_s`` seconds."""
+        if self.latest is None:
+            return None
+        base = self._samples[0] if len(self._samples) >= 2 else None
+        return self._derive(self.latest, base, now)
+
+    def since_start(self, now: float | None = None) -> Figures | None:
+        """Figures since the first sample this tracker saw (or the last restart)."""
+        if self.latest is None:
+            return None
+        first = self._first if self._first is not self.latest else None
+        return self._derive(self.latest, first, now)
+
+    def age(self, now: float | None = None) -> float | None:
+        if self.latest is None:
+            return None
+        return max(0.0, (time.time() if now is None else now) - self.latest.timestamp)
