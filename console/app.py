@@ -1,0 +1,280 @@
+"""The Textual application: six screens as modes, keys 1-6, a command palette, help.
+
+How screens work inside this shell (read this before writing a screen)
+-----------------------------------------------------------------------
+
+* **State.** ``self.app.session`` (a :class:`console.session.Session`) is the one
+  answer to "which server, which profile": ``.url``, ``.headers()`` (the API
+  key, never print it), ``.profile_name``, ``.profile`` (loaded ``Profile`` or
+  None when attached by ``--url``). Read it when needed (e.g. in
+  ``on_screen_resume``); do not copy it at mount time and keep it.
+* **Workers.** Every slow call runs in a worker, never in a handler:
+  ``@work(exclusive=True, group="...", exit_on_error=False)`` on an ``async def``
+  for HTTP (httpx), ``thread=True`` for Docker, NVML and subprocesses (check
+  ``get_current_worker().is_cancelled`` in loops). ``exit_on_error=False`` is
+  required: the App's single ``Worker.StateChanged`` handler turns any worker
+  error into a notice (``ConsoleError`` text as is, anything else with its
+  type), so a failure never kills the console. Raise ``ConsoleError`` with a
+  message that names the URL/file and says what to do. Polls never overlap:
+  schedule the next one when the previous finished (``set_timer``), not with
+  ``set_interval``.
+* **Results travel as messages.** A worker posts a message to its screen
+  (``self.post_message(...)``, safe from threads; or ``self.app.call_from_thread``
+  for a direct widget update) and the screen updates its widgets in the handler.
+* **Requests between screens** are the messages in :mod:`console.messages`.
+  Post a request to the App (``self.app.post_message(ServerActionRequested("start"))``);
+  the App switches to the owning screen and re-posts it there, so the owner
+  handles it with ``@on(ServerActionRequested)``. The server screen posts
+  ``ServerStatusChanged`` when a runtime reports a new status; every screen then
+  gets ``ServerStatusBroadcast``. Profile changes arrive as ``ActiveProfileChanged``
+  (post ``ProfileSwitchRequested(name)`` to ask for one).
+* **Layout.** Every screen yields ``Header()`` first and ``Footer()`` last. The
+  App sets ``-narrow`` (< 120 columns) or ``-wide`` on each screen
+  (``HORIZONTAL_BREAKPOINTS``): design for 80x24 and use the extra space with
+  ``Screen.-wide`` rules. Digits 1-6, ``?`` and ``ctrl+t`` are App bindings, so
+  do not bind them in a screen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable
+from functools import partial
+from typing import ClassVar
+
+from textual import on
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.screen import Screen
+from textual.widgets import Footer, Header
+from textual.worker import Worker, WorkerState
+
+from console.errors import ConsoleError
+from console.messages import (
+    ActiveProfileChanged,
+    BenchRequested,
+    BuildRequested,
+    ChatRequested,
+    ConsoleRequest,
+    ProfileSwitchRequested,
+    ServerActionRequested,
+    ServerStatusBroadcast,
+    ServerStatusChanged,
+)
+from console.screens.bench import BenchScreen
+from console.screens.build import BuildScreen
+from console.screens.chat import ChatScreen
+from console.screens.dashboard import DashboardScreen
+from console.screens.help import HelpScreen
+from console.screens.profiles import ProfilesScreen
+from console.screens.server import ServerScreen
+from console.session import Session, load_profile_by_name, profile_names
+
+SCREEN_MODES: tuple[tuple[str, str, type[Screen]], ...] = (
+    ("dashboard", "Dashboard", DashboardScreen),
+    ("server", "Server", ServerScreen),
+    ("chat", "Chat", ChatScreen),
+    ("profiles", "Profiles", ProfilesScreen),
+    ("build", "Build", BuildScreen),
+    ("bench", "Bench", BenchScreen),
+)
+"""Mode name, title and screen class, in the order of keys 1-6."""
+
+_SCREENS_GROUP = Binding.Group("Screens", compact=True)
+
+
+def error_text(error: BaseException | None) -> str:
+    """What a notice says about a failed worker: ours verbatim, others with their type."""
+    if error is None:
+        return "unknown error"
+    if isinstance(error, ConsoleError):
+        return str(error)
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+class ConsoleCommands(Provider):
+    """Command palette entries for the console's own actions."""
+
+    async def startup(self) -> None:
+        self._profiles = await asyncio.to_thread(profile_names)
+
+    def _commands(self) -> list[tuple[str, str, Callable[[], object]]]:
+        app = self.app
+        assert isinstance(app, ConsoleApp)
+        post = app.post_message
+        commands: list[tuple[str, str, Callable[[], object]]] = [
+            (
+                f"Open {title}",
+                f"Show the {title.lower()} screen (key {i})",
+                partial(app.run_action, f"show_mode('{mode}')"),
+            )
+            for i, (mode, title, _cls) in enumerate(SCREEN_MODES, start=1)
+        ]
+        commands += [
+            (
+                "Start server",
+                "Start the active profile's server",
+                partial(post, ServerActionRequested("start")),
+            ),
+            (
+                "Stop server",
+                "Stop the active profile's server",
+                partial(post, ServerActionRequested("stop")),
+            ),
+            (
+                "Restart server",
+                "Restart the active profile's server",
+                partial(post, ServerActionRequested("restart")),
+            ),
+            ("Build image", "Build the active profile's image", partial(post, BuildRequested())),
+            ("Open chat", "Chat with the served model", partial(post, ChatRequested())),
+            ("Run bench", "Benchmark speculative decoding", partial(post, BenchRequested())),
+            ("Toggle light/dark theme", "Switch between light and dark", app.action_toggle_theme),
+            ("Help", "Keys and spec-decode formulas", app.action_help),
+        ]
+        commands += [
+            (
+                f"Switch profile: {name}",
+                "Make this profile active",
+                partial(post, ProfileSwitchRequested(name)),
+            )
+            for name in getattr(self, "_profiles", [])
+        ]
+        return commands
+
+    async def discover(self) -> Hits:
+        for name, help_text, callback in self._commands():
+            yield DiscoveryHit(name, callback, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for name, help_text, callback in self._commands():
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(name), callback, help=help_text)
+
+
+class ConsoleApp(App[None]):
+    """vllm-console: one vLLM box, six screens."""
+
+    TITLE = "vllm-console"
+    CSS_PATH = "app.tcss"
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (120, "-wide")]
+    COMMANDS: ClassVar = App.COMMANDS | {ConsoleCommands}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        *(
+            Binding(str(i), f"show_mode('{mode}')", title, group=_SCREENS_GROUP)
+            for i, (mode, title, _cls) in enumerate(SCREEN_MODES, start=1)
+        ),
+        Binding("question_mark,f1", "help", "Help", key_display="?"),
+        Binding("ctrl+t", "toggle_theme", "Theme", show=False),
+    ]
+
+    def __init__(
+        self,
+        session: Session | None = None,
+        *,
+        start_mode: str = "dashboard",
+        dark_theme: str = "textual-dark",
+        light_theme: str = "textual-light",
+    ) -> None:
+        super().__init__()
+        self.session = session if session is not None else Session.create()
+        self.start_mode = start_mode
+        self.dark_theme = dark_theme
+        self.light_theme = light_theme
+        self.theme = dark_theme
+        self.mode_screens: dict[str, Screen] = {}
+        """The screen instance of each mode, once created (for broadcasts)."""
+        for mode, _title, cls in SCREEN_MODES:
+            self.add_mode(mode, partial(self._make_screen, mode, cls))
+
+    def _make_screen(self, mode: str, cls: type[Screen]) -> Screen:
+        screen = cls()
+        self.mode_screens[mode] = screen
+        return screen
+
+    def compose(self) -> ComposeResult:
+        # Shown only for a moment before the first mode; screens bring their own.
+        yield Header()
+        yield Footer()
+
+    async def on_mount(self) -> None:
+        self.sub_title = self.session.label
+        await self.switch_mode(self.start_mode)
+
+    # -- actions -------------------------------------------------------------
+
+    async def action_show_mode(self, mode: str) -> None:
+        """Switch to a mode's screen (keys 1-6), closing help first if it is open."""
+        if isinstance(self.screen, HelpScreen):
+            self.pop_screen()
+        if self.current_mode != mode:
+            await self.switch_mode(mode)
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_toggle_theme(self) -> None:
+        self.theme = self.light_theme if self.current_theme.dark else self.dark_theme
+
+    # -- routing -------------------------------------------------------------
+
+    @on(ConsoleRequest)
+    async def _route_request(self, request: ConsoleRequest) -> None:
+        """Show the screen that owns a request, then hand the request to it."""
+        await self.action_show_mode(request.mode)
+        forwarded = dataclasses.replace(request) if dataclasses.is_dataclass(request) else request
+        self.screen.post_message(forwarded)
+
+    @on(ProfileSwitchRequested)
+    def _switch_profile(self, request: ProfileSwitchRequested) -> None:
+        try:
+            profile = load_profile_by_name(request.name)
+        except Exception as exc:
+            self.notify(error_text(exc), title=f"profile {request.name}", severity="error")
+            return
+        self.session.set_profile(profile)
+        self.sub_title = self.session.label
+        self.notify(f"active profile: {profile.name} ({self.session.url})")
+        self.broadcast(lambda: ActiveProfileChanged(profile.name, self.session.url))
+
+    @on(ServerStatusChanged)
+    def _server_status(self, news: ServerStatusChanged) -> None:
+        status = news.status
+        self.session.extra["server_status"] = status
+        if (
+            status.url
+            and status.profile == self.session.profile_name
+            and not self.session.url_pinned
+            and status.url != self.session.url
+        ):
+            self.session.url = status.url
+            self.sub_title = self.session.label
+        self.broadcast(lambda: ServerStatusBroadcast(status))
+
+    def broadcast(self, make: Callable[[], object]) -> None:
+        """Post a fresh message from ``make()`` to every screen that exists."""
+        for screen in self.mode_screens.values():
+            if screen.is_attached:
+                screen.post_message(make())  # type: ignore[arg-type]
+
+    # -- errors --------------------------------------------------------------
+
+    @on(Worker.StateChanged)
+    def _worker_failed(self, event: Worker.StateChanged) -> None:
+        """The one place worker errors become visible: a notice, never a crash."""
+        if event.state != WorkerState.ERROR:
+            return
+        worker = event.worker
+        self.log.error(f"worker {worker.name!r} failed: {worker.error!r}")
+        self.notify(
+            error_text(worker.error),
+            title=worker.description or worker.name or "task failed",
+            severity="error",
+            timeout=12,
+        )

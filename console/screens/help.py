@@ -1,0 +1,108 @@
+"""The help screen: every key, and the formulas behind the spec-decode numbers.
+
+A modal over whatever screen is showing, so help never loses the user's place.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Footer, Markdown
+
+HELP_TEXT = """\
+# vllm-console — help
+
+## Screens
+
+| Key | Screen | What it is for |
+|---|---|---|
+| `1` | Dashboard | memory, GPU, KV cache, tokens/s, speculative decoding |
+| `2` | Server | start / stop / restart the active profile's server, its log |
+| `3` | Chat | talk to the served model; reasoning, tool calls, TTFT, tok/s |
+| `4` | Profiles | pick the active profile, see its command and lint findings |
+| `5` | Build | build the profile's image, live log |
+| `6` | Bench | speculative decoding against a baseline |
+
+Digits switch screens whenever no text field has focus; in a text field press
+`Esc` first.
+
+## Everywhere
+
+| Key | Action |
+|---|---|
+| `ctrl+p` | command palette: switch profile, build, start/stop server, chat, bench |
+| `?` / `f1` | this help (`Esc` or `q` closes it) |
+| `ctrl+t` | light / dark theme |
+| `tab` / `shift+tab` | move focus |
+| `ctrl+q` | quit (a server started detached keeps running) |
+
+## Chat
+
+| Key | Action |
+|---|---|
+| `enter` | send the message |
+| `esc` | stop the answer being generated (the partial answer is kept); else leave the input |
+| `ctrl+s` | settings: system prompt, temperature, max tokens, top_p |
+| `ctrl+l` | new conversation (the transcript file of the old one stays on disk) |
+| `i` | back to the input |
+
+Per answer: **TTFT** (request sent to first token), **tokens** (from the
+server's `usage`, not counted chunks: with speculative decoding one chunk
+carries several tokens) and **tok/s** (tokens after the first, over the time
+after the first token).
+
+## Speculative decoding
+
+Counters are differenced over a window (the last minute, or since start). With
+**D** drafts, **T** draft tokens proposed, **A** draft tokens accepted and
+**A_i** accepted at draft position *i*:
+
+| Figure | Formula | Range |
+|---|---|---|
+| mean acceptance length | `1 + A / D` | 1 … k+1 |
+| draft acceptance rate | `A / T` | 0 … 1 |
+| per-position acceptance | `A_i / D` | 0 … 1, falling with *i* |
+
+*k* is the number of speculative tokens. A mean acceptance length of 3.2 with
+k = 4 means each forward pass produced 3.2 tokens on average.
+"""
+
+
+class HelpScreen(ModalScreen[None]):
+    """Keys and formulas, over the current screen."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "app.pop_screen", "Close"),
+        Binding("q", "app.pop_screen", "Close", show=False),
+        Binding("question_mark", "app.pop_screen", "Close", show=False),
+    ]
+
+    DEFAULT_CSS = """
+    HelpScreen {
+        align: center middle;
+    }
+    HelpScreen > VerticalScroll {
+        width: 100;
+        max-width: 100%;
+        height: 100%;
+        max-height: 100%;
+        border: round $primary;
+        background: $surface;
+        padding: 0 1;
+    }
+    HelpScreen.-wide > VerticalScroll {
+        height: 90%;
+    }
+    """
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help-body"):
+            yield Markdown(HELP_TEXT, id="help-text")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#help-body").focus()
