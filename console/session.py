@@ -71,30 +71,20 @@ def save_last_profile(name: str | None) -> None:
 
 
 def load_profile_by_name(name: str) -> Profile:
-    """Load a profile through the profiles package (imported late: it is optional here)."""
-    from console import profiles
+    """Load a profile by name or path (the loader's errors name the file and field)."""
+    from console.profiles.loader import load_profile
 
-    loader = getattr(profiles, "load_profile", None)
-    if loader is None:
-        from console.errors import ConsoleError
-
-        raise ConsoleError(f"cannot load profile {name!r}: the profile loader is not available")
-    return loader(name)
+    return load_profile(name)
 
 
 def profile_names() -> list[str]:
-    """Names of every known profile (shipped and user); empty if the loader is missing."""
-    from console import profiles
+    """Names of every known profile (shipped and user), for the palette."""
+    from console.profiles.loader import available_names
 
-    lister = getattr(profiles, "list_profiles", None) or getattr(profiles, "profile_names", None)
-    if lister is None:
-        return []
     try:
-        items = lister()
+        return sorted(available_names())
     except Exception:
         return []
-    names = [item if isinstance(item, str) else getattr(item, "name", str(item)) for item in items]
-    return sorted(set(names))
 
 
 @dataclass
