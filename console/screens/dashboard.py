@@ -1,14 +1,586 @@
-"""The dashboard screen (placeholder until the area lands)."""
+"""The dashboard: one vLLM server's memory, load, throughput, latency and
+speculative decoding, live.
+
+Figures come from :class:`console.metrics.MetricsTracker`, fed by one async
+worker that scrapes ``/metrics`` once a second; the next scrape starts only
+when the previous one finished, and polling pauses while the screen is not
+shown. GPU readings come from a thread worker (NVML calls block).
+
+Scope: ``w`` switches between "last 60 s" (counter differences over the
+window) and "since start" (the server's lifetime counters). When nothing
+happened in the window, ratio figures fall back to since-start values and
+say so, rather than showing blanks.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import httpx
+from textual import on, work
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Grid, Horizontal, Vertical
+from textual.message import Message
+from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
+from textual.worker import get_current_worker
+
+from console import metrics as M
+from console.widgets.acceptance_bars import FORMULA, AcceptanceBars
+from console.widgets.gauge import Gauge
+from console.widgets.memory_panel import GpuView, MemoryPanel
+from console.widgets.stat_tile import StatTile
+from console.widgets.throughput_chart import ThroughputChart
+
+WINDOW_S = 60.0
+POLL_S = 1.0
+GPU_POLL_S = 1.0
+
+WINDOW = "window"
+LIFETIME = "lifetime"
+SCOPE_LABEL = {WINDOW: "last 60 s", LIFETIME: "since start"}
+IDLE_NOTE = "idle: since start"
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def fmt_seconds(s: float | None) -> str:
+    """Latency with a unit that keeps three significant figures readable."""
+    if s is None:
+        return "–"
+    if s < 1.0:
+        return f"{s * 1000:.0f}ms" if s >= 0.01 else f"{s * 1000:.1f}ms"
+    return f"{s:.2f}s"
+
+
+def fmt_rate(x: float | None) -> str | None:
+    return None if x is None else f"{x:,.1f}"
+
+
+def fmt_pct(x: float | None) -> str | None:
+    return None if x is None else f"{x * 100:.1f} %"
+
+
+def fmt_quantiles(q: M.Quantiles | None) -> str | None:
+    if q is None or q.count == 0:
+        return None
+    return f"p50 {fmt_seconds(q.p50)} p90 {fmt_seconds(q.p90)} p99 {fmt_seconds(q.p99)}"
+
+
+def fmt_age(s: float) -> str:
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min"
+
+
+@dataclass(frozen=True)
+class Scoped:
+    """A figure and the note saying which scope it really covers."""
+
+    value: Any
+    note: str
+
+
+def pick(
+    scope: str,
+    window: Callable[[], Any],
+    lifetime: Callable[[], Any],
+    *,
+    empty: Callable[[Any], bool] = lambda v: v is None,
+) -> Scoped:
+    """The window figure, or the since-start one (marked) when the window is empty."""
+    if scope == WINDOW:
+        value = window()
+        if not empty(value):
+            return Scoped(value, SCOPE_LABEL[WINDOW])
+        value = lifetime()
+        return Scoped(value, IDLE_NOTE if not empty(value) else SCOPE_LABEL[WINDOW])
+    return Scoped(lifetime(), SCOPE_LABEL[LIFETIME])
+
+
+def _empty_q(q: M.Quantiles | None) -> bool:
+    return q is None or q.count == 0
+
+
+def _empty_spec(s: M.SpecDecodeStats | None) -> bool:
+    return s is None or s.drafts == 0
+
+
+# --------------------------------------------------------------------------- messages
+
+
+class MetricsPolled(Message):
+    """One scrape finished: a sample, or the error that stopped it."""
+
+    def __init__(self, sample: M.MetricsSample | None, error: Exception | None) -> None:
+        super().__init__()
+        self.sample = sample
+        self.error = error
+
+
+class ServerInfoFetched(Message):
+    def __init__(self, info: M.ServerInfo) -> None:
+        super().__init__()
+        self.info = info
+
+
+class GpuSampled(Message):
+    def __init__(self, view: GpuView) -> None:
+        super().__init__()
+        self.view = view
+
+
+# --------------------------------------------------------------------------- GPU adapter
+
+
+def gpu_view_from(sample: Any) -> GpuView:
+    """Adapt whatever :mod:`console.gpu` returns to the panel's view.
+
+    Kept duck-typed and tolerant so the panel shows "no GPU" rather than
+    failing when a field is missing.
+    """
+    from console.widgets.memory_panel import ProcessAlloc
+
+    if sample is None:
+        return GpuView(available=False, reason="no NVIDIA GPU visible (NVML unavailable)")
+    g = getattr
+    devices = g(sample, "devices", None)
+    dev = devices[0] if devices else sample
+    if not g(sample, "available", True) or dev is None:
+        return GpuView(available=False, reason=g(sample, "reason", "") or g(sample, "error", ""))
+    procs = [
+        ProcessAlloc(
+            pid=int(g(p, "pid", 0)),
+            name=str(g(p, "name", "") or ""),
+            used_bytes=g(p, "used_bytes", None) or g(p, "used_gpu_memory", None),
+        )
+        for p in (g(dev, "processes", None) or ())
+    ]
+    host = g(sample, "host", None) or g(dev, "host", None)
+    return GpuView(
+        available=True,
+        name=str(g(dev, "name", "") or ""),
+        unified=bool(g(dev, "unified", False) or g(dev, "unified_memory", False)),
+        mem_used=g(dev, "mem_used", None) or g(dev, "memory_used", None),
+        mem_total=g(dev, "mem_total", None) or g(dev, "memory_total", None),
+        host_used=g(host, "used", None) if host else g(dev, "host_used", None),
+        host_total=g(host, "total", None) if host else g(dev, "host_total", None),
+        host_cached=g(host, "cached", None) if host else g(dev, "host_cached", None),
+        processes=procs,
+        util_pct=g(dev, "util_pct", None) or g(dev, "utilization", None),
+        temp_c=g(dev, "temp_c", None) or g(dev, "temperature", None),
+        power_w=g(dev, "power_w", None),
+        power_limit_w=g(dev, "power_limit_w", None),
+        age_s=None,
+    )
+
+
+def make_gpu_sampler() -> Callable[[], Any] | None:
+    """A zero-argument callable returning one GPU reading, or None without NVML."""
+    try:
+        from console import gpu
+    except ImportError:
+        return None
+    sampler_cls = getattr(gpu, "GpuSampler", None)
+    if sampler_cls is None:
+        return None
+    try:
+        sampler = sampler_cls()
+    except Exception:
+        return None
+    for name in ("sample", "read", "__call__"):
+        fn = getattr(sampler, name, None)
+        if callable(fn):
+            return fn
+    return None
+
+
+# --------------------------------------------------------------------------- screen
 
 
 class DashboardScreen(Screen):
+    """Live figures of the session's server."""
+
+    DEFAULT_CSS = """
+    DashboardScreen #dash-status { height: 1; padding: 0 1; background: $boost; }
+    DashboardScreen #dash-status.-down { background: $error 30%; }
+    DashboardScreen #dash-status.-stale { background: $warning 25%; }
+    DashboardScreen #dash-grid {
+        grid-size: 2;
+        grid-columns: 1fr 1fr;
+        grid-rows: auto 1fr auto;
+        height: 1fr;
+    }
+    DashboardScreen .panel {
+        border: round $primary 50%;
+        border-title-color: $text-accent;
+        border-subtitle-color: $text-muted;
+        padding: 0 1;
+        height: auto;
+    }
+    DashboardScreen #panel-throughput { height: 1fr; }
+    DashboardScreen #panel-latency { height: 1fr; }
+    DashboardScreen #panel-spec { column-span: 2; }
+    DashboardScreen #spec-body { height: auto; }
+    DashboardScreen #spec-figures { width: 1fr; height: auto; }
+    DashboardScreen #spec-bars { width: 1fr; }
+    DashboardScreen #spec-absent { height: auto; color: $text-muted; }
+    DashboardScreen.-wide #spec-figures { width: 2fr; }
+    DashboardScreen.-wide #spec-bars { width: 3fr; }
+    DashboardScreen .tput { height: 1; }
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("w", "toggle_scope", "Last 60 s / since start"),
+        Binding("r", "refresh_now", "Refresh"),
+    ]
+
+    scope: reactive[str] = reactive(WINDOW)
+    """``window`` (last 60 s) or ``lifetime`` (since the server started)."""
+
+    def __init__(
+        self, *, poll_s: float = POLL_S, gpu_poll_s: float = GPU_POLL_S, live: bool = True
+    ) -> None:
+        super().__init__()
+        self.live = live
+        """False: no workers start (replay and snapshot tests post the messages)."""
+        self.poll_s = poll_s
+        self.gpu_poll_s = gpu_poll_s
+        self.tracker = M.MetricsTracker(window_s=WINDOW_S)
+        self.info: M.ServerInfo | None = None
+        self.polls = 0
+        """Completed scrapes (good or failed); tests wait on it."""
+        self.up: bool | None = None
+        self._visible = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._url: str | None = None
+
+    # -- layout --------------------------------------------------------------
+
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static("dashboard: coming soon")
+        yield Static("connecting…", id="dash-status")
+        with Grid(id="dash-grid"):
+            with Vertical(id="panel-gpu", classes="panel") as p:
+                p.border_title = "GPU"
+                yield MemoryPanel(id="memory")
+            with Vertical(id="panel-engine", classes="panel") as p:
+                p.border_title = "Engine"
+                yield Gauge("KV cache", id="kv-gauge")
+                yield StatTile("KV capacity", id="kv-capacity", unit="tokens", label_width=12)
+                yield StatTile("requests", id="requests", label_width=12)
+                yield StatTile(
+                    "prefix hit",
+                    id="prefix-hit",
+                    label_width=12,
+                    tooltip="Prefix-cache hit rate = Δhits / Δqueries (tokens)",
+                )
+            with Vertical(id="panel-throughput", classes="panel") as p:
+                p.border_title = "Throughput (tok/s; x: seconds ago)"
+                with Horizontal(classes="tput"):
+                    yield StatTile("gen", id="gen-tps", unit="tok/s", label_width=4)
+                    yield StatTile("prompt", id="prompt-tps", unit="tok/s", label_width=7)
+                yield ThroughputChart(id="chart")
+            with Vertical(id="panel-latency", classes="panel") as p:
+                p.border_title = "Latency"
+                yield StatTile(
+                    "TTFT", id="ttft", label_width=5, tooltip="time to first token, per request"
+                )
+                yield StatTile(
+                    "TPOT",
+                    id="tpot",
+                    label_width=5,
+                    tooltip="time per output token after the first, per finished request",
+                )
+                yield StatTile(
+                    "E2E", id="e2e", label_width=5, tooltip="request latency, end to end"
+                )
+                yield StatTile("done", id="req-count", label_width=5, unit="requests")
+            with Vertical(id="panel-spec", classes="panel") as p:
+                p.border_title = "Speculative decoding"
+                yield Static(
+                    "not enabled on this server (no --speculative-config: counters absent)",
+                    id="spec-absent",
+                )
+                with Horizontal(id="spec-body"):
+                    with Vertical(id="spec-figures"):
+                        yield StatTile(
+                            "mean accept len",
+                            id="spec-mal",
+                            label_width=18,
+                            tooltip="1 + A / D: tokens per verify step, bonus token included",
+                        )
+                        yield StatTile(
+                            "draft accept rate",
+                            id="spec-dar",
+                            label_width=18,
+                            tooltip="A / T: accepted draft tokens / drafted tokens",
+                        )
+                        yield StatTile(
+                            "accepted/drafted",
+                            id="spec-tps",
+                            label_width=18,
+                            tooltip="A/Δt vs T/Δt over the window; token counts since start",
+                        )
+                        yield StatTile("drafts", id="spec-drafts", label_width=18)
+                    yield AcceptanceBars(id="spec-bars")
         yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#panel-spec").tooltip = FORMULA
+        self.query_one("#spec-body").display = False
+        self.query_one(MemoryPanel).show(GpuView(available=False, reason="reading GPU…"))
+        self._visible.set()
+        if self.live:
+            self.poll_metrics()
+            self.sample_gpu()
+
+    def on_screen_suspend(self) -> None:
+        self._visible.clear()
+
+    def on_screen_resume(self) -> None:
+        self._visible.set()
+        self._wake.set()
+
+    # -- workers -------------------------------------------------------------
+
+    def _session_url(self) -> str:
+        session = getattr(self.app, "session", None)
+        return getattr(session, "url", None) or M.DEFAULT_URL
+
+    def _session_headers(self) -> dict[str, str]:
+        session = getattr(self.app, "session", None)
+        headers = getattr(session, "headers", None)
+        return headers() if callable(headers) else {}
+
+    @work(exclusive=True, group="dashboard-metrics", exit_on_error=False, description="metrics")
+    async def poll_metrics(self) -> None:
+        """Scrape forever; one scrape at a time, the next ``poll_s`` after the last ended."""
+        async with httpx.AsyncClient(headers=self._session_headers()) as client:
+            while True:
+                await self._visible.wait()
+                url = self._session_url()
+                if url != self._url:
+                    self._url = url
+                    self.tracker = M.MetricsTracker(window_s=WINDOW_S)
+                    self.info = None
+                sample: M.MetricsSample | None = None
+                error: Exception | None = None
+                try:
+                    sample = await M.ascrape(client, url, timeout=min(5.0, 2 * self.poll_s + 1))
+                except M.MetricsError as exc:
+                    error = exc
+                if sample is not None and self.info is None:
+                    with contextlib.suppress(M.MetricsError):
+                        self.info = await M.afetch_server_info(client, url, timeout=3.0)
+                self.post_message(MetricsPolled(sample, error))
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.poll_s)
+
+    @work(
+        thread=True, exclusive=True, group="dashboard-gpu", exit_on_error=False, description="GPU"
+    )
+    def sample_gpu(self) -> None:
+        """Read NVML once a second in a thread (its calls block)."""
+        worker = get_current_worker()
+        sampler = make_gpu_sampler()
+        if sampler is None:
+            self.post_message(GpuSampled(gpu_view_from(None)))
+            return
+        while not worker.is_cancelled:
+            try:
+                view = gpu_view_from(sampler())
+            except Exception as exc:  # NVML errors vary by driver; show, keep going
+                view = GpuView(available=False, reason=f"GPU reading failed: {exc}")
+            self.post_message(GpuSampled(view))
+            deadline = time.monotonic() + self.gpu_poll_s
+            while time.monotonic() < deadline and not worker.is_cancelled:
+                time.sleep(0.1)
+
+    # -- handlers ------------------------------------------------------------
+
+    @on(GpuSampled)
+    def _gpu(self, event: GpuSampled) -> None:
+        self.query_one(MemoryPanel).show(event.view)
+
+    @on(MetricsPolled)
+    def _polled(self, event: MetricsPolled) -> None:
+        self.polls += 1
+        if event.sample is not None:
+            was_down = self.up is False
+            last = self.tracker.feed(event.sample)
+            self.up = True
+            if was_down:
+                self.notify(f"server back: {self._url}", timeout=4)
+            if last is not None and last.window_s:
+                self.query_one(ThroughputChart).add(
+                    time.monotonic(),
+                    last.throughput.generation_tokens_per_s,
+                    last.throughput.prompt_tokens_per_s,
+                )
+        else:
+            if self.up is not False and self.polls > 1:
+                self.notify(f"server down: {event.error}", severity="warning", timeout=6)
+            self.tracker.feed_error(event.error or RuntimeError("scrape failed"))
+            self.up = False
+        self.render_figures()
+
+    def action_toggle_scope(self) -> None:
+        self.scope = LIFETIME if self.scope == WINDOW else WINDOW
+
+    def watch_scope(self) -> None:
+        if self.is_mounted:
+            self.render_figures()
+
+    def action_refresh_now(self) -> None:
+        self._wake.set()
+
+    # -- rendering -----------------------------------------------------------
+
+    def render_figures(self) -> None:
+        """Push the tracker's figures into the widgets, in the current scope."""
+        self._render_status()
+        latest = self.tracker.latest
+        if latest is None:
+            return
+        window = self.tracker.window() or M.derive(latest)
+        lifetime = M.derive(latest)
+        scope = self.scope
+        stale = self.up is False
+
+        def note(n: str) -> str:
+            return f"{n}, stale" if stale else n
+
+        # Engine
+        kv = window.kv_cache
+        cap = None
+        if kv.capacity_tokens is not None:
+            cap = f"{kv.capacity_tokens:,}"
+        self.query_one("#kv-gauge", Gauge).set(kv.usage, "stale" if stale else "")
+        cap_tile = self.query_one("#kv-capacity", StatTile)
+        cap_tile.set(cap, "from log" if kv.capacity_source == "log" else "")
+        if kv.max_concurrency:
+            cap_tile.tooltip = (
+                f"KV cache holds {cap} tokens: {kv.max_concurrency:.1f} requests "
+                "of the maximum model length at once."
+            )
+        r = window.requests
+        req = None
+        if r.running is not None:
+            req = f"{r.running} running · {r.waiting if r.waiting is not None else '–'} waiting"
+        self.query_one("#requests", StatTile).set(req, "stale" if stale else "")
+        hit = pick(
+            scope,
+            lambda: window.prefix_cache.hit_rate,
+            lambda: lifetime.prefix_cache.hit_rate_lifetime,
+        )
+        self.query_one("#prefix-hit", StatTile).set(fmt_pct(hit.value), note(hit.note))
+
+        # Throughput: the window's average rates; since start, the average since attach.
+        if scope == WINDOW:
+            tp, tnote = window.throughput, SCOPE_LABEL[WINDOW]
+        else:
+            since = self.tracker.since_start()
+            tp, tnote = (since.throughput if since else M.ThroughputFigures()), "since attach"
+        self.query_one("#gen-tps", StatTile).set(fmt_rate(tp.generation_tokens_per_s))
+        self.query_one("#prompt-tps", StatTile).set(fmt_rate(tp.prompt_tokens_per_s))
+        self.query_one("#panel-throughput").border_subtitle = note(tnote)
+
+        # Latency
+        lat_w, lat_l = window.latency, lifetime.latency
+        for wid, attr in (("#ttft", "ttft_s"), ("#tpot", "tpot_s"), ("#e2e", "e2e_s")):
+            q = pick(
+                scope,
+                lambda a=attr: getattr(lat_w, a),
+                lambda a=attr: getattr(lat_l, a),
+                empty=_empty_q,
+            )
+            self.query_one(wid, StatTile).set(fmt_quantiles(q.value))
+        e2e = pick(scope, lambda: lat_w.e2e_s, lambda: lat_l.e2e_s, empty=_empty_q)
+        self.query_one("#req-count", StatTile).set(
+            None if e2e.value is None else f"{e2e.value.count:,}"
+        )
+        self.query_one("#panel-latency").border_subtitle = note(e2e.note)
+
+        self._render_spec(window, lifetime, scope, note)
+
+    def _render_spec(
+        self, window: M.Figures, lifetime: M.Figures, scope: str, note: Callable[[str], str]
+    ) -> None:
+        spec_w, spec_l = window.spec_decode, lifetime.spec_decode
+        absent = spec_l is None
+        self.query_one("#spec-absent").display = absent
+        self.query_one("#spec-body").display = not absent
+        panel = self.query_one("#panel-spec")
+        if absent or spec_l is None:
+            panel.border_subtitle = ""
+            return
+        k = spec_l.num_speculative_tokens
+        chosen = pick(
+            scope,
+            lambda: spec_w.window if spec_w else None,
+            lambda: spec_l.lifetime,
+            empty=_empty_spec,
+        )
+        s: M.SpecDecodeStats | None = chosen.value
+        panel.border_subtitle = note(f"{chosen.note} · k={k}")
+        if s is None or s.drafts == 0:
+            self.query_one("#spec-mal", StatTile).set(None)
+            self.query_one("#spec-dar", StatTile).set(None)
+            self.query_one("#spec-tps", StatTile).set(None)
+            self.query_one("#spec-drafts", StatTile).set("0")
+            self.query_one(AcceptanceBars).set([None] * k)
+            return
+        mal = s.mean_acceptance_length
+        self.query_one("#spec-mal", StatTile).set(None if mal is None else f"{mal:.2f} / {k + 1}")
+        self.query_one("#spec-dar", StatTile).set(fmt_pct(s.draft_acceptance_rate))
+        if s.accepted_tokens_per_s is not None and s.draft_tokens_per_s is not None:
+            tps = f"{s.accepted_tokens_per_s:,.1f} / {s.draft_tokens_per_s:,.1f} tok/s"
+        else:
+            tps = f"{s.accepted_tokens:,} / {s.draft_tokens:,} tok"
+        self.query_one("#spec-tps", StatTile).set(tps)
+        self.query_one("#spec-drafts", StatTile).set(f"{s.drafts:,}")
+        per = list(s.per_position or ())
+        per += [None] * (k - len(per))
+        self.query_one(AcceptanceBars).set(per)
+
+    def _render_status(self) -> None:
+        status = self.query_one("#dash-status", Static)
+        url = self._url or self._session_url()
+        age = self.tracker.age()
+        status.set_class(self.up is False, "-down")
+        status.set_class(False, "-stale")
+        scope = f"[{SCOPE_LABEL[self.scope]}, w to switch]"
+        if self.up is None:
+            status.update(f"connecting to {url}…")
+            return
+        if self.up is False:
+            err = self.tracker.last_error
+            data = f" · figures {fmt_age(age)} old" if age is not None else " · no data yet"
+            status.update(f"● DOWN {url}: {_short(err)}{data} · retrying {scope}")
+            return
+        bits = [f"● up {url}"]
+        if self.info is not None:
+            if self.info.model:
+                bits.append(self.info.model)
+            if self.info.version:
+                bits.append(f"vLLM {self.info.version}")
+        if age is not None and age > 5:
+            status.set_class(True, "-stale")
+            bits.append(f"stale: {fmt_age(age)} old")
+        bits.append(scope)
+        status.update(" · ".join(bits))
+
+
+def _short(err: Exception | None) -> str:
+    if err is None:
+        return "no answer"
+    text = str(err).split("\n", 1)[0]
+    return text if len(text) <= 70 else text[:67] + "…"

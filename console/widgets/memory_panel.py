@@ -56,64 +56,82 @@ class GpuView:
 
 
 class MemoryPanel(Vertical):
-    """Memory and GPU load: util, temperature, power."""
+    """Memory and GPU load (util, temperature, power) in four lines at 80x24;
+    the per-process list shows when the screen is wide (``-wide``)."""
 
     DEFAULT_CSS = """
     MemoryPanel { height: auto; }
     MemoryPanel > .mem-line { height: 1; }
-    MemoryPanel > #mem-procs { height: auto; color: $text-muted; }
-    MemoryPanel > #mem-note { height: auto; color: $text-muted; }
+    MemoryPanel > #mem-procs { height: auto; color: $text-muted; display: none; }
+    Screen.-wide MemoryPanel > #mem-procs.-has-procs { display: block; }
+    MemoryPanel > #mem-note { height: 1; color: $text-muted; }
     """
 
     def compose(self) -> ComposeResult:
         yield Gauge("GPU mem", id="mem-gauge", classes="mem-line")
+        yield StatTile("GPU alloc", id="mem-alloc", label_width=10, classes="mem-line")
         yield Static("", id="mem-procs")
-        yield StatTile("GPU util", id="mem-util", label_width=11, classes="mem-line")
-        yield StatTile("temp/power", id="mem-thermal", label_width=11, classes="mem-line")
+        yield StatTile("GPU load", id="mem-load", label_width=10, classes="mem-line")
         yield Static("", id="mem-note")
 
     def show(self, view: GpuView) -> None:
         gauge = self.query_one("#mem-gauge", Gauge)
+        alloc = self.query_one("#mem-alloc", StatTile)
         procs = self.query_one("#mem-procs", Static)
+        load = self.query_one("#mem-load", StatTile)
         note = self.query_one("#mem-note", Static)
+        procs.set_class(False, "-has-procs")
+        alloc.display = False
         if not view.available:
             gauge.label = "GPU mem"
             gauge.set(None, "no GPU")
-            procs.update("")
-            self.query_one("#mem-util", StatTile).set(None)
-            self.query_one("#mem-thermal", StatTile).set(None)
+            load.set(None)
             note.update(view.reason or "no NVIDIA GPU visible (NVML unavailable)")
             return
         if view.unified:
             gauge.label = "host pool"
-            frac = _frac(view.host_used, view.host_total)
-            cached = f", cache {gib(view.host_cached)}" if view.host_cached is not None else ""
-            gauge.set(frac, f"{gib(view.host_used)}/{gib(view.host_total)} GiB{cached}")
-            lines = ["GPU allocations (per process, unified memory):"]
+            gauge.set(
+                _frac(view.host_used, view.host_total),
+                f"{gib(view.host_used)}/{gib(view.host_total)} GiB",
+            )
+            gauge.tooltip = (
+                "Unified memory: the host pool (MemTotal - MemAvailable) is shared by CPU "
+                "and GPU; it is not GPU memory used. Page cache: "
+                f"{gib(view.host_cached)} GiB."
+            )
+            alloc.display = True
+            known = [p.used_bytes for p in view.processes if p.used_bytes is not None]
             if view.processes:
-                lines += [
-                    f"  {p.pid:>7} {p.name[:18]:<18} {gib(p.used_bytes)} GiB"
-                    for p in view.processes
-                ]
+                top = max(view.processes, key=lambda p: p.used_bytes or 0)
+                more = f" +{len(view.processes) - 1}" if len(view.processes) > 1 else ""
+                alloc.set(f"{gib(sum(known))} GiB", f"{top.pid} {top.name}{more}")
             else:
-                lines.append("  none")
-            procs.update("\n".join(lines))
+                alloc.set("0.0 GiB", "no GPU processes")
+            alloc.tooltip = "Sum of per-process GPU allocations (NVML compute processes)."
+            if view.processes:
+                procs.update(
+                    "\n".join(
+                        f"  {p.pid:>7} {p.name[:24]:<24} {gib(p.used_bytes)} GiB"
+                        for p in view.processes
+                    )
+                )
+                procs.set_class(True, "-has-procs")
         else:
             gauge.label = "GPU mem"
-            frac = _frac(view.mem_used, view.mem_total)
-            gauge.set(frac, f"{gib(view.mem_used)}/{gib(view.mem_total)} GiB")
-            procs.update("")
-        self.query_one("#mem-util", StatTile).set(
-            None if view.util_pct is None else f"{view.util_pct:.0f} %"
-        )
+            gauge.tooltip = "Dedicated GPU memory used / total (NVML)."
+            gauge.set(
+                _frac(view.mem_used, view.mem_total),
+                f"{gib(view.mem_used)}/{gib(view.mem_total)} GiB",
+            )
+        util = "–" if view.util_pct is None else f"{view.util_pct:.0f} %"
         temp = "–" if view.temp_c is None else f"{view.temp_c:.0f} °C"
         power = "–" if view.power_w is None else f"{view.power_w:.0f} W"
         if view.power_w is not None and view.power_limit_w:
-            power += f" / {view.power_limit_w:.0f} W"
-        self.query_one("#mem-thermal", StatTile).set(f"{temp}  {power}")
+            power += f"/{view.power_limit_w:.0f}"
+        load.set(f"{util}  {temp}  {power}")
         bits = [view.name] if view.name else []
         if view.unified:
-            bits.append("unified memory: host pool shared by CPU and GPU")
+            bits.append("unified memory")
         if view.age_s is not None and view.age_s > 5:
             bits.append(f"stale: {view.age_s:.0f} s old")
         note.update(" · ".join(bits))

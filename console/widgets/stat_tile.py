@@ -43,7 +43,9 @@ class StatTile(Widget):
         self.note = note
 
     def render(self) -> Text:
-        text = Text(self.label.ljust(self.label_width), style="bold")
+        text = Text(
+            self.label.ljust(self.label_width), style="bold", no_wrap=True, overflow="ellipsis"
+        )
         text.append(self.value)
         if self.unit and self.value != "–":
             text.append(" " + self.unit)

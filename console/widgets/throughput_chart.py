@@ -1,4 +1,8 @@
-"""Generation and prompt tokens/s over time, with axes (plotext)."""
+"""Generation and prompt tokens/s over time, with axes (plotext).
+
+No title or axis label: the panel around it says what is plotted, and at
+80x24 every row counts.
+"""
 
 from __future__ import annotations
 
@@ -48,8 +52,6 @@ class ThroughputChart(PlotextPlot):
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
-        plt.title("tokens/s")
-        plt.xlabel("seconds ago")
         if self._points:
             now = self._points[-1][0]
             for idx, label, color in ((1, "generation", "green"), (2, "prompt", "cyan")):
