@@ -27,7 +27,7 @@ class Gauge(Widget):
     """``label ███████░░░ 42.0 %  detail``; the bar takes whatever width is left."""
 
     DEFAULT_CSS = """
-    Gauge { height: 1; width: 1fr; }
+    Gauge { height: 1; width: 1fr; text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
     fraction: reactive[float | None] = reactive(None)

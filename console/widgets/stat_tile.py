@@ -12,7 +12,7 @@ class StatTile(Widget):
     80 columns. The note marks scope ("since start") or staleness."""
 
     DEFAULT_CSS = """
-    StatTile { height: 1; width: 1fr; }
+    StatTile { height: 1; width: 1fr; text-wrap: nowrap; text-overflow: ellipsis; }
     StatTile.-muted { color: $text-muted; }
     """
 
