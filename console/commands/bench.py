@@ -1,9 +1,123 @@
-"""Subcommands of this area (placeholder until the area lands)."""
+"""``vllm-console bench``: A/B a baseline against speculative decoding.
+
+Progress goes to stderr as runs finish; the report table to stdout; with
+``--json FILE`` the full result is rewritten after every run.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from console.errors import UsageError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add this area's subcommands."""
+    p = subparsers.add_parser(
+        "bench",
+        help="benchmark two servers or profiles (baseline vs speculative decoding)",
+        description=(
+            "Compare arm A (baseline) with arm B (e.g. speculative decoding): sequential and "
+            "concurrent scenarios with fixed-length greedy answers to shipped chat prompts. "
+            "Reports wall time, output tok/s, TTFT/TPOT, run-scoped spec-decode figures, "
+            "KV capacity, the speedup B vs A and whether greedy answers match."
+        ),
+    )
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--url", help="arm A: a running server's base URL")
+    src.add_argument(
+        "--profiles",
+        nargs=2,
+        metavar=("A", "B"),
+        help="two profiles; each server is started, warmed, measured and stopped in turn",
+    )
+    p.add_argument("--url-b", help="arm B: a second running server (with --url)")
+    p.add_argument(
+        "--ports",
+        nargs=2,
+        type=int,
+        metavar=("PORT_A", "PORT_B"),
+        help="serve the profiles on these ports instead of their own (with --profiles)",
+    )
+    p.add_argument(
+        "--sequential", type=int, default=3, metavar="N", help="requests one at a time (default 3)"
+    )
+    p.add_argument(
+        "--concurrent", type=int, default=8, metavar="M", help="requests at once (default 8)"
+    )
+    p.add_argument(
+        "--max-tokens", type=int, default=256, metavar="T", help="fixed answer length (default 256)"
+    )
+    p.add_argument(
+        "--repeats", type=int, default=3, metavar="R", help="repeats per scenario (default 3)"
+    )
+    p.add_argument(
+        "--warmup", type=int, default=2, metavar="W", help="warm-up requests per arm (default 2)"
+    )
+    p.add_argument(
+        "--temperature", type=float, default=0.0, help="sampling temperature (default 0: greedy)"
+    )
+    p.add_argument("--prompts", metavar="FILE", help="JSONL prompts instead of the shipped ones")
+    p.add_argument("--model", help="served model name (default: the first of /v1/models)")
+    p.add_argument(
+        "--json", metavar="FILE", help="write the full result here, updated as runs finish"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(func=run)
+
+
+def _arms(args: argparse.Namespace) -> list:
+    from console.bench import ArmSpec
+
+    if args.url_b and not args.url:
+        raise UsageError("--url-b needs --url (arm A)")
+    if args.ports and not args.profiles:
+        raise UsageError("--ports goes with --profiles")
+    if args.url:
+        arms = [ArmSpec("A", url=args.url)]
+        if args.url_b:
+            arms.append(ArmSpec("B", url=args.url_b))
+        return arms
+    if args.profiles:
+        ports = args.ports or (None, None)
+        return [
+            ArmSpec("A", profile=args.profiles[0], port=ports[0]),
+            ArmSpec("B", profile=args.profiles[1], port=ports[1]),
+        ]
+    raise UsageError(
+        "say what to benchmark: --url URL [--url-b URL] or --profiles A B",
+        hint="e.g. vllm-console bench --profiles gemma3-270m-cpu gemma3-270m-cpu-ngram",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from console.bench import BenchConfig, BenchEvent, run_bench
+    from console.bench_report import render_table
+
+    config = BenchConfig(
+        sequential=args.sequential,
+        concurrent=args.concurrent,
+        max_tokens=args.max_tokens,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        temperature=args.temperature,
+        prompts=args.prompts,
+    )
+    config.check()
+    arms = _arms(args)
+
+    def progress(event: BenchEvent) -> None:
+        if not args.quiet and event.kind != "done":
+            print(event.message, file=sys.stderr, flush=True)
+
+    json_path = Path(args.json).expanduser() if args.json else None
+    result = asyncio.run(
+        run_bench(arms, config, on_event=progress, json_path=json_path, model=args.model)
+    )
+    print(render_table(result))
+    if json_path is not None and not args.quiet:
+        print(f"result written to {json_path}", file=sys.stderr)
+    failed = sum(r.failed for r in result.runs)
+    return 1 if failed else 0

@@ -1,0 +1,606 @@
+"""Headless A/B benchmark: a baseline against speculative decoding, the seed's table.
+
+Two *arms* (two running servers by URL, or two profiles the runner starts,
+warms and stops in turn) get the same scenarios — sequential x N (one stream,
+latency) and concurrent x M (throughput) — with the same shipped chat prompts,
+a fixed output length (``ignore_eos`` + ``max_tokens``) and greedy sampling by
+default, repeated R times. The rules for a fair A/B are reference/vllm.md §7.
+
+Everything a run measures lands in a :class:`BenchResult` as it happens and,
+with ``json_path``, on disk after every run, so an interrupted bench keeps
+what it measured. Spec-decode figures are scoped to each run by differencing
+``/metrics`` before and after it (console.metrics), never lifetime averages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+
+from console import metrics
+from console.bench_client import ChatRequest, RequestResult, stream_chat
+from console.errors import ConsoleError, UsageError
+
+SCHEMA = "vllm-console.bench/1"
+SEQUENTIAL = "sequential"
+CONCURRENT = "concurrent"
+
+
+# --------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    sequential: int = 3
+    concurrent: int = 8
+    max_tokens: int = 256
+    repeats: int = 3
+    warmup: int = 2
+    warmup_max_tokens: int = 32
+    """Warm-up answers only have to reach every code path once; kept short."""
+    temperature: float = 0.0
+    prompts: str | None = None
+    """A JSONL prompt file; None uses the shipped chat prompts."""
+    request_timeout: float = 900.0
+    server_timeout: float = 900.0
+    """How long a profile's server may take to become ready."""
+
+    def check(self) -> None:
+        if self.sequential < 0 or self.concurrent < 0:
+            raise UsageError("--sequential and --concurrent must be 0 or more")
+        if self.sequential == 0 and self.concurrent == 0:
+            raise UsageError("nothing to run: --sequential and --concurrent are both 0")
+        if self.max_tokens < 1:
+            raise UsageError("--max-tokens must be at least 1")
+        if self.repeats < 1:
+            raise UsageError("--repeats must be at least 1")
+        if self.warmup < 0:
+            raise UsageError("--warmup must be 0 or more")
+        if self.temperature < 0:
+            raise UsageError("--temperature must be 0 or more")
+
+    def scenarios(self) -> list[Scenario]:
+        out = []
+        if self.sequential:
+            out.append(Scenario(SEQUENTIAL, self.sequential, 1))
+        if self.concurrent:
+            out.append(Scenario(CONCURRENT, self.concurrent, self.concurrent))
+        return out
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    requests: int
+    concurrency: int
+
+    @property
+    def title(self) -> str:
+        return f"{self.name.capitalize()} ×{self.requests}"
+
+
+@dataclass(frozen=True)
+class ArmSpec:
+    """One side of the comparison: a running server (``url``) or a profile to start."""
+
+    label: str  # "A" or "B"
+    url: str | None = None
+    profile: str | None = None
+    port: int | None = None
+    """Port override for a profile's server (so a bench doesn't collide with one running)."""
+
+    @property
+    def name(self) -> str:
+        return self.profile or self.url or self.label
+
+
+# --------------------------------------------------------------------------- prompts
+
+
+@dataclass(frozen=True)
+class Prompt:
+    id: str
+    kind: str
+    messages: list[dict[str, Any]]
+
+
+def load_prompts(path: str | Path | None = None) -> list[Prompt]:
+    """Prompts from a JSONL file (``id``, ``kind``, ``messages`` or ``prompt`` per line).
+
+    Without ``path``, the chat prompts shipped in ``console/data/prompts``.
+    """
+    if path is None:
+        folder = resources.files("console") / "data" / "prompts"
+        files = sorted(
+            (f for f in folder.iterdir() if f.name.endswith(".jsonl")), key=lambda f: f.name
+        )
+        sources = [(f"console/data/prompts/{f.name}", f.read_text("utf-8")) for f in files]
+    else:
+        p = Path(path).expanduser()
+        try:
+            sources = [(str(p), p.read_text("utf-8"))]
+        except OSError as exc:
+            raise ConsoleError(f"cannot read prompt file {p}: {exc.strerror}") from exc
+    prompts: list[Prompt] = []
+    for where, text in sources:
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ConsoleError(f"{where}:{lineno}: not JSON ({exc.msg})") from exc
+            if not isinstance(row, dict):
+                raise ConsoleError(f"{where}:{lineno}: each line must be a JSON object")
+            messages = row.get("messages")
+            if messages is None and isinstance(row.get("prompt"), str):
+                messages = [{"role": "user", "content": row["prompt"]}]
+            if not isinstance(messages, list) or not messages:
+                raise ConsoleError(
+                    f"{where}:{lineno}: needs `messages` (a chat list) or `prompt` (a string)"
+                )
+            pid = str(row.get("id") or f"{Path(where).stem}-{lineno}")
+            prompts.append(Prompt(id=pid, kind=str(row.get("kind", "chat")), messages=messages))
+    if not prompts:
+        raise ConsoleError(f"no prompts in {path or 'console/data/prompts'}")
+    return prompts
+
+
+@dataclass(frozen=True)
+class PromptPlan:
+    """Which prompt each request gets; identical for both arms.
+
+    Requests across scenarios and repeats get distinct prompts while the set
+    lasts (so prefix caching can't favour later repeats); warm-up takes its
+    prompts from the end of the list.
+    """
+
+    prompts: tuple[Prompt, ...]
+    config: BenchConfig
+
+    @property
+    def needed(self) -> int:
+        c = self.config
+        return c.repeats * (c.sequential + c.concurrent) + c.warmup
+
+    @property
+    def reused(self) -> bool:
+        return self.needed > len(self.prompts)
+
+    def warmup(self) -> list[Prompt]:
+        n = len(self.prompts)
+        return [self.prompts[(n - 1 - i) % n] for i in range(self.config.warmup)]
+
+    def for_run(self, scenario: Scenario, repeat: int) -> list[Prompt]:
+        c = self.config
+        offset = repeat * scenario.requests
+        if scenario.name == CONCURRENT:
+            offset += c.repeats * c.sequential
+        n = len(self.prompts)
+        return [self.prompts[(offset + i) % n] for i in range(scenario.requests)]
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class RunRecord:
+    """One scenario run of one arm (one repeat)."""
+
+    arm: str
+    scenario: str
+    repeat: int
+    wall: float
+    requests: list[RequestResult]
+    spec: metrics.SpecDecodeStats | None = None
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for r in self.requests if not r.ok)
+
+    @property
+    def output_tokens(self) -> int:
+        return sum(r.output_tokens or 0 for r in self.requests if r.ok)
+
+    @property
+    def output_tok_s(self) -> float | None:
+        return self.output_tokens / self.wall if self.wall > 0 else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "arm": self.arm,
+            "scenario": self.scenario,
+            "repeat": self.repeat,
+            "wall_s": self.wall,
+            "requests": len(self.requests),
+            "failed": self.failed,
+            "output_tokens": self.output_tokens,
+            "output_tok_s": self.output_tok_s,
+            "spec_decode": self.spec.to_dict() if self.spec else None,
+            "per_request": [r.to_dict() for r in self.requests],
+        }
+
+
+@dataclass
+class ArmInfo:
+    label: str
+    name: str
+    url: str | None = None
+    profile: str | None = None
+    model: str | None = None
+    version: str | None = None
+    max_model_len: int | None = None
+    kv_cache_tokens: int | None = None
+    kv_max_concurrency: float | None = None
+    kv_source: str | None = None
+    spec_decode: bool | None = None
+    num_speculative_tokens: int | None = None
+    started_by_bench: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class BenchResult:
+    config: BenchConfig
+    arms: list[ArmInfo] = field(default_factory=list)
+    runs: list[RunRecord] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    started: str = field(default_factory=lambda: _now())
+    finished: str | None = None
+    prompts_reused: bool = False
+
+    @property
+    def complete(self) -> bool:
+        return self.finished is not None
+
+    def arm(self, label: str) -> ArmInfo | None:
+        return next((a for a in self.arms if a.label == label), None)
+
+    def runs_of(self, label: str, scenario: str) -> list[RunRecord]:
+        return [r for r in self.runs if r.arm == label and r.scenario == scenario]
+
+    def to_json(self) -> dict[str, Any]:
+        from console.bench_report import equality, summarize
+
+        return {
+            "schema": SCHEMA,
+            "started": self.started,
+            "finished": self.finished,
+            "complete": self.complete,
+            "config": asdict(self.config),
+            "scenarios": [asdict(s) for s in self.config.scenarios()],
+            "prompts_reused": self.prompts_reused,
+            "arms": [a.to_dict() for a in self.arms],
+            "summary": summarize(self),
+            "equality": equality(self),
+            "notes": list(self.notes),
+            "runs": [r.to_dict() for r in self.runs],
+        }
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def write_json(result: BenchResult, path: Path) -> None:
+    """Replace ``path`` atomically, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- events
+
+
+EventKind = Literal["note", "arm", "run", "done"]
+
+
+@dataclass(frozen=True)
+class BenchEvent:
+    """Progress for the CLI and the Bench screen; ``result`` is the live result."""
+
+    kind: EventKind
+    message: str
+    result: BenchResult
+    run: RunRecord | None = None
+    arm: ArmInfo | None = None
+
+
+EventCallback = Callable[[BenchEvent], None]
+
+
+# --------------------------------------------------------------------------- servers
+
+
+@contextlib.asynccontextmanager
+async def _url_arm(spec: ArmSpec) -> AsyncIterator[tuple[str, ArmInfo]]:
+    assert spec.url is not None
+    url = metrics.base_url(spec.url)
+    yield url, ArmInfo(label=spec.label, name=spec.name, url=url)
+
+
+def _load_profile(name: str) -> Any:
+    try:
+        from console.profiles import load_profile  # type: ignore[attr-defined]
+    except ImportError:
+        from console.profiles.loader import load_profile  # type: ignore[attr-defined,no-redef]
+    return load_profile(name)
+
+
+@contextlib.asynccontextmanager
+async def _profile_arm(
+    spec: ArmSpec, config: BenchConfig, note: Callable[[str], None]
+) -> AsyncIterator[tuple[str, ArmInfo]]:
+    """Start the profile's server (unless it already runs), yield its URL, stop it."""
+    from console.runtime import ServerState, runtime_for
+
+    assert spec.profile is not None
+    profile = _load_profile(spec.profile)
+    if spec.port is not None:
+        serve = profile.serve.model_copy(update={"port": spec.port})
+        profile = profile.model_copy(update={"serve": serve})
+    runtime = runtime_for(profile)
+    info = ArmInfo(label=spec.label, name=spec.name, profile=spec.profile)
+    status = await asyncio.to_thread(runtime.status, profile)
+    started = False
+    if status.state != ServerState.READY:
+        note(f"arm {spec.label}: starting {spec.profile} on {profile.url} …")
+        t0 = time.monotonic()
+        status = await asyncio.to_thread(
+            runtime.up, profile, wait=True, timeout=config.server_timeout
+        )
+        started = True
+        if status.state != ServerState.READY:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(runtime.down, profile)
+            where = f"; log: {status.log_path}" if status.log_path else ""
+            raise ConsoleError(
+                f"profile {spec.profile}: server did not become ready "
+                f"({status.state}: {status.detail or 'no detail'}){where}"
+            )
+        note(f"arm {spec.label}: {spec.profile} ready in {time.monotonic() - t0:.0f} s")
+    else:
+        note(f"arm {spec.label}: {spec.profile} already running at {status.url}; left running")
+    info.started_by_bench = started
+    info.url = metrics.base_url(status.url or profile.url)
+    try:
+        yield info.url, info
+    finally:
+        if started:
+            note(f"arm {spec.label}: stopping {spec.profile}")
+            await asyncio.shield(asyncio.to_thread(runtime.down, profile))
+
+
+# --------------------------------------------------------------------------- runner
+
+
+class BenchRunner:
+    """Runs the scenarios against each arm and fills a :class:`BenchResult`."""
+
+    def __init__(
+        self,
+        arms: Sequence[ArmSpec],
+        config: BenchConfig,
+        *,
+        on_event: EventCallback | None = None,
+        json_path: Path | None = None,
+        model: str | None = None,
+    ) -> None:
+        config.check()
+        if not 1 <= len(arms) <= 2:
+            raise UsageError("bench compares one or two arms")
+        if any((a.url is None) == (a.profile is None) for a in arms):
+            raise UsageError("each arm is either a URL or a profile")
+        self.arms = list(arms)
+        self.config = config
+        self.on_event = on_event
+        self.json_path = json_path
+        self.model = model
+        self.plan = PromptPlan(tuple(load_prompts(config.prompts)), config)
+        self.result = BenchResult(config=config, prompts_reused=self.plan.reused)
+        if self.plan.reused:
+            self.result.notes.append(
+                f"{self.plan.needed} requests share {len(self.plan.prompts)} prompts: "
+                "some prompts repeat, so prefix caching can shorten their prefill"
+            )
+        self._headers = metrics.auth_headers()
+        self._models: dict[str, str] = {}
+        self._done = False
+
+    # -- plumbing
+
+    def _emit(self, kind: EventKind, message: str, **kw: Any) -> None:
+        if self.json_path is not None and kind in ("arm", "run", "done"):
+            write_json(self.result, self.json_path)
+        if self.on_event is not None:
+            self.on_event(BenchEvent(kind=kind, message=message, result=self.result, **kw))
+
+    def _note(self, message: str) -> None:
+        self._emit("note", message)
+
+    def _client(self) -> httpx.AsyncClient:
+        c = self.config
+        limit = max(c.concurrent, c.sequential, 1) + 4
+        return httpx.AsyncClient(
+            timeout=httpx.Timeout(c.request_timeout, connect=15.0),
+            limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
+            headers=self._headers,
+        )
+
+    # -- one arm
+
+    async def _describe(self, client: httpx.AsyncClient, url: str, info: ArmInfo) -> None:
+        server = await metrics.afetch_server_info(client, url)
+        if self.model is None and server.model is None:
+            raise ConsoleError(
+                f"{url}/v1/models lists no model", hint="pass --model NAME (the served model name)"
+            )
+        self._models[info.label] = self.model or server.model or ""
+        info.model = self._models[info.label]
+        info.version = server.version
+        info.max_model_len = server.max_model_len
+        sample = await metrics.ascrape(client, url)
+        figures = metrics.derive(sample)
+        info.kv_cache_tokens = figures.kv_cache.capacity_tokens
+        info.kv_max_concurrency = figures.kv_cache.max_concurrency
+        info.kv_source = figures.kv_cache.capacity_source
+        info.spec_decode = figures.spec_decode is not None
+        if figures.spec_decode is not None:
+            info.num_speculative_tokens = figures.spec_decode.num_speculative_tokens
+
+    def _request(self, label: str, prompt: Prompt, max_tokens: int) -> ChatRequest:
+        return ChatRequest(
+            model=self._models[label],
+            messages=prompt.messages,
+            max_tokens=max_tokens,
+            temperature=self.config.temperature,
+        )
+
+    async def _warm(self, client: httpx.AsyncClient, url: str, info: ArmInfo) -> None:
+        if not self.config.warmup:
+            return
+        self._note(f"arm {info.label}: {self.config.warmup} warm-up request(s)")
+        for prompt in self.plan.warmup():
+            req = self._request(info.label, prompt, self.config.warmup_max_tokens)
+            res = await stream_chat(client, url, req, prompt_id=prompt.id)
+            if not res.ok:
+                raise ConsoleError(f"arm {info.label}: warm-up request failed: {res.error}")
+
+    async def _run(
+        self,
+        client: httpx.AsyncClient,
+        url: str,
+        info: ArmInfo,
+        scenario: Scenario,
+        repeat: int,
+    ) -> RunRecord:
+        prompts = self.plan.for_run(scenario, repeat)
+        requests = [self._request(info.label, p, self.config.max_tokens) for p in prompts]
+        before = await metrics.ascrape(client, url)
+        sem = asyncio.Semaphore(scenario.concurrency)
+        t0 = time.perf_counter()
+
+        async def one(req: ChatRequest, prompt: Prompt) -> RequestResult:
+            async with sem:
+                return await stream_chat(client, url, req, prompt_id=prompt.id, run_start=t0)
+
+        results = list(
+            await asyncio.gather(*(one(r, p) for r, p in zip(requests, prompts, strict=True)))
+        )
+        wall = time.perf_counter() - t0
+        after = await metrics.ascrape(client, url)
+        figures = metrics.derive(after, before)
+        spec = figures.spec_decode.window if figures.spec_decode else None
+        if figures.counter_reset:
+            self.result.notes.append(
+                f"arm {info.label} {scenario.name} #{repeat + 1}: server counters reset "
+                "(restart?) during the run; its spec-decode figures are missing"
+            )
+        record = RunRecord(
+            arm=info.label,
+            scenario=scenario.name,
+            repeat=repeat,
+            wall=wall,
+            requests=results,
+            spec=spec,
+        )
+        return record
+
+    def _record(self, record: RunRecord, scenario: Scenario) -> None:
+        self.result.runs.append(record)
+        tok_s = record.output_tok_s or 0.0
+        msg = (
+            f"arm {record.arm} {scenario.title} #{record.repeat + 1}/{self.config.repeats}: "
+            f"{record.wall:.1f} s, {record.output_tokens} tokens, {tok_s:.1f} tok/s"
+        )
+        if record.failed:
+            first = next(r.error for r in record.requests if not r.ok)
+            msg += f", {record.failed} failed ({first})"
+        if record.spec and record.spec.mean_acceptance_length is not None:
+            msg += f", acceptance length {record.spec.mean_acceptance_length:.2f}"
+        self._emit("run", msg, run=record)
+
+    # -- schedules
+
+    async def run(self) -> BenchResult:
+        """Run every arm; URL arms interleave by repeat, profile arms run in turn.
+
+        Interleaving (A, B, A, B ...) spreads slow drift — other load on the
+        box, thermal throttling — over both arms. Profiles can't interleave:
+        only one server fits at a time.
+        """
+        scenarios = self.config.scenarios()
+        try:
+            async with self._client() as client:
+                if all(a.url for a in self.arms):
+                    await self._run_interleaved(client, scenarios)
+                else:
+                    await self._run_in_turn(client, scenarios)
+        finally:
+            self.result.finished = _now() if self._done else None
+            if self.json_path is not None:
+                write_json(self.result, self.json_path)
+        self._emit("done", "bench complete")
+        return self.result
+
+    async def _open(self, client: httpx.AsyncClient, url: str, info: ArmInfo) -> None:
+        await self._describe(client, url, info)
+        self.result.arms.append(info)
+        kv = f"{info.kv_cache_tokens:,} KV tokens" if info.kv_cache_tokens else "KV size unknown"
+        spec = (
+            f"spec decode k={info.num_speculative_tokens}" if info.spec_decode else "no spec decode"
+        )
+        self._emit("arm", f"arm {info.label}: {info.name} ({info.model}; {kv}; {spec})", arm=info)
+        await self._warm(client, url, info)
+
+    async def _run_interleaved(self, client: httpx.AsyncClient, scenarios: list[Scenario]) -> None:
+        opened: list[tuple[str, ArmInfo]] = []
+        async with contextlib.AsyncExitStack() as stack:
+            for spec in self.arms:
+                url, info = await stack.enter_async_context(_url_arm(spec))
+                await self._open(client, url, info)
+                opened.append((url, info))
+            for scenario in scenarios:
+                for repeat in range(self.config.repeats):
+                    for url, info in opened:
+                        record = await self._run(client, url, info, scenario, repeat)
+                        self._record(record, scenario)
+        self._done = True
+
+    async def _run_in_turn(self, client: httpx.AsyncClient, scenarios: list[Scenario]) -> None:
+        for spec in self.arms:
+            ctx = _url_arm(spec) if spec.url else _profile_arm(spec, self.config, self._note)
+            async with ctx as (url, info):
+                await self._open(client, url, info)
+                for scenario in scenarios:
+                    for repeat in range(self.config.repeats):
+                        record = await self._run(client, url, info, scenario, repeat)
+                        self._record(record, scenario)
+        self._done = True
+
+
+async def run_bench(
+    arms: Sequence[ArmSpec],
+    config: BenchConfig,
+    *,
+    on_event: EventCallback | None = None,
+    json_path: Path | None = None,
+    model: str | None = None,
+) -> BenchResult:
+    """Run a bench to completion (see :class:`BenchRunner`)."""
+    runner = BenchRunner(arms, config, on_event=on_event, json_path=json_path, model=model)
+    return await runner.run()
