@@ -1,5 +1,39 @@
 """Profiles: schema, loading with ``extends:``, lint, rendering."""
 
+from console.profiles.loader import (
+    Problem,
+    ProfileError,
+    discover,
+    list_profiles,
+    load_file,
+    load_profile,
+    shipped_profiles_dir,
+)
+from console.profiles.redaction import (
+    MASK,
+    is_secret_name,
+    redact_argv,
+    redact_env,
+    redact_text,
+)
+from console.profiles.render import (
+    ContextFile,
+    build_context_files,
+    container_name,
+    display_argv,
+    display_env,
+    docker_run_lines,
+    dockerfile_lines,
+    image_labels,
+    local_python,
+    model_ref,
+    render_argv,
+    render_docker_run,
+    render_dockerfile,
+    render_env,
+    secret_values,
+    with_overrides,
+)
 from console.profiles.schema import (
     ContainerSpec,
     ImageSpec,
@@ -10,4 +44,40 @@ from console.profiles.schema import (
     ServeSpec,
 )
 
-__all__ = ["ContainerSpec", "ImageSpec", "LocalSpec", "Patch", "PipStep", "Profile", "ServeSpec"]
+__all__ = [
+    "MASK",
+    "ContainerSpec",
+    "ContextFile",
+    "ImageSpec",
+    "LocalSpec",
+    "Patch",
+    "PipStep",
+    "Problem",
+    "Profile",
+    "ProfileError",
+    "ServeSpec",
+    "build_context_files",
+    "container_name",
+    "discover",
+    "display_argv",
+    "display_env",
+    "docker_run_lines",
+    "dockerfile_lines",
+    "image_labels",
+    "is_secret_name",
+    "list_profiles",
+    "load_file",
+    "load_profile",
+    "local_python",
+    "model_ref",
+    "redact_argv",
+    "redact_env",
+    "redact_text",
+    "render_argv",
+    "render_docker_run",
+    "render_dockerfile",
+    "render_env",
+    "secret_values",
+    "shipped_profiles_dir",
+    "with_overrides",
+]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Strict(BaseModel):
@@ -38,6 +38,12 @@ class Patch(_Strict):
     """A local patch file instead of a PR (relative to the profile file)."""
     checkout: str | None = None
     """A local vLLM checkout whose diff against ``base`` is applied."""
+    base: str | None = None
+    """Commit the PR branch forked from; with ``commit`` it pins the whole PR diff
+    (``compare/BASE...COMMIT.diff``) instead of one commit's."""
+    url: str | None = None
+    """An explicit diff URL (overrides ``pr``/``commit``)."""
+    repo: str = "vllm-project/vllm"
     strip: int = 1
 
 
@@ -90,6 +96,16 @@ class LocalSpec(_Strict):
     """A console-managed model (``vllm-console model fetch NAME``) used as ``--model``."""
 
 
+def _scalar_to_str(value: Any) -> Any:
+    """YAML reads ``VAR: 1`` as an int; env values are strings to the process."""
+    if isinstance(value, dict):
+        return {
+            k: str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v
+            for k, v in value.items()
+        }
+    return value
+
+
 class ServeSpec(_Strict):
     """How ``vllm serve`` is launched."""
 
@@ -99,7 +115,7 @@ class ServeSpec(_Strict):
     port: int = 8000
     speculative_config: dict[str, Any] | None = None
     engine_args: dict[str, Any] = Field(default_factory=dict)
-    """Flag name (without ``--``) to value; ``true`` means a bare flag, ``false`` ``--no-<flag>``."""
+    """Flag (without ``--``) to value; ``true`` is a bare flag, ``false`` is ``--no-<flag>``."""
     env: dict[str, str] = Field(default_factory=dict)
     """Environment; a value ``${VAR}`` is taken from the console's environment (secrets)."""
     volumes: list[str] = Field(default_factory=list)
@@ -107,10 +123,28 @@ class ServeSpec(_Strict):
     container: ContainerSpec = Field(default_factory=ContainerSpec)
     local: LocalSpec = Field(default_factory=LocalSpec)
 
+    _env_to_str = field_validator("env", mode="before")(_scalar_to_str)
+
+    @field_validator("engine_args", mode="before")
+    @classmethod
+    def _canonical_flags(cls, value: Any) -> Any:
+        """``--max_model_len``, ``max_model_len`` and ``max-model-len`` are one flag."""
+        if not isinstance(value, dict):
+            return value
+        out: dict[str, Any] = {}
+        for key, val in value.items():
+            name = str(key).lstrip("-").replace("_", "-")
+            if name in out:
+                raise ValueError(f"flag {name!r} is given twice (as {key!r})")
+            out[name] = val
+        return out
+
 
 class Profile(_Strict):
     name: str
     description: str = ""
+    extends: str | None = None
+    """The parent profile this one was merged over (set by the loader)."""
     runtime: Literal["docker", "local"]
     image: ImageSpec | None = None
     serve: ServeSpec
