@@ -25,6 +25,12 @@ class Catalogue:
     options: dict[str, dict[str, Any]]
     origin: str
     """Where it came from: a python path, or ``shipped``."""
+    transformers_version: str | None = None
+
+    @property
+    def probed(self) -> bool:
+        """Asked of the very vLLM that will run (not the shipped copy)."""
+        return self.origin != "shipped"
 
     def knows(self, name: str) -> bool:
         if name in self.options:
@@ -39,7 +45,12 @@ class Catalogue:
 
 
 def _from_json(data: dict[str, Any], origin: str) -> Catalogue:
-    return Catalogue(str(data.get("vllm_version", "?")), dict(data.get("options", {})), origin)
+    return Catalogue(
+        str(data.get("vllm_version", "?")),
+        dict(data.get("options", {})),
+        origin,
+        data.get("transformers_version"),
+    )
 
 
 @functools.lru_cache(maxsize=1)

@@ -132,7 +132,7 @@ def _resolver(environ: Mapping[str, str]) -> Resolver:
     return lambda value, field: expand(value, environ, field=field)
 
 
-def _display(value: str, field: str) -> str:
+def display_value(value: str, field: str) -> str:
     """Shown, not run: references stay references; literal credentials are masked."""
     name = field.rsplit(".", 1)[-1]
     if is_secret_name(name) and not has_ref(value):
@@ -151,7 +151,7 @@ def render_argv(profile: Profile, environ: Mapping[str, str] | None = None) -> l
 
 def display_argv(profile: Profile) -> list[str]:
     """``render_argv`` for showing: ``${VAR}`` left unresolved, credentials masked."""
-    return _argv(profile, _display)
+    return _argv(profile, display_value)
 
 
 # --- environment ----------------------------------------------------------------------------
@@ -168,7 +168,7 @@ def render_env(profile: Profile, environ: Mapping[str, str] | None = None) -> di
 
 def display_env(profile: Profile) -> dict[str, str]:
     """The env as it may be printed: references kept, literal credentials masked."""
-    return {k: _display(v, f"serve.env.{k}") for k, v in profile.serve.env.items()}
+    return {k: display_value(v, f"serve.env.{k}") for k, v in profile.serve.env.items()}
 
 
 def secret_values(profile: Profile, environ: Mapping[str, str] | None = None) -> set[str]:
@@ -194,7 +194,7 @@ def secret_values(profile: Profile, environ: Mapping[str, str] | None = None) ->
 # --- docker run ------------------------------------------------------------------------------
 
 
-def _sh(token: str) -> str:
+def shell_quote(token: str) -> str:
     """Shell-quote, but keep ``${VAR}`` references live (double quotes)."""
     if not has_ref(token):
         return shlex.quote(token)
@@ -243,14 +243,14 @@ def docker_run_lines(profile: Profile) -> list[str]:
         if value == f"${{{key}}}":
             lines.append(f"-e {key}")  # docker copies it from the caller's environment
         else:
-            lines.append(f"-e {_sh(f'{key}={_display(value, key)}')}")
+            lines.append(f"-e {shell_quote(f'{key}={display_value(value, key)}')}")
     lines.append(shlex.quote(profile.image.tag))
     if profile.image.entrypoint and _entry_uses_model_flag(profile):
-        lines.append(f"--model {_sh(profile.serve.model)}")
+        lines.append(f"--model {shell_quote(profile.serve.model)}")
     else:
-        lines.append(_sh(profile.serve.model))
-    for group in _server_groups(profile, _display):
-        lines.append(" ".join(_sh(tok) for tok in group))
+        lines.append(shell_quote(profile.serve.model))
+    for group in _server_groups(profile, display_value):
+        lines.append(" ".join(shell_quote(tok) for tok in group))
     return lines
 
 

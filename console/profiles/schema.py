@@ -145,6 +145,8 @@ class Profile(_Strict):
     description: str = ""
     extends: str | None = None
     """The parent profile this one was merged over (set by the loader)."""
+    lint_ignore: list[str] = Field(default_factory=list)
+    """Lint rule ids not to report for this profile (e.g. a flag only an old vLLM has)."""
     runtime: Literal["docker", "local"]
     image: ImageSpec | None = None
     serve: ServeSpec

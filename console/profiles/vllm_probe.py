@@ -61,7 +61,17 @@ def dump() -> dict[str, object]:
             if option.startswith("--no-") and kind == "BooleanOptionalAction":
                 continue
             options[option[2:]] = info
-    return {"vllm_version": vllm.__version__, "options": dict(sorted(options.items()))}
+    try:
+        import transformers
+
+        transformers_version = transformers.__version__
+    except ImportError:
+        transformers_version = None
+    return {
+        "vllm_version": vllm.__version__,
+        "transformers_version": transformers_version,
+        "options": dict(sorted(options.items())),
+    }
 
 
 if __name__ == "__main__":
