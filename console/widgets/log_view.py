@@ -86,8 +86,11 @@ class LogView(Vertical):
         self._total = 0
 
     def compose(self) -> ComposeResult:
+        # Disabled while hidden, so it never takes focus (and keys) from the screen.
         yield Input(
-            placeholder="filter: regex or text, enter to apply, esc to clear", id="log-filter"
+            placeholder="filter: regex or text, enter to apply, esc to clear",
+            id="log-filter",
+            disabled=True,
         )
         log = Log(highlight=True, max_lines=self.max_lines, id="log-lines")
         log.highlighter = LogHighlighter()
@@ -151,12 +154,16 @@ class LogView(Vertical):
 
     def action_filter(self) -> None:
         self.add_class("-filtering")
-        self.query_one("#log-filter", Input).focus()
+        box = self.query_one("#log-filter", Input)
+        box.disabled = False
+        box.focus()
 
     def action_clear_filter(self) -> None:
-        self.query_one("#log-filter", Input).value = ""
+        box = self.query_one("#log-filter", Input)
+        box.value = ""
         self.filter_text = ""
         self.remove_class("-filtering")
+        box.disabled = True
         self.query_one(Log).focus()
 
     @on(Input.Submitted, "#log-filter")
@@ -169,7 +176,9 @@ class LogView(Vertical):
         self._pattern = _compile(value)
         if value:
             self.add_class("-filtering")
-            self.query_one("#log-filter", Input).value = value
+            box = self.query_one("#log-filter", Input)
+            box.disabled = False
+            box.value = value
         log = self.query_one(Log)
         log.clear()
         source = list(self._lines)

@@ -28,7 +28,7 @@ PHASES: tuple[tuple[str, str], ...] = (
     ("weights", "Loading weights"),
     ("kv_cache", "KV cache"),
     ("graphs", "CUDA graphs"),
-    ("engine", "Engine initialised"),
+    ("engine", "Engine init"),
     ("ready", "API ready"),
 )
 
@@ -51,7 +51,7 @@ class StartupProgress(Widget):
     """One line per phase: mark, name, detail (``1,234 tokens``, ``12.3 s``)."""
 
     DEFAULT_CSS = """
-    StartupProgress { height: auto; width: 1fr; }
+    StartupProgress { height: auto; width: 1fr; text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
     phases: reactive[dict[str, PhaseState]] = reactive(dict, always_update=True)
@@ -90,7 +90,7 @@ class StartupProgress(Widget):
             if i:
                 out.append("\n")
             out.append(f" {mark} ", style=style)
-            out.append(f"{label:<20}", style="bold" if st.state is Phase.ACTIVE else "")
+            out.append(f"{label:<19}", style="bold" if st.state is Phase.ACTIVE else "")
             if st.state is Phase.SKIPPED and not st.detail:
                 out.append("skipped", style="dim")
             out.append(st.detail, style="dim" if st.state is Phase.SKIPPED else "")
