@@ -140,3 +140,13 @@ def test_real_host_memory_without_gpu() -> None:
     if not sample.available:
         assert sample.reason
         assert sample.devices == ()
+
+
+def test_recording_made_by_the_console_recorder_replays() -> None:
+    """Written by ``python -m console.gpu_recorded`` on a real H200 (this session)."""
+    s, raw = sampler_for(DATA / "nvml-h200" / "nvml_recorded_by_console.json")
+    sample = s.sample()
+    (d,) = sample.devices
+    assert d.name == "NVIDIA H200" and not d.unified
+    assert d.mem_total == raw["devices"][0]["memory_info"]["ok"]["total"]
+    assert sample.driver == raw["driver"]["ok"]

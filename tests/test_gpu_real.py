@@ -92,3 +92,23 @@ def test_recording_replays_to_the_same_static_readings() -> None:
     assert [d.mem_total for d in replay.devices] == [d.mem_total for d in live.devices]
     assert [d.unified for d in replay.devices] == [d.unified for d in live.devices]
     assert replay.driver == live.driver
+
+
+def test_real_process_allocation_is_attributed() -> None:
+    """A process holding GPU memory shows up in the per-process list (needs torch)."""
+    _nvml_or_skip()
+    torch = pytest.importorskip("torch", reason="torch is needed to allocate GPU memory")
+    if not torch.cuda.is_available():
+        pytest.skip("torch sees no CUDA device")
+    sampler = GpuSampler()
+    before = sampler.sample().devices[0].gpu_attributed_bytes or 0
+    block = torch.empty(2 * 2**30, dtype=torch.uint8, device="cuda:0")
+    torch.cuda.synchronize()
+    try:
+        after = sampler.sample().devices[0]
+    finally:
+        del block
+        torch.cuda.empty_cache()
+        sampler.close()
+    assert after.processes, after.errors
+    assert (after.gpu_attributed_bytes or 0) - before >= 2 * 2**30
