@@ -26,8 +26,9 @@ def _where(path: Path, mark: Any) -> str:
 
 def parse(text: str, path: Path) -> tuple[Any, LineMap]:
     """Data and line map of one YAML document; ConsoleError on any bad input."""
-    loader = yaml.SafeLoader(text)
+    loader: yaml.SafeLoader | None = None
     try:
+        loader = yaml.SafeLoader(text)  # the reader already rejects control characters
         node = loader.get_single_node()
         if node is None:
             return None, {}
@@ -42,14 +43,15 @@ def parse(text: str, path: Path) -> tuple[Any, LineMap]:
             hint="check indentation and quoting around this line",
         ) from None
     except yaml.YAMLError as exc:
-        raise ConsoleError(f"{path}: not valid YAML: {exc}") from None
+        raise ConsoleError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
     except RecursionError:
         raise ConsoleError(f"{path}: YAML nests too deeply") from None
     except (TypeError, ValueError) as exc:
         # e.g. an unhashable key such as ``[a]: 1``
         raise ConsoleError(f"{path}: not valid YAML: {exc}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return data, lines
 
 
