@@ -1,9 +1,324 @@
-"""Subcommands of this area (placeholder until the area lands)."""
+"""``vllm-console monitor``: the dashboard's numbers without the TUI.
+
+``--once`` takes two scrapes ``--interval`` apart (rates and acceptance need a
+window) and prints one report, as JSON with ``--json``. Without ``--once`` it
+keeps a live plain-text view (redrawn in place on a terminal, appended
+otherwise). ``--record FILE`` appends one JSON line per sample, flushed as
+written. A server that is down gives ``ok: false`` and the error (exit 1 with
+``--once``); the live view keeps trying and shows the last good figures as stale.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+
+from console import metrics as M
+from console.errors import ConsoleError, UsageError
+from console.gpu import GpuSample, GpuSampler
+
+GIB = 2**30
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add this area's subcommands."""
+    p = subparsers.add_parser(
+        "monitor",
+        help="watch a running vLLM server's numbers (plain text or JSON)",
+        description=(
+            "Scrape /metrics (plus /version, /v1/models and the local GPUs) and show "
+            "requests, KV cache, throughput, prefix cache, latency and speculative "
+            "decoding. API key: VLLM_API_KEY or OPENAI_API_KEY."
+        ),
+    )
+    p.add_argument(
+        "--url",
+        dest="monitor_url",
+        metavar="URL",
+        help=f"server base URL (default {M.DEFAULT_URL})",
+    )
+    p.add_argument("--once", action="store_true", help="two scrapes --interval apart, one report")
+    p.add_argument("--json", action="store_true", help="JSON (one object per sample)")
+    p.add_argument(
+        "--interval", type=float, default=1.0, metavar="S", help="seconds between scrapes (1)"
+    )
+    p.add_argument("--record", metavar="FILE", help="append one JSON line per sample to FILE")
+    p.set_defaults(func=run_monitor)
+
+
+# --------------------------------------------------------------------------- report
+
+_FIGURE_KEYS = (
+    "requests",
+    "kv_cache",
+    "throughput",
+    "prefix_cache",
+    "preemptions",
+    "latency",
+    "spec_decode",
+)
+
+
+def build_report(
+    url: str,
+    *,
+    figures: M.Figures | None,
+    server: M.ServerInfo | None,
+    gpu: GpuSample | None,
+    error: str | M.MetricsError | None,
+) -> dict[str, Any]:
+    """The monitor JSON object; every key is present, null where unknown."""
+    hint = error.hint if isinstance(error, M.MetricsError) else None
+    if isinstance(error, M.MetricsError):
+        error = error.message
+    report: dict[str, Any] = {
+        "url": url,
+        "ok": error is None and figures is not None,
+        "error": error,
+        "hint": hint,
+        "timestamp": figures.timestamp if figures is not None else time.time(),
+        "window_s": figures.window_s if figures is not None else None,
+        "server": (server or M.ServerInfo()).to_dict(),
+    }
+    fd = figures.to_dict() if figures is not None else {}
+    for key in _FIGURE_KEYS:
+        report[key] = fd.get(key)
+    if figures is not None:
+        report["stale"] = figures.stale
+        report["age_s"] = figures.age_s
+    report["gpu"] = [d.to_dict() for d in gpu.devices] if gpu is not None else []
+    report["gpu_status"] = None if gpu is None or gpu.available else gpu.reason
+    report["host_memory"] = gpu.host_memory_dict() if gpu is not None else None
+    return report
+
+
+def collect_once(
+    url: str,
+    *,
+    interval: float = 1.0,
+    client: httpx.Client | None = None,
+    gpu_sampler: GpuSampler | None = None,
+    wait: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """Two scrapes ``interval`` apart -> one report (ok false on any scrape error)."""
+    base = M.base_url(url)
+    own = client is None
+    c = client or httpx.Client(timeout=M.DEFAULT_TIMEOUT)
+    sampler = gpu_sampler or GpuSampler()
+    figures = server = None
+    error: M.MetricsError | None = None
+    try:
+        first = M.scrape(base, client=c)
+        try:
+            server = M.fetch_server_info(base, client=c)
+        except M.MetricsError:
+            server = None
+        wait(interval)
+        second = M.scrape(base, client=c)
+        figures = M.derive(second, first)
+    except M.MetricsError as exc:
+        error = exc
+    finally:
+        if own:
+            c.close()
+    return build_report(base, figures=figures, server=server, gpu=sampler.sample(), error=error)
+
+
+# --------------------------------------------------------------------------- text
+
+
+def _n(v: float | None, fmt: str = "{:.1f}", none: str = "-") -> str:
+    return none if v is None else fmt.format(v)
+
+
+def _pct(v: float | None) -> str:
+    return _n(v, "{:.1%}")
+
+
+def _gib(b: float | None) -> str:
+    return _n(None if b is None else b / GIB, "{:.1f}")
+
+
+def _quant(q: dict[str, Any] | None) -> str:
+    if not q or not q.get("count"):
+        return "-"
+    return "p50 {} p90 {} p99 {} s".format(*(_n(q.get(k), "{:.3f}") for k in ("p50", "p90", "p99")))
+
+
+def _spec_line(label: str, s: dict[str, Any] | None) -> str:
+    if s is None:
+        return f"  {label:<9} -"
+    per = s.get("per_position")
+    per_txt = " ".join(f"{x:.2f}" for x in per) if per else "-"
+    return (
+        f"  {label:<9} mean acceptance length {_n(s.get('mean_acceptance_length'), '{:.2f}')}"
+        f"  draft acceptance {_pct(s.get('draft_acceptance_rate'))}"
+        f"  per position {per_txt}"
+        f"  ({s['accepted_tokens']}/{s['draft_tokens']} tokens, {s['drafts']} drafts)"
+    )
+
+
+def render_text(r: dict[str, Any]) -> str:
+    """A compact plain-text view of one report."""
+    srv = r.get("server") or {}
+    head = f"vllm-console monitor  {r['url']}"
+    if srv.get("version"):
+        head += f"  vLLM {srv['version']}"
+    if srv.get("model"):
+        ml = f" (max len {srv['max_model_len']:,})" if srv.get("max_model_len") else ""
+        head += f"  {srv['model']}{ml}"
+    head += "  " + time.strftime("%H:%M:%S", time.localtime(r["timestamp"]))
+    lines = [head]
+    if not r["ok"]:
+        lines.append(f"  DOWN      {r['error']}")
+        if r.get("hint"):
+            lines.append(f"  hint      {r['hint']}")
+    if r.get("stale"):
+        lines.append(f"  STALE     last good sample {r.get('age_s', 0):.0f} s old")
+    if r.get("requests") is not None:
+        q, kv, tp = r["requests"], r["kv_cache"], r["throughput"]
+        pc, lat = r["prefix_cache"], r["latency"]
+        win = f"last {r['window_s']:.1f} s" if r.get("window_s") else "no window yet"
+        cap = kv.get("capacity_tokens")
+        cap_txt = f" of {cap:,} tokens" if cap else " (capacity unknown)"
+        lines += [
+            f"  requests  running {_n(q['running'], '{}')}  waiting {_n(q['waiting'], '{}')}",
+            f"  kv cache  {_pct(kv['usage'])}{cap_txt}",
+            f"  tokens/s  generation {_n(tp['generation_tokens_per_s'])}"
+            f"  prompt {_n(tp['prompt_tokens_per_s'])}  ({win})",
+            f"  prefix    hit rate {_pct(pc['hit_rate'])} ({win}),"
+            f" {_pct(pc['hit_rate_lifetime'])} since start",
+            f"  TTFT      {_quant(lat.get('ttft_s'))}",
+            f"  TPOT      {_quant(lat.get('tpot_s'))}",
+        ]
+        sd = r.get("spec_decode")
+        if sd is None:
+            lines.append("  spec dec  off (server runs without speculative decoding)")
+        else:
+            lines.append(f"  spec dec  k={sd['num_speculative_tokens']}")
+            lines.append(_spec_line("window", sd.get("window")))
+            lines.append(_spec_line("lifetime", sd.get("lifetime")))
+    for d in r.get("gpu") or []:
+        parts = [f"  gpu {d['index']}     {d.get('name') or '?'}"]
+        parts.append(f"util {_n(d.get('util_pct'), '{:.0f}')}%")
+        parts.append(f"{_n(d.get('temp_c'), '{:.0f}')}°C")
+        lim = d.get("power_limit_w")
+        parts.append(f"{_n(d.get('power_w'), '{:.0f}')} W" + (f" / {lim:.0f} W" if lim else ""))
+        if d.get("unified"):
+            parts.append(
+                f"memory unified; GPU allocations {_gib(d.get('gpu_attributed_bytes'))} GiB"
+            )
+        else:
+            parts.append(f"memory {_gib(d.get('mem_used'))}/{_gib(d.get('mem_total'))} GiB")
+        lines.append("  ".join(parts))
+    if r.get("gpu_status"):
+        lines.append(f"  gpu       none ({r['gpu_status']})")
+    hm = r.get("host_memory")
+    if hm:
+        label = "host pool" if hm.get("role", "").startswith("unified") else "host RAM "
+        lines.append(
+            f"  {label} {_gib(hm['used'])}/{_gib(hm['total'])} GiB used,"
+            f" page cache {_gib(hm['cached'])} GiB ({hm.get('role')})"
+        )
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- run
+
+
+def _open_record(path: str | None) -> IO[str] | None:
+    if not path:
+        return None
+    p = Path(path).expanduser()
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p.open("a", encoding="utf-8", buffering=1)
+    except OSError as exc:
+        raise ConsoleError(
+            f"--record {path}: cannot open for appending ({exc.strerror})",
+            hint="choose a writable file",
+        ) from None
+
+
+def _write_record(fh: IO[str] | None, report: dict[str, Any]) -> None:
+    if fh is not None:
+        fh.write(json.dumps(report) + "\n")
+        fh.flush()
+
+
+def _emit(report: dict[str, Any], as_json: bool, out: IO[str], redraw: bool) -> None:
+    if as_json:
+        out.write(json.dumps(report) + "\n")
+    else:
+        if redraw:
+            out.write("\x1b[H\x1b[2J")  # home + clear: redraw in place
+        out.write(render_text(report) + "\n" + ("" if redraw else "\n"))
+    out.flush()
+
+
+def run_monitor(args: argparse.Namespace) -> int:
+    url = M.base_url(args.monitor_url or getattr(args, "url", None) or M.DEFAULT_URL)
+    if not args.interval > 0:
+        raise UsageError(f"--interval {args.interval}: must be a positive number of seconds")
+    record = _open_record(args.record)
+    out = sys.stdout
+    try:
+        if args.once:
+            report = collect_once(url, interval=args.interval)
+            _write_record(record, report)
+            _emit(report, args.json, out, redraw=False)
+            return 0 if report["ok"] else 1
+        return _live(url, args.interval, args.json, record, out)
+    finally:
+        if record is not None:
+            record.close()
+
+
+def _live(url: str, interval: float, as_json: bool, record: IO[str] | None, out: IO[str]) -> int:
+    """Scrape every ``interval`` s (never overlapping) until interrupted."""
+    tracker = M.MetricsTracker(window_s=60.0, stale_after_s=max(3 * interval, 5.0))
+    sampler = GpuSampler()
+    redraw = out.isatty() and not as_json
+    server: M.ServerInfo | None = None
+    next_at = time.monotonic()
+    with httpx.Client(timeout=min(M.DEFAULT_TIMEOUT, max(interval, 1.0))) as client:
+        try:
+            while True:
+                error: M.MetricsError | None = None
+                try:
+                    tracker.feed(M.scrape(url, client=client))
+                    if server is None:
+                        server = M.fetch_server_info(url, client=client)
+                except M.MetricsError as exc:
+                    tracker.feed_error(exc)
+                    error = exc
+                    server = None
+                gpu = sampler.sample()
+                # --json and the record get the per-interval figures (sums of
+                # intervals rebuild any window); the text view the smoother window
+                # over up to 60 s.
+                per_interval = build_report(
+                    url, figures=tracker.last_interval(), server=server, gpu=gpu, error=error
+                )
+                _write_record(record, per_interval)
+                if as_json:
+                    _emit(per_interval, True, out, redraw=False)
+                else:
+                    windowed = build_report(
+                        url, figures=tracker.window(), server=server, gpu=gpu, error=error
+                    )
+                    _emit(windowed, False, out, redraw)
+                next_at += interval
+                delay = next_at - time.monotonic()
+                if delay < 0:  # a slow scrape: skip missed ticks, never overlap
+                    next_at = time.monotonic()
+                    delay = 0.0
+                time.sleep(delay)
+        except KeyboardInterrupt:
+            return 0
