@@ -33,9 +33,10 @@ from textual.widgets import Footer, Header, Static
 from textual.worker import get_current_worker
 
 from console import metrics as M
+from console.gpu import GpuSample, default_sampler
 from console.widgets.acceptance_bars import FORMULA, AcceptanceBars
 from console.widgets.gauge import Gauge
-from console.widgets.memory_panel import GpuView, MemoryPanel
+from console.widgets.memory_panel import GpuView, MemoryPanel, ProcessAlloc
 from console.widgets.stat_tile import StatTile
 from console.widgets.throughput_chart import ThroughputChart
 
@@ -139,66 +140,37 @@ class GpuSampled(Message):
 # --------------------------------------------------------------------------- GPU adapter
 
 
-def gpu_view_from(sample: Any) -> GpuView:
-    """Adapt whatever :mod:`console.gpu` returns to the panel's view.
-
-    Kept duck-typed and tolerant so the panel shows "no GPU" rather than
-    failing when a field is missing.
-    """
-    from console.widgets.memory_panel import ProcessAlloc
-
+def gpu_view_from(sample: GpuSample | None, now: float | None = None) -> GpuView:
+    """The memory panel's view of one :class:`console.gpu.GpuSample` (first device)."""
     if sample is None:
-        return GpuView(available=False, reason="no NVIDIA GPU visible (NVML unavailable)")
-    g = getattr
-    devices = g(sample, "devices", None)
-    dev = devices[0] if devices else sample
-    if not g(sample, "available", True) or dev is None:
-        return GpuView(available=False, reason=g(sample, "reason", "") or g(sample, "error", ""))
-    procs = [
-        ProcessAlloc(
-            pid=int(g(p, "pid", 0)),
-            name=str(g(p, "name", "") or ""),
-            used_bytes=g(p, "used_bytes", None) or g(p, "used_gpu_memory", None),
-        )
-        for p in (g(dev, "processes", None) or ())
-    ]
-    host = g(sample, "host", None) or g(dev, "host", None)
+        return GpuView(available=False, reason="reading GPU…")
+    age = None if now is None else max(0.0, now - sample.timestamp)
+    host = sample.host
+    if not sample.available or not sample.devices:
+        return GpuView(available=False, reason=sample.reason or "no GPU", age_s=age)
+    dev = sample.devices[0]
+    procs = tuple(
+        ProcessAlloc(pid=p.pid, name=p.name or "?", used_bytes=p.used_bytes) for p in dev.processes
+    )
+    name = dev.name or f"GPU {dev.index}"
+    if len(sample.devices) > 1:
+        name += f" (1 of {len(sample.devices)})"
     return GpuView(
         available=True,
-        name=str(g(dev, "name", "") or ""),
-        unified=bool(g(dev, "unified", False) or g(dev, "unified_memory", False)),
-        mem_used=g(dev, "mem_used", None) or g(dev, "memory_used", None),
-        mem_total=g(dev, "mem_total", None) or g(dev, "memory_total", None),
-        host_used=g(host, "used", None) if host else g(dev, "host_used", None),
-        host_total=g(host, "total", None) if host else g(dev, "host_total", None),
-        host_cached=g(host, "cached", None) if host else g(dev, "host_cached", None),
+        name=name,
+        unified=dev.unified,
+        mem_used=dev.mem_used,
+        mem_total=dev.mem_total,
+        host_used=host.used if host else None,
+        host_total=host.total if host else None,
+        host_cached=host.cached if host else None,
         processes=procs,
-        util_pct=g(dev, "util_pct", None) or g(dev, "utilization", None),
-        temp_c=g(dev, "temp_c", None) or g(dev, "temperature", None),
-        power_w=g(dev, "power_w", None),
-        power_limit_w=g(dev, "power_limit_w", None),
-        age_s=None,
+        util_pct=dev.util_pct,
+        temp_c=dev.temp_c,
+        power_w=dev.power_w,
+        power_limit_w=dev.power_limit_w,
+        age_s=age,
     )
-
-
-def make_gpu_sampler() -> Callable[[], Any] | None:
-    """A zero-argument callable returning one GPU reading, or None without NVML."""
-    try:
-        from console import gpu
-    except ImportError:
-        return None
-    sampler_cls = getattr(gpu, "GpuSampler", None)
-    if sampler_cls is None:
-        return None
-    try:
-        sampler = sampler_cls()
-    except Exception:
-        return None
-    for name in ("sample", "read", "__call__"):
-        fn = getattr(sampler, name, None)
-        if callable(fn):
-            return fn
-    return None
 
 
 # --------------------------------------------------------------------------- screen
@@ -245,9 +217,16 @@ class DashboardScreen(Screen):
     """``window`` (last 60 s) or ``lifetime`` (since the server started)."""
 
     def __init__(
-        self, *, poll_s: float = POLL_S, gpu_poll_s: float = GPU_POLL_S, live: bool = True
+        self,
+        *,
+        poll_s: float = POLL_S,
+        gpu_poll_s: float = GPU_POLL_S,
+        live: bool = True,
+        gpu_sampler: Callable[[], GpuSample] | None = None,
     ) -> None:
         super().__init__()
+        self.gpu_sampler = gpu_sampler
+        """Returns one GPU reading (default: the process-wide NVML sampler)."""
         self.live = live
         """False: no workers start (replay and snapshot tests post the messages)."""
         self.poll_s = poll_s
@@ -335,7 +314,7 @@ class DashboardScreen(Screen):
     def on_mount(self) -> None:
         self.query_one("#panel-spec").tooltip = FORMULA
         self.query_one("#spec-body").display = False
-        self.query_one(MemoryPanel).show(GpuView(available=False, reason="reading GPU…"))
+        self.query_one(MemoryPanel).show(gpu_view_from(None))
         self._visible.set()
         if self.live:
             self.poll_metrics()
@@ -390,16 +369,10 @@ class DashboardScreen(Screen):
     def sample_gpu(self) -> None:
         """Read NVML once a second in a thread (its calls block)."""
         worker = get_current_worker()
-        sampler = make_gpu_sampler()
-        if sampler is None:
-            self.post_message(GpuSampled(gpu_view_from(None)))
-            return
+        sampler = self.gpu_sampler or default_sampler().sample
         while not worker.is_cancelled:
-            try:
-                view = gpu_view_from(sampler())
-            except Exception as exc:  # NVML errors vary by driver; show, keep going
-                view = GpuView(available=False, reason=f"GPU reading failed: {exc}")
-            self.post_message(GpuSampled(view))
+            if self._visible.is_set():
+                self.post_message(GpuSampled(gpu_view_from(sampler(), time.time())))
             deadline = time.monotonic() + self.gpu_poll_s
             while time.monotonic() < deadline and not worker.is_cancelled:
                 time.sleep(0.1)
@@ -420,8 +393,9 @@ class DashboardScreen(Screen):
             if was_down:
                 self.notify(f"server back: {self._url}", timeout=4)
             if last is not None and last.window_s:
+                # Sample time, not arrival time: a replay draws the same chart.
                 self.query_one(ThroughputChart).add(
-                    time.monotonic(),
+                    event.sample.timestamp,
                     last.throughput.generation_tokens_per_s,
                     last.throughput.prompt_tokens_per_s,
                 )

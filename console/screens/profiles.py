@@ -9,6 +9,7 @@ thread workers; rendering is pure and quick.
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 from typing import ClassVar
 
 from rich.text import Text
@@ -78,6 +79,16 @@ def dockerfile_text(profile: Profile) -> str:
     return render_dockerfile(profile)
 
 
+def short_path(path: str) -> str:
+    """Relative to the working directory when inside it, else with ``~``."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        home = str(Path.home())
+        return "~" + path[len(home) :] if path.startswith(home + "/") else path
+
+
 def details_text(profile: Profile) -> Text:
     s = profile.serve
     out = Text()
@@ -110,7 +121,7 @@ def details_text(profile: Profile) -> Text:
         if loc.managed_model:
             row("managed model", loc.managed_model)
     if profile.source:
-        row("file", profile.source)
+        row("file", short_path(profile.source))
     return out
 
 
