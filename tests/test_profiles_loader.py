@@ -368,3 +368,12 @@ def test_alias_bomb_and_recursion_are_clean_errors(tmp_path: Path) -> None:
     path = write(tmp_path, "rec.yaml", "name: &n [*n]\nruntime: local\n")
     with pytest.raises(ConsoleError):
         load_file(path)
+
+
+def test_name_must_match_file_name_in_profile_folder(private_dirs: Path, tmp_path: Path) -> None:
+    write(private_dirs, "foo.yaml", "name: gemma4-26b-mtp\nruntime: local\nserve:\n  model: m\n")
+    with pytest.raises(ConsoleError, match=r"foo\.yaml:1: name: 'gemma4-26b-mtp' differs"):
+        load_profile("foo")
+    # outside the profile folders a file may carry any name
+    other = write(tmp_path, "bar.yaml", "name: baz\nruntime: local\nserve:\n  model: m\n")
+    assert load_file(other).name == "baz"

@@ -11,8 +11,8 @@ from typing import Any
 import yaml
 
 from console.errors import ConsoleError
-from console.profiles import loader, render
-from console.profiles.lint import Finding, has_errors, lint
+from console.profiles import catalogue, loader, render
+from console.profiles.lint import Finding, has_errors, lint, probe_python
 from console.profiles.loader import ProfileError
 from console.profiles.schema import Profile
 
@@ -170,6 +170,14 @@ def cmd_check(args: argparse.Namespace) -> int:
             for line in str(exc).splitlines():
                 print(f"  error   {line.strip()}")
     for profile in profiles:
+        python = None if args.no_probe else probe_python(profile)
+        if python and not catalogue.is_cached(python):
+            print(
+                f"{profile.name}: asking the vLLM at {python} for its flags "
+                "(once per interpreter, about a minute)...",
+                file=sys.stderr,
+                flush=True,
+            )
         findings = lint(profile, probe=not args.no_probe)
         failed = failed or has_errors(findings)
         results.append(

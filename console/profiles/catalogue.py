@@ -64,6 +64,15 @@ def _cache_file(python: Path) -> Path:
     return paths.state_dir() / "vllm-args" / f"{key}.json"
 
 
+def is_cached(python: str) -> bool:
+    """Whether ``probe(python)`` answers without starting vLLM (seconds vs a minute)."""
+    exe = Path(python).expanduser()
+    try:
+        return exe.is_file() and _cache_file(exe).is_file()
+    except OSError:
+        return False
+
+
 @functools.lru_cache(maxsize=8)
 def probe(python: str, timeout: float = 180.0) -> Catalogue | None:
     """Ask the vLLM importable from ``python`` (cached on disk per interpreter)."""

@@ -536,24 +536,29 @@ def vllm_version(profile: Profile, cat: Catalogue | None = None) -> Version | No
     return None
 
 
+def probe_python(profile: Profile) -> str | None:
+    """The interpreter whose vLLM will serve ``profile``, where one is on this machine."""
+    if profile.runtime == "local" and profile.serve.local.vllm:
+        sibling = Path(profile.serve.local.vllm).expanduser().parent / "python"
+        return str(sibling) if sibling.is_file() else None
+    if profile.runtime == "local":
+        try:
+            python = local_python(profile)
+        except ConsoleError:
+            return None
+        return python if Path(python).is_file() else None
+    if importlib.util.find_spec("vllm") is not None:
+        return sys.executable
+    return None
+
+
 def catalogue_for(profile: Profile, *, probe: bool = True) -> Catalogue:
     """vLLM's own parser where the serving vLLM is importable here, else the shipped copy."""
-    if probe:
-        python: str | None = None
-        if profile.runtime == "local" and not profile.serve.local.vllm:
-            try:
-                python = local_python(profile)
-            except ConsoleError:
-                python = None
-        elif profile.runtime == "local" and profile.serve.local.vllm:
-            sibling = Path(profile.serve.local.vllm).expanduser().parent / "python"
-            python = str(sibling) if sibling.is_file() else None
-        elif importlib.util.find_spec("vllm") is not None:
-            python = sys.executable
-        if python:
-            found = catalogue_mod.probe(python)
-            if found is not None:
-                return found
+    python = probe_python(profile) if probe else None
+    if python:
+        found = catalogue_mod.probe(python)
+        if found is not None:
+            return found
     return catalogue_mod.shipped()
 
 

@@ -305,7 +305,29 @@ def _problems(exc: ValidationError, raw: _Raw) -> list[Problem]:
 
 def load_file(path: str | os.PathLike[str]) -> Profile:
     """The profile in one file, its ``extends:`` resolved."""
-    return _validate(_resolve(Path(path).expanduser()))
+    raw = _resolve(Path(path).expanduser())
+    _check_name(raw)
+    return _validate(raw)
+
+
+def _check_name(raw: _Raw) -> None:
+    """In a profile folder the file name is the name: lookups and overrides go by it."""
+    name = raw.data.get("name")
+    folder = raw.path.parent.resolve()
+    in_folder = any(folder == d.resolve() for d in search_dirs() if d.exists())
+    if in_folder and isinstance(name, str) and name != raw.path.stem:
+        file, line = _origin(raw, ("name",))
+        raise ProfileError(
+            [
+                Problem(
+                    file,
+                    line,
+                    "name",
+                    f"{name!r} differs from the file name {raw.path.stem!r}; profiles are "
+                    f"found by file name, so rename the file to {name}.yaml or drop 'name'",
+                )
+            ]
+        )
 
 
 def load_profile(name_or_path: str) -> Profile:
