@@ -1,0 +1,574 @@
+"""Local servers: vLLM's OpenAI API server as a child process of the console.
+
+The child runs in its own session (process group) and writes its output straight
+into a log file, so it survives the console exiting (``up --detach``) and the
+whole process tree (API server, engine core, workers) can be signalled at once.
+A record under the state folder (``state.py``) lets any later console find it.
+
+Ready means both the log line ``Application startup complete.`` and ``GET
+/health`` 200 (reference/vllm.md 2.3): the port is bound long before the engine
+is up, so neither alone is enough. Failure means the process exited (the reason
+is taken from its log) or the deadline passed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+import psutil
+
+from console import paths
+from console.errors import ConsoleError
+from console.runtime import state
+from console.runtime.base import LineCallback, ServerState, ServerStatus
+from console.runtime.provision import Progress
+from console.runtime.state import ServerRecord
+
+if TYPE_CHECKING:
+    from console.profiles.schema import Profile
+
+READY_LINE = "Application startup complete."
+POLL_S = 0.25
+# Defaults for every local server; the profile's own env wins.
+CONSOLE_ENV = {
+    "VLLM_NO_USAGE_STATS": "1",
+    "DO_NOT_TRACK": "1",
+    "PYTHONUNBUFFERED": "1",
+}
+# Only for console-managed models (a local folder): nothing may reach a hub.
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+# Children this Python process started: reaped after they exit so they do not
+# linger as zombies (which psutil would still report as running).
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
+# --- log reading --------------------------------------------------------------------------------
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_PREFIX = re.compile(r"^\((?P<proc>[\w.-]+) pid=\d+\)\s+")
+_LEVEL = re.compile(
+    r"^(?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL)\s+\d{2}-\d{2} [\d:]{8}\s+"
+    r"\[[^\]]+\]\s+(?P<msg>.*)$"
+)
+_EXC = re.compile(
+    r"^(?P<type>[A-Za-z_][\w.]*(?:Error|Exception|Exit|Failure))(?::\s*(?P<msg>.*))?$"
+)
+# Wrappers vLLM raises after the real cause was already printed above them.
+_GENERIC = (
+    "Engine core initialization failed",
+    "See root cause above",
+    "Engine process failed to start",
+    "EngineCore failed to start",
+    "Failed core proc(s)",
+)
+
+
+def clean(line: str) -> str:
+    """A log line without colour codes and without the ``(Proc pid=N)`` prefix."""
+    return _PREFIX.sub("", _ANSI.sub("", line)).strip()
+
+
+def failure_reason(lines: list[str]) -> str:
+    """The most telling error line of a failed start (the root cause, not the wrapper)."""
+    exceptions: list[str] = []
+    errors: list[str] = []
+    for raw in lines:
+        line = clean(raw)
+        if not line:
+            continue
+        level = _LEVEL.match(line)
+        if level:
+            if level["level"] in ("ERROR", "CRITICAL"):
+                errors.append(level["msg"])
+            continue
+        if _EXC.match(line):
+            exceptions.append(line)
+    for pool in (exceptions, errors):
+        specific = [ln for ln in pool if not any(g in ln for g in _GENERIC)]
+        if specific:
+            return specific[-1]
+    if exceptions:
+        return exceptions[-1]
+    if errors:
+        return errors[-1]
+    tail = [clean(ln) for ln in lines if clean(ln)]
+    return tail[-1] if tail else "no output"
+
+
+class LogTail:
+    """Reads a growing log file line by line (tqdm's carriage returns collapsed)."""
+
+    def __init__(self, path: Path, *, offset: int = 0) -> None:
+        self.path = path
+        self.offset = offset
+        self._partial = b""
+
+    def read(self) -> list[str]:
+        try:
+            with self.path.open("rb") as handle:
+                handle.seek(self.offset)
+                data = handle.read()
+        except FileNotFoundError:
+            return []
+        self.offset += len(data)
+        data = self._partial + data
+        *complete, self._partial = data.split(b"\n")
+        return [_decode(chunk) for chunk in complete]
+
+    def flush(self) -> list[str]:
+        """The last line even without its newline (after the writer exited)."""
+        lines = self.read()
+        if self._partial:
+            lines.append(_decode(self._partial))
+            self._partial = b""
+        return lines
+
+
+def _decode(chunk: bytes) -> str:
+    return chunk.decode("utf-8", "replace").rstrip("\r").rsplit("\r", 1)[-1]
+
+
+def tail_lines(path: Path, count: int = 40) -> list[str]:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 256 * 1024))
+            data = handle.read()
+    except OSError:
+        return []
+    return [_decode(c) for c in data.split(b"\n") if c.strip()][-count:]
+
+
+# --- processes and ports ------------------------------------------------------------------------
+
+
+def _process(record: ServerRecord) -> psutil.Process | None:
+    """The recorded server's process if it still runs and is the one we started."""
+    child = _CHILDREN.get(record.pid)
+    if child is not None and child.poll() is not None:
+        return None  # exited and reaped; its exit code stays with the Popen
+    try:
+        proc = psutil.Process(record.pid)
+        if abs(proc.create_time() - record.create_time) > 1.0:
+            return None
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return proc
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
+def _describe(pid: int | None) -> str:
+    if pid is None:
+        return "another process (run as root, or `ss -ltnp`, to see which)"
+    try:
+        proc = psutil.Process(pid)
+        cmd = " ".join(proc.cmdline()) or proc.name()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return f"pid {pid}"
+    if len(cmd) > 100:
+        cmd = cmd[:97] + "..."
+    return f"pid {pid} ({cmd})"
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether a server could not bind ``host:port`` now (someone listens there)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    bind_host = "" if host in ("0.0.0.0", "::") else host
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((bind_host, port))
+        except OSError as exc:
+            return exc.errno in (errno.EADDRINUSE, errno.EACCES)
+    return False
+
+
+def port_owner(port: int) -> int | None:
+    """PID listening on ``port``, if psutil may tell (root or same user)."""
+    try:
+        conns = psutil.net_connections(kind="inet")
+    except (psutil.AccessDenied, OSError):
+        return None
+    for conn in conns:
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+            return conn.pid
+    return None
+
+
+def _port_message(host: str, port: int) -> str:
+    return f"port {port} on {host} is already in use by {_describe(port_owner(port))}"
+
+
+def healthy(url: str, client: httpx.Client | None = None) -> bool:
+    try:
+        if client is None:
+            with httpx.Client(timeout=httpx.Timeout(3.0, connect=0.5)) as own:
+                return own.get(f"{url}/health").status_code == 200
+        return client.get(f"{url}/health").status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _check_model_path(profile: Profile) -> None:
+    """A model given as a path that does not exist fails now, not after vLLM's
+    minute of start-up (vLLM would take it for a hub repo id)."""
+    if profile.serve.local.managed_model:
+        return
+    model = profile.serve.model
+    if model.startswith(("/", "./", "../", "~")) and not Path(model).expanduser().exists():
+        raise ConsoleError(
+            f"profile {profile.name}: serve.model {model} does not exist",
+            hint=f"fix serve.model in {profile.source or 'the profile'} (a model folder)",
+        )
+
+
+# --- the runtime --------------------------------------------------------------------------------
+
+
+class LocalRuntime:
+    """Starts, watches, re-attaches to and stops local vLLM server processes."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        *,
+        state_dir: Path | None = None,
+        progress: Progress | None = None,
+        provision: bool = True,
+    ) -> None:
+        base = state_dir if state_dir is not None else paths.state_dir()
+        self.state_dir = base
+        self.servers_dir = base / "servers"
+        self.logs_dir = base / "logs"
+        self.progress = progress
+        self.provision = provision
+
+    # -- records
+
+    def record(self, profile: Profile | str) -> ServerRecord | None:
+        name = profile if isinstance(profile, str) else profile.name
+        return state.load(name, self.servers_dir)
+
+    def _status(self, rec: ServerRecord, st: ServerState, detail: str = "") -> ServerStatus:
+        return ServerStatus(
+            profile=rec.profile,
+            runtime=self.name,
+            state=st,
+            url=rec.url,
+            pid=rec.pid,
+            log_path=rec.log_path,
+            detail=detail,
+        )
+
+    # -- up
+
+    def prepare(self, profile: Profile, *, progress: Progress | None = None) -> None:
+        """Make sure what the profile runs on exists: runtime and model (with progress)."""
+        local = profile.serve.local
+        say = progress or self.progress
+        if local.vllm or local.python:
+            field, exe = (
+                ("serve.local.vllm", local.vllm)
+                if local.vllm
+                else (
+                    "serve.local.python",
+                    local.python,
+                )
+            )
+            path = Path(str(exe)).expanduser()
+            if not (path.is_file() and os.access(path, os.X_OK)):
+                raise ConsoleError(
+                    f"profile {profile.name}: {field} {exe} is not an executable file",
+                    hint=f"fix {field} in {profile.source or 'the profile'}",
+                )
+        elif local.runtime and self.provision:
+            from console.runtime import provision
+
+            provision.ensure(local.runtime, progress=say)
+        if local.managed_model and self.provision:
+            from console import models
+
+            models.ensure(local.managed_model, progress=say)
+
+    def command(self, profile: Profile) -> tuple[list[str], dict[str, str], list[str]]:
+        """argv, full environment, and the argv as it may be recorded (redacted)."""
+        from console.profiles import redact_argv, render_argv, render_env, secret_values
+
+        argv = render_argv(profile)
+        env = dict(os.environ)
+        env.update(CONSOLE_ENV)
+        if profile.serve.local.managed_model:
+            env.update(OFFLINE_ENV)
+        env.update(render_env(profile))
+        return argv, env, redact_argv(argv, secret_values(profile))
+
+    def up(
+        self,
+        profile: Profile,
+        *,
+        on_line: LineCallback | None = None,
+        wait: bool = True,
+        timeout: float = 600.0,
+    ) -> ServerStatus:
+        """Start the server; with ``wait`` return once it is ready or has failed.
+
+        Problems found before anything starts (port taken, runtime missing and not
+        installable) raise ConsoleError; a server that starts and then fails is
+        returned as FAILED with the reason from its log."""
+        rec = self.record(profile)
+        if rec is not None and _process(rec) is not None:
+            if not wait:
+                return self.status(profile)
+            return self._await(rec, on_line=on_line, timeout=timeout, offset=0)
+        host, port = profile.serve.host, profile.serve.port
+        if port_in_use(host, port):
+            raise ConsoleError(
+                f"cannot start {profile.name}: {_port_message(host, port)}",
+                hint="stop that server, or pick another port (e.g. `up NAME --port 8123`)",
+            )
+        _check_model_path(profile)
+        self.prepare(profile, progress=self.progress or on_line)
+        argv, env, shown = self.command(profile)
+        paths.ensure(self.logs_dir)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        log_path = self.logs_dir / f"{profile.name}-{stamp}.log"
+        with log_path.open("ab", buffering=0) as log:
+            try:
+                child = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    cwd=paths.ensure(self.state_dir),
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                raise ConsoleError(
+                    f"cannot start {profile.name}: {argv[0]}: {exc.strerror or exc}",
+                    hint="run `vllm-console runtime install cpu`, or fix serve.local.python",
+                ) from None
+        _CHILDREN[child.pid] = child
+        try:
+            create_time = psutil.Process(child.pid).create_time()
+        except psutil.NoSuchProcess:
+            create_time = time.time()
+        rec = ServerRecord(
+            profile=profile.name,
+            pid=child.pid,
+            create_time=create_time,
+            host=host,
+            port=port,
+            url=profile.url,
+            log=str(log_path),
+            argv=shown,
+            started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            source=profile.source,
+        )
+        state.save(rec, self.servers_dir)
+        if not wait:
+            return self._status(rec, ServerState.STARTING, f"started (pid {child.pid})")
+        return self._await(rec, on_line=on_line, timeout=timeout, offset=0)
+
+    def wait_ready(
+        self, profile: Profile, *, on_line: LineCallback | None = None, timeout: float = 600.0
+    ) -> ServerStatus:
+        """Wait for a server started with ``wait=False`` (or by another console)."""
+        rec = self.record(profile)
+        if rec is None:
+            return ServerStatus(profile.name, self.name, ServerState.ABSENT, detail="not started")
+        return self._await(rec, on_line=on_line, timeout=timeout, offset=0)
+
+    def _await(
+        self,
+        rec: ServerRecord,
+        *,
+        on_line: LineCallback | None,
+        timeout: float,
+        offset: int,
+    ) -> ServerStatus:
+        deadline = time.monotonic() + timeout
+        reader = LogTail(rec.log_path, offset=offset)
+        recent: list[str] = []
+        saw_ready = False
+
+        def take(lines: list[str]) -> None:
+            nonlocal saw_ready
+            for line in lines:
+                if on_line is not None:
+                    on_line(line)
+                if READY_LINE in line:
+                    saw_ready = True
+                recent.append(line)
+            del recent[:-400]
+
+        with httpx.Client(timeout=httpx.Timeout(3.0, connect=0.5)) as client:
+            while True:
+                take(reader.read())
+                if _process(rec) is None:
+                    take(reader.flush())
+                    return self._exited(rec, recent)
+                if saw_ready and healthy(rec.url, client):
+                    return self._status(rec, ServerState.READY, f"ready at {rec.url}")
+                if time.monotonic() > deadline:
+                    last = failure_reason(recent) if recent else "no output"
+                    self.down_record(rec, timeout=10.0)
+                    return self._status(
+                        rec,
+                        ServerState.FAILED,
+                        f"not ready after {timeout:.0f} s (last: {last}); stopped it. "
+                        f"Log: {rec.log}",
+                    )
+                time.sleep(POLL_S)
+
+    def _exited(self, rec: ServerRecord, recent: list[str]) -> ServerStatus:
+        child = _CHILDREN.pop(rec.pid, None)
+        code = child.poll() if child is not None else None
+        state.remove(rec.profile, self.servers_dir)
+        how = f"exited with code {code}" if code is not None else "exited"
+        reason = failure_reason(recent or tail_lines(rec.log_path, 400))
+        return self._status(rec, ServerState.FAILED, f"server {how}: {reason} (log: {rec.log})")
+
+    # -- down
+
+    def down(self, profile: Profile, *, timeout: float = 10.0) -> ServerStatus:
+        rec = self.record(profile)
+        if rec is None:
+            return ServerStatus(
+                profile.name,
+                self.name,
+                ServerState.ABSENT,
+                url=profile.url,
+                detail=f"no server of profile {profile.name} is recorded as running",
+            )
+        return self.down_record(rec, timeout=timeout)
+
+    def down_record(self, rec: ServerRecord, *, timeout: float = 10.0) -> ServerStatus:
+        """SIGTERM to the server's process group, SIGKILL whatever is left at ``timeout``."""
+        proc = _process(rec)
+        if proc is None:
+            state.remove(rec.profile, self.servers_dir)
+            _CHILDREN.pop(rec.pid, None)
+            reason = failure_reason(tail_lines(rec.log_path, 400))
+            return self._status(
+                rec,
+                ServerState.STOPPED,
+                f"server (pid {rec.pid}) had already exited; cleared its record. "
+                f"Last error in its log: {reason}",
+            )
+        try:
+            members = [proc, *proc.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            members = [proc]
+        self._signal(rec.pid, members, signal.SIGTERM)
+        _, alive = psutil.wait_procs(members, timeout=timeout, callback=None)
+        how = f"stopped (SIGTERM, pid {rec.pid})"
+        if alive:
+            self._signal(rec.pid, alive, signal.SIGKILL)
+            psutil.wait_procs(alive, timeout=5.0)
+            how = f"killed after {timeout:.0f} s (SIGKILL, pid {rec.pid})"
+        child = _CHILDREN.pop(rec.pid, None)
+        if child is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=5.0)
+        state.remove(rec.profile, self.servers_dir)
+        return self._status(rec, ServerState.STOPPED, how)
+
+    @staticmethod
+    def _signal(pgid: int, members: list[psutil.Process], sig: signal.Signals) -> None:
+        # The server leads its own session, so its group is its PID; members that
+        # left the group (rare) are signalled one by one.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if os.getpgid(pgid) == pgid:
+                os.killpg(pgid, sig)
+        for member in members:
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                member.send_signal(sig)
+
+    def restart(
+        self,
+        profile: Profile,
+        *,
+        on_line: LineCallback | None = None,
+        wait: bool = True,
+        timeout: float = 600.0,
+    ) -> ServerStatus:
+        self.down(profile)
+        return self.up(profile, on_line=on_line, wait=wait, timeout=timeout)
+
+    # -- status and logs
+
+    def status(self, profile: Profile) -> ServerStatus:
+        rec = self.record(profile)
+        if rec is None:
+            return ServerStatus(
+                profile.name,
+                self.name,
+                ServerState.ABSENT,
+                url=profile.url,
+                log_path=self.latest_log(profile.name),
+                detail="not running (no record)",
+            )
+        return self.status_of(rec)
+
+    def status_of(self, rec: ServerRecord) -> ServerStatus:
+        proc = _process(rec)
+        if proc is None:
+            return self._status(rec, ServerState.STALE, self._stale_detail(rec))
+        if healthy(rec.url):
+            return self._status(rec, ServerState.READY, f"ready at {rec.url} (pid {rec.pid})")
+        lines = [clean(ln) for ln in tail_lines(rec.log_path, 5)]
+        last = lines[-1] if lines else "no output yet"
+        return self._status(rec, ServerState.STARTING, f"starting (pid {rec.pid}): {last}")
+
+    def _stale_detail(self, rec: ServerRecord) -> str:
+        parts = [f"the recorded server (pid {rec.pid}, port {rec.port}) is no longer running"]
+        try:
+            other = psutil.Process(rec.pid)
+            parts.append(f"pid {rec.pid} now belongs to another process ({other.name()})")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+        if port_in_use(rec.host, rec.port):
+            parts.append(f"{_port_message(rec.host, rec.port)}")
+        reason = failure_reason(tail_lines(rec.log_path, 400))
+        parts.append(f"last error in its log: {reason}")
+        return "; ".join(parts) + f". `vllm-console down {rec.profile}` clears the record."
+
+    def servers(self) -> list[ServerStatus]:
+        """Every local server with a record (any console started it)."""
+        return [self.status_of(rec) for rec in state.all_records(self.servers_dir)]
+
+    def latest_log(self, name: str) -> Path | None:
+        found = sorted(self.logs_dir.glob(f"{name}-*.log")) if self.logs_dir.is_dir() else []
+        return found[-1] if found else None
+
+    def logs(self, profile: Profile, *, follow: bool = False) -> Iterator[str]:
+        rec = self.record(profile)
+        path = rec.log_path if rec else self.latest_log(profile.name)
+        if path is None or not path.exists():
+            raise ConsoleError(
+                f"no log for profile {profile.name} in {self.logs_dir}",
+                hint=f"start it with `vllm-console up {profile.name}`",
+            )
+        reader = LogTail(path)
+        while True:
+            yield from reader.read()
+            if not follow or rec is None or _process(rec) is None:
+                yield from reader.flush()
+                return
+            time.sleep(POLL_S)
