@@ -1,9 +1,216 @@
-"""Subcommands of this area (placeholder until the area lands)."""
+"""``up``, ``down``, ``restart``, ``status``, ``logs``: one server per profile.
+
+Every action goes through ``runtime_for(profile)``, so local processes and Docker
+containers are driven the same way. ``up`` without ``--detach`` stays in the
+foreground following the log until Ctrl-C, which stops the server; with
+``--detach`` it returns once the server is ready and leaves it running.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from console.errors import ConsoleError
+from console.runtime.base import ServerState, ServerStatus, runtime_for
+
+if TYPE_CHECKING:
+    from console.profiles.schema import Profile
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this area's subcommands."""
+    up = subparsers.add_parser(
+        "up",
+        help="start a profile's server (provisions a local runtime/model first if missing)",
+        description=(
+            "Start the server, print its log as it arrives, and wait until it is ready "
+            "(log 'Application startup complete.' and /health 200). Without --detach it "
+            "stays in the foreground until Ctrl-C, which stops the server."
+        ),
+    )
+    up.add_argument("name", metavar="NAME", help="profile name or YAML file")
+    _start_args(up)
+    up.set_defaults(func=_up)
+
+    down = subparsers.add_parser("down", help="stop a profile's server")
+    down.add_argument("name", metavar="NAME")
+    down.add_argument(
+        "--timeout", type=float, default=10.0, metavar="S", help="seconds before SIGKILL"
+    )
+    down.set_defaults(func=_down)
+
+    restart = subparsers.add_parser("restart", help="stop, then start a profile's server")
+    restart.add_argument("name", metavar="NAME")
+    _start_args(restart)
+    restart.set_defaults(func=_restart)
+
+    status = subparsers.add_parser(
+        "status", help="state of one server, or of every server the console started"
+    )
+    status.add_argument("name", metavar="NAME", nargs="?")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=_status)
+
+    logs = subparsers.add_parser(
+        "logs", help="a server's log (-f to follow), or parse a saved log with --parse"
+    )
+    logs.add_argument("name", metavar="NAME", nargs="?")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep following new lines")
+    logs.add_argument("--parse", metavar="FILE", help="parse a saved vLLM log into events")
+    logs.add_argument("--json", action="store_true", help="with --parse: JSON lines")
+    logs.set_defaults(func=_logs)
+
+
+def _start_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--detach", "-d", action="store_true", help="return once ready, leave it running"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=900.0,
+        metavar="S",
+        help="seconds to wait for readiness (default 900)",
+    )
+    parser.add_argument("--port", type=int, metavar="P", help="serve on this port instead")
+
+
+def _profile(name: str, port: int | None = None) -> Profile:
+    from console.profiles import load_profile, with_overrides
+
+    profile = load_profile(name)
+    if port is not None:
+        profile = with_overrides(profile, port=port)
+    return profile
+
+
+def _print_line(line: str) -> None:
+    print(line, flush=True)
+
+
+def _report(status: ServerStatus) -> None:
+    print(f"{status.profile}: {status.state.value}: {status.detail}", flush=True)
+
+
+def _start(args: argparse.Namespace, *, restart: bool) -> int:
+    profile = _profile(args.name, args.port)
+    runtime = runtime_for(profile)
+    printed = 0
+
+    def on_line(line: str) -> None:
+        nonlocal printed
+        printed += 1
+        _print_line(line)
+
+    try:
+        if restart:
+            stopped = runtime.down(profile)
+            if stopped.state is not ServerState.ABSENT:
+                _report(stopped)
+        status = runtime.up(profile, on_line=on_line, wait=True, timeout=args.timeout)
+    except KeyboardInterrupt:
+        print(f"interrupted; stopping {profile.name}", file=sys.stderr, flush=True)
+        _report(runtime.down(profile))
+        return 130
+    if status.state is not ServerState.READY:
+        raise ConsoleError(
+            f"{profile.name} did not start: {status.detail}",
+            hint=f"full log: {status.log_path}" if status.log_path else None,
+        )
+    _report(status)
+    if args.detach:
+        print(f"detached; stop it with `vllm-console down {profile.name}`", flush=True)
+        return 0
+    print("following the log; Ctrl-C stops the server", flush=True)
+    try:
+        for index, line in enumerate(runtime.logs(profile, follow=True)):
+            if index >= printed:
+                _print_line(line)
+    except KeyboardInterrupt:
+        print(f"stopping {profile.name}", file=sys.stderr, flush=True)
+        _report(runtime.down(profile))
+        return 0
+    final = runtime.status(profile)
+    raise ConsoleError(f"{profile.name} stopped while in the foreground: {final.detail}")
+
+
+def _up(args: argparse.Namespace) -> int:
+    return _start(args, restart=False)
+
+
+def _restart(args: argparse.Namespace) -> int:
+    return _start(args, restart=True)
+
+
+def _down(args: argparse.Namespace) -> int:
+    profile = _profile(args.name)
+    status = runtime_for(profile).down(profile, timeout=args.timeout)
+    _report(status)
+    return 0
+
+
+def _as_dict(status: ServerStatus) -> dict[str, Any]:
+    out = asdict(status)
+    out["state"] = status.state.value
+    out["log_path"] = str(status.log_path) if status.log_path else None
+    return out
+
+
+def _all_statuses() -> list[ServerStatus]:
+    from console.runtime.local import LocalRuntime
+
+    found = LocalRuntime().servers()
+    try:
+        from console.runtime.docker import DockerRuntime
+
+        found += DockerRuntime().servers()
+    except ConsoleError as exc:
+        print(f"note: Docker servers not listed: {exc.message}", file=sys.stderr)
+    except ImportError:
+        pass
+    return found
+
+
+def _status(args: argparse.Namespace) -> int:
+    if args.name:
+        profile = _profile(args.name)
+        statuses = [runtime_for(profile).status(profile)]
+    else:
+        statuses = _all_statuses()
+    if args.json:
+        payload: Any = _as_dict(statuses[0]) if args.name else [_as_dict(s) for s in statuses]
+        json.dump(payload, sys.stdout, indent=2)
+        print()
+    elif not statuses:
+        print("no servers started by the console")
+    else:
+        for status in statuses:
+            where = f" {status.url}" if status.url else ""
+            pid = f" pid {status.pid}" if status.pid else ""
+            print(f"{status.profile} ({status.runtime}): {status.state.value}{where}{pid}")
+            if status.detail:
+                print(f"  {status.detail}")
+            if status.log_path:
+                print(f"  log: {status.log_path}")
+    bad = {ServerState.FAILED, ServerState.STALE}
+    return 1 if any(s.state in bad for s in statuses) else 0
+
+
+def _logs(args: argparse.Namespace) -> int:
+    if args.parse:
+        from console.commands.logparse import run_parse
+
+        return run_parse(args.parse, args.json)
+    if not args.name:
+        raise ConsoleError("logs needs a profile NAME (or --parse FILE)", exit_code=2)
+    profile = _profile(args.name)
+    try:
+        for line in runtime_for(profile).logs(profile, follow=args.follow):
+            _print_line(line)
+    except KeyboardInterrupt:
+        return 0
+    return 0
