@@ -1,5 +1,6 @@
 """Profiles: schema, loading with ``extends:``, lint, rendering."""
 
+from console.profiles.lint import Finding, has_errors, lint
 from console.profiles.loader import (
     Problem,
     ProfileError,
@@ -48,6 +49,7 @@ __all__ = [
     "MASK",
     "ContainerSpec",
     "ContextFile",
+    "Finding",
     "ImageSpec",
     "LocalSpec",
     "Patch",
@@ -63,8 +65,10 @@ __all__ = [
     "display_env",
     "docker_run_lines",
     "dockerfile_lines",
+    "has_errors",
     "image_labels",
     "is_secret_name",
+    "lint",
     "list_profiles",
     "load_file",
     "load_profile",
