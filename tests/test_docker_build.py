@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -58,7 +62,11 @@ def test_build_succeeds_with_labels_and_log(tmp_path, docker_engine, busybox_ima
             "base": busybox_image,
             "tag": "vllm-console-test/bb-ok:1",
             "vllm_ref": "v0.0-test",
-            "steps": ["RUN echo hello-out; echo hello-err >&2", "RUN echo second > /tmp/x"],
+            "steps": [
+                "RUN echo hello-out; echo hello-err >&2",
+                "RUN echo second > /tmp/x",
+                "RUN echo transformers 5.8.0.dev0",
+            ],
             "entrypoint": ["/bin/sh", "-c"],
             "workdir": "/tmp",
         },
@@ -87,6 +95,8 @@ def test_build_succeeds_with_labels_and_log(tmp_path, docker_engine, busybox_ima
     assert labels["vllm-console.vllm-ref"] == "v0.0-test"
     assert re.match(r"\d{4}-\d\d-\d\dT", labels["vllm-console.built-at"])
     assert labels["vllm-console.build-log"] == str(build.log_path)
+    # the version the build printed is recorded too
+    assert labels["vllm-console.transformers"] == "5.8.0.dev0"
     assert image.attrs["Config"]["Entrypoint"] == ["/bin/sh", "-c"]
     assert image.attrs["Config"]["WorkingDir"] == "/tmp"
 
@@ -262,3 +272,36 @@ def test_cli_build_rejects_a_local_profile(tmp_path, capsys) -> None:
     path.write_text(yaml.safe_dump({"name": "loc", "runtime": "local", "serve": {"model": "m"}}))
     assert main(["build", str(path)]) == 1
     assert "no image to build" in capsys.readouterr().err
+
+
+def test_cli_ctrl_c_cancels_the_build(tmp_path, docker_engine, busybox_image) -> None:
+    client = docker_engine.client()
+    before = containers(client)
+    path = write_profile(
+        tmp_path,
+        "bb-sigint",
+        {"base": busybox_image, "tag": "vct/sigint:1", "steps": ["RUN echo started; sleep 120"]},
+    )
+    env = {**os.environ, "VLLM_CONSOLE_STATE_DIR": str(tmp_path / "state")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "console", "build", str(path), "--no-cache"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.strip() == "started":
+                break
+        else:
+            pytest.fail(f"the build ended before its step started: {proc.stderr.read()}")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "build cancelled; log: " in err
+    wait_for(lambda: containers(client) == before, 20, "the cancelled step's container to go")

@@ -12,7 +12,10 @@ intermediate container (``forcerm``), so a cancelled build leaves nothing.
 
 from __future__ import annotations
 
+import io
+import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -45,6 +48,8 @@ from console.runtime.dockerclient import CancellableAPIClient, connect_api, engi
 LABEL_BUILT_AT = "vllm-console.built-at"
 LABEL_BUILD_LOG = "vllm-console.build-log"
 PATCH_FETCH_TIMEOUT_S = 15.0
+# What the recipe's check step prints, e.g. "transformers 5.8.0.dev0" or "vllm 0.32.0".
+RE_VERSION_LINE = re.compile(r"^(?P<pkg>transformers|vllm) (?P<version>\d[\w.+-]*)$")
 
 
 def _image(profile: Profile):
@@ -193,6 +198,7 @@ class ImageBuild:
         self._cancelled = threading.Event()
         self._api: CancellableAPIClient | None = None
         self._started = False
+        self._found_labels: dict[str, str] = {}
 
     @property
     def tag(self) -> str:
@@ -288,6 +294,8 @@ class ImageBuild:
                 yield from self._finish_cancelled(log, parser)
                 return
             for event in parser.finish():
+                if isinstance(event, BuildDone) and self._found_labels:
+                    event = self._relabel(api, event, log)
                 yield from self._emit(log, event)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -297,7 +305,39 @@ class ImageBuild:
     def _finish_cancelled(self, log: IO[str], parser: BuildLogParser) -> Iterator[BuildEvent]:
         yield from self._emit(log, BuildError("build cancelled", parser.step))
 
+    def _watch(self, event: BuildEvent) -> None:
+        """Versions the build itself printed (the recipe's import check) become labels."""
+        if isinstance(event, BuildOutput) and event.stream == "stdout":
+            m = RE_VERSION_LINE.match(event.text.strip())
+            if m:
+                self._found_labels[f"vllm-console.{m['pkg']}"] = m["version"]
+
+    def _relabel(self, api: CancellableAPIClient, done: BuildDone, log: IO[str]) -> BuildDone:
+        """Add the found labels with a one-line build on top (no new layer)."""
+        lines = [f"FROM {done.image_id}"] + [
+            f"LABEL {key}={json.dumps(value)}" for key, value in self._found_labels.items()
+        ]
+        try:
+            parser = BuildLogParser(started=time.monotonic() - done.duration_s)
+            chunks = api.build(
+                fileobj=io.BytesIO("\n".join(lines).encode()),
+                tag=self.tag,
+                forcerm=True,
+                decode=True,
+            )
+            for chunk in chunks:
+                parser.feed_chunk(chunk)
+            final = [e for e in parser.finish() if isinstance(e, BuildDone)]
+        except docker.errors.APIError:
+            final = []
+        if not final:
+            log.write("WARNING: could not add the version labels; the image is unchanged\n")
+            return done
+        log.write(f"# labels added: {self._found_labels}\n")
+        return BuildDone(final[0].image_id, final[0].duration_s, done.tags)
+
     def _emit(self, log: IO[str], event: BuildEvent) -> Iterator[BuildEvent]:
+        self._watch(event)
         if isinstance(event, BuildError):
             event = _explain(event, self.profile)
         if isinstance(event, BuildDone | BuildError):
