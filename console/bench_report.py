@@ -18,7 +18,7 @@ from console import metrics
 from console.bench_stats import percentile, ratio, spread
 
 if TYPE_CHECKING:
-    from console.bench import BenchResult, RunRecord
+    from console.bench import ArmInfo, BenchResult, RunRecord
 
 
 def _spec_total(runs: list[RunRecord]) -> metrics.SpecDecodeStats | None:
@@ -218,39 +218,41 @@ def headline(result: BenchResult) -> list[str]:
     return lines
 
 
-def render_table(result: BenchResult) -> str:
-    """The whole report as plain text: arms, headline, per-scenario table, checks."""
-    summary = summarize(result)
-    arms = summary["arms"]
-    labels = [a.label for a in result.arms]
-    out: list[str] = []
-    for a in result.arms:
-        kv = (
-            f"KV cache {a.kv_cache_tokens:,} tokens"
-            + (f" ({a.kv_max_concurrency:.1f}x max-len requests)" if a.kv_max_concurrency else "")
-            if a.kv_cache_tokens
-            else "KV cache size unknown"
-        )
-        spec = f"spec decode k={a.num_speculative_tokens}" if a.spec_decode else "no spec decode"
-        out.append(f"{a.label}: {a.name}  [{a.model}, vLLM {a.version or '?'}; {kv}; {spec}]")
+Row = tuple[str, list[str], str]
+"""(label, one cell per arm, B-vs-A cell): one line of the report table."""
+
+
+def arm_line(a: ArmInfo) -> str:
+    kv = (
+        f"KV cache {a.kv_cache_tokens:,} tokens"
+        + (f" ({a.kv_max_concurrency:.1f}x max-len requests)" if a.kv_max_concurrency else "")
+        if a.kv_cache_tokens
+        else "KV cache size unknown"
+    )
+    spec = f"spec decode k={a.num_speculative_tokens}" if a.spec_decode else "no spec decode"
+    return f"{a.label}: {a.name}  [{a.model}, vLLM {a.version or '?'}; {kv}; {spec}]"
+
+
+def config_line(result: BenchResult) -> str:
     c = result.config
-    out.append(
+    return (
         f"max_tokens {c.max_tokens} (ignore_eos), temperature {c.temperature:g}, "
         f"{c.repeats} repeat(s), {c.warmup} warm-up; median [min–max] over repeats"
     )
-    out.append("")
-    out.extend(headline(result))
-    out.append("")
-    head = f"{'':24}" + "".join(f" {lab:>22}" for lab in labels)
-    if len(labels) == 2:
-        head += f" {'B vs A':>8}"
-    out.append(head)
-    for sc in c.scenarios():
+
+
+def table_rows(result: BenchResult) -> list[Row]:
+    """The per-scenario table, shared by the CLI text and the Bench screen."""
+    summary = summarize(result)
+    arms = summary["arms"]
+    labels = [a.label for a in result.arms]
+    rows: list[Row] = []
+    for sc in result.config.scenarios():
         figs = [arms.get(lab, {}).get(sc.name) for lab in labels]
         if not any(figs):
             continue
         sp = summary["speedup"].get(sc.name, {})
-        rows: list[tuple[str, list[str], str]] = [
+        rows += [
             (
                 f"{sc.title} wall",
                 [_range(f and f["wall_s"], " s") for f in figs],
@@ -284,15 +286,27 @@ def render_table(result: BenchResult) -> str:
             rows.append(("  per position", [_pos(f) for f in figs], ""))
         if any(f and f["failed"] for f in figs):
             rows.append(("  failed requests", [str(f["failed"]) if f else "–" for f in figs], ""))
-        for name, cells, ratio_cell in rows:
-            line = f"{name:24}" + "".join(f" {cell:>22}" for cell in cells)
-            if len(labels) == 2:
-                line += f" {ratio_cell:>8}"
-            out.append(line)
+    return rows
+
+
+def render_table(result: BenchResult) -> str:
+    """The whole report as plain text: arms, headline, per-scenario table, checks."""
+    labels = [a.label for a in result.arms]
+    out: list[str] = [arm_line(a) for a in result.arms]
+    out += [config_line(result), "", *headline(result), ""]
+    head = f"{'':24}" + "".join(f" {lab:>22}" for lab in labels)
+    if len(labels) == 2:
+        head += f" {'B vs A':>8}"
+    out.append(head)
+    for name, cells, ratio_cell in table_rows(result):
+        line = f"{name:24}" + "".join(f" {cell:>22}" for cell in cells)
+        if len(labels) == 2:
+            line += f" {ratio_cell:>8}"
+        out.append(line)
     eq = equality(result)
     if eq is not None:
         out.append("")
-        out.append(_equality_line(eq))
+        out.append(equality_line(eq))
         for m in eq["mismatches"][:5]:
             out.append(
                 f"  {m['scenario']} #{m['repeat'] + 1} [{m['index']}] {m['prompt_id']}: "
@@ -328,7 +342,7 @@ def _pos(f: dict[str, Any] | None) -> str:
     return "/".join(f"{p:.2f}" for p in s["per_position"])
 
 
-def _equality_line(eq: dict[str, Any]) -> str:
+def equality_line(eq: dict[str, Any]) -> str:
     kind = "greedy" if eq["greedy"] else "sampled (temperature > 0: differences expected)"
     if not eq["checked"]:
         return f"Lossless check ({kind}): nothing to compare"
