@@ -251,8 +251,12 @@ class ProfilesScreen(Screen):
             or needle in p.description.lower()
             or needle in p.runtime
         ]
+        # Name matches first: typing a name finds it even if others mention it.
+        shown.sort(key=lambda p: (needle not in p.name.lower(), p.name))
         olist = self.query_one("#prof-list", OptionList)
         keep = self.selected.name if self.selected else self._active_name()
+        if needle:
+            keep = shown[0].name if shown else None
         olist.clear_options()
         active = self._active_name()
         for p in shown:
