@@ -128,6 +128,8 @@ def test_deep_merge_rules() -> None:
     parent = {"a": {"x": 1, "y": [1, 2]}, "b": 2, "c": {"k": 1}}
     child = {"a": {"y": [3], "z": None}, "c": None, "d": {"e": None, "f": 1}}
     assert deep_merge(parent, child) == {"a": {"x": 1, "y": [3]}, "b": 2, "d": {"f": 1}}
+    # a mapping replacing a plain value drops its nulls too
+    assert deep_merge({"s": None}, {"s": {"q": None, "k": 4}}) == {"s": {"k": 4}}
 
 
 def test_user_profile_overrides_shipped_by_name(private_dirs: Path) -> None:

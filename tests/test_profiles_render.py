@@ -356,3 +356,16 @@ def test_dockerfile_local_files_and_steps(tmp_path: Path) -> None:
         tmp_path / "wheels/transformers-5.8.0-py3-none-any.whl"
     )
     assert files["patches/0-fix.diff"].kind == "file"
+
+
+def test_gpu_device_list_is_quoted_for_docker(tmp_path: Path) -> None:
+    p = load_file(
+        write(
+            tmp_path,
+            "p.yaml",
+            "runtime: docker\nimage: {base: b, tag: t}\n"
+            "serve:\n  model: m\n  container: {gpus: 'device=0,1', shm_size: 8g}\n",
+        )
+    )
+    first = render_docker_run(p).splitlines()[0]
+    assert first == "docker run -d --name vllm-console-p --gpus '\"device=0,1\"' --shm-size=8g"

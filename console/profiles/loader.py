@@ -134,8 +134,10 @@ def _kind(value: Any) -> str:
 
 def deep_merge(parent: Any, child: Any) -> Any:
     """Child over parent: mappings merge, everything else replaces, ``null`` removes."""
-    if not (isinstance(parent, dict) and isinstance(child, dict)):
+    if not isinstance(child, dict):
         return child
+    if not isinstance(parent, dict):
+        return _drop_nulls(child)
     merged = dict(parent)
     for key, value in child.items():
         if value is None:

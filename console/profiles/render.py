@@ -225,7 +225,9 @@ def docker_run_lines(profile: Profile) -> list[str]:
     c = profile.serve.container
     head = ["docker", "run", "-d", "--name", shlex.quote(container_name(profile))]
     if c.gpus is not None:
-        head += ["--gpus", shlex.quote(c.gpus)]
+        # docker parses --gpus as CSV: a device list needs its own double quotes
+        gpus = f'"{c.gpus}"' if "," in c.gpus and not c.gpus.startswith('"') else c.gpus
+        head += ["--gpus", shlex.quote(gpus)]
     if c.ipc:
         head.append(f"--ipc={shlex.quote(c.ipc)}")
     if c.network:
