@@ -185,3 +185,30 @@ def test_event_text_replays_to_the_same_steps() -> None:
     replay = list(parse_lines(text))
     assert of(replay, BuildStep) == of(events, BuildStep)
     assert of(replay, BuildError)[0].step == of(events, BuildError)[0].step
+
+
+def test_terminal_view_draws_a_progress_bar_and_plain_output_when_piped() -> None:
+    import io
+
+    from console.commands.build import BuildView
+
+    events = list(parse_chunks(chunks("classic_fail.jsonl")))
+    tty = io.StringIO()
+    view = BuildView(tty, tty=True, width=80)
+    for event in events:
+        view.show(event)
+    view.close()
+    text = tty.getvalue()
+    assert "\r\x1b[K" in text
+    assert "[##############----------] step 4/5 RUN echo out1" in text
+    assert "\x1b[31merr1\x1b[0m" in text  # stderr in red
+    assert text.endswith("\r\x1b[K")  # the bar is cleared at the end
+
+    piped = io.StringIO()
+    view = BuildView(piped, tty=False)
+    for event in events:
+        view.show(event)
+    lines = piped.getvalue().splitlines()
+    assert "\x1b" not in piped.getvalue()
+    assert lines[0] == "Step 1/5: FROM local/busybox:latest"
+    assert "err1" in lines and "step5" in lines
