@@ -368,4 +368,4 @@ def test_gpu_device_list_is_quoted_for_docker(tmp_path: Path) -> None:
         )
     )
     first = render_docker_run(p).splitlines()[0]
-    assert first == "docker run -d --name vllm-console-p --gpus '\"device=0,1\"' --shm-size=8g"
+    assert first == "docker run -d --name vllm-console-p --gpus '\"device=0,1\"' --shm-size=8g \\"
