@@ -1,0 +1,128 @@
+"""The build screen fed with real build streams (Docker SDK captures, BuildKit
+and Podman text) through the Docker engineer's parser."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from textual.widgets import ProgressBar, Static
+
+from console.app import ConsoleApp
+from console.buildlog import BuildDone, BuildOutput, parse_chunks, parse_lines
+from console.screens.build import DONE, FAILED, IDLE, BuildScreen
+from console.session import Session
+from console.widgets.log_view import LogView
+from tests.screen_helpers import DATA, DOWN_URL, private_state, wait_until
+
+__all__ = ["private_state"]
+
+BUILDLOG = DATA / "buildlog"
+
+
+def events_of(name: str) -> list:
+    path = BUILDLOG / name
+    if name.endswith(".jsonl"):
+        chunks = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return list(parse_chunks(chunks))
+    return list(parse_lines(path.read_text().splitlines()))
+
+
+def build_screen(app: ConsoleApp) -> BuildScreen:
+    screen = app.screen
+    assert isinstance(screen, BuildScreen), screen
+    return screen
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "classic_fail.jsonl",
+        "buildkit_20.10_fail.txt",
+        "buildkit_buildx_fail.txt",
+        "podman_fail.txt",
+    ],
+)
+@pytest.mark.usefixtures("private_state")
+async def test_failed_build_highlights_the_failing_step(name: str, tmp_path: Path) -> None:
+    events = events_of(name)
+    app = ConsoleApp(Session(url=DOWN_URL), start_mode="build")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = build_screen(app)
+        assert screen.state == IDLE
+        screen.replay(events, log_path=tmp_path / "build.log", tag="local/test:1")
+        await wait_until(pilot, lambda: screen.state != "building", timeout=10, what="the end")
+        assert screen.state == FAILED
+        assert screen.failed_step is not None
+        failure = screen.query_one("#build-failure", Static)
+        assert failure.display and not failure.has_class("-none")
+        text = str(failure.render())
+        assert f"step {screen.failed_step.index}/" in text
+        assert screen.failed_step.instruction in text
+        status = str(screen.query_one("#build-status", Static).render())
+        assert "FAILED" in status and str(tmp_path / "build.log") in status
+        step_line = str(screen.query_one("#build-step", Static).render())
+        assert step_line.startswith(f"step {screen.step.index}/")
+        # Every output line reached the log (the ERROR line included).
+        view = screen.query_one(LogView)
+        outputs = [e.text for e in events if isinstance(e, BuildOutput)]
+        await wait_until(
+            pilot, lambda: len(view.lines) >= len(outputs), timeout=10, what="all log lines"
+        )
+        assert any(line.startswith("ERROR:") for line in view.lines)
+
+
+@pytest.mark.parametrize("name", ["classic_ok.jsonl", "buildkit_20.10_ok.txt", "podman_ok.txt"])
+@pytest.mark.usefixtures("private_state")
+async def test_successful_build_completes_progress(name: str) -> None:
+    events = events_of(name)
+    assert isinstance(events[-1], BuildDone)
+    app = ConsoleApp(Session(url=DOWN_URL), start_mode="build")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = build_screen(app)
+        screen.replay(events, tag="local/test:1")
+        await wait_until(pilot, lambda: screen.state != "building", timeout=10, what="the end")
+        assert screen.state == DONE
+        bar = screen.query_one(ProgressBar)
+        assert bar.total and bar.progress == bar.total
+        assert screen.query_one("#build-failure", Static).has_class("-none")
+        status = str(screen.query_one("#build-status", Static).render())
+        assert "DONE" in status and "image " in status
+
+
+@pytest.mark.usefixtures("private_state")
+async def test_high_volume_output_stays_responsive() -> None:
+    """100k output lines (a pip install's worth, many times over) are batched."""
+    events = events_of("classic_ok.jsonl")
+    flood = [
+        BuildOutput(f"Collecting package-{i} (from -r requirements.txt)") for i in range(100_000)
+    ]
+    events = events[:-1] + flood + events[-1:]
+    app = ConsoleApp(Session(url=DOWN_URL), start_mode="build")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = build_screen(app)
+        screen.replay(events, tag="local/test:1")
+        await wait_until(pilot, lambda: screen.state == DONE, timeout=60, what="the end")
+        view = screen.query_one(LogView)
+        await wait_until(pilot, lambda: view._total >= 100_000, timeout=30, what="all lines")
+        assert len(view.lines) == view.max_lines  # the oldest dropped, the newest kept
+        assert view.lines[-1].startswith("Collecting package-99999") or "99999" in "".join(
+            view.lines[-3:]
+        )
+
+
+@pytest.mark.usefixtures("private_state")
+async def test_build_without_a_docker_profile_says_why() -> None:
+    from console.profiles import load_profile
+
+    session = Session(url=DOWN_URL)
+    session.set_profile(load_profile("gemma3-270m-cpu"), remember=False)
+    app = ConsoleApp(session, start_mode="build")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = build_screen(app)
+        await pilot.press("b")
+        await pilot.pause()
+        assert screen.state == IDLE
+        assert any("no image to build" in n.message for n in app._notifications)
+        assert "nothing to build" in str(screen.query_one("#build-status", Static).render())
