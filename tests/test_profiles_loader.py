@@ -360,16 +360,21 @@ def test_mutated_preset_gives_a_profile_or_console_error(tmp_path: Path, cuts: l
 
 
 def test_alias_bomb_and_recursion_are_clean_errors(tmp_path: Path) -> None:
-    bomb = "a: &a [x, x, x, x]\n" + "".join(
-        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
-        for i in range(8)
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 10)}]\n" for i in range(9)
     )
     path = write(tmp_path, "bomb.yaml", bomb)
-    with pytest.raises(ConsoleError):
+    with pytest.raises(ConsoleError, match=r"bomb\.yaml:\d+: aliases expand to more than"):
         load_file(path)
     path = write(tmp_path, "rec.yaml", "name: &n [*n]\nruntime: local\n")
-    with pytest.raises(ConsoleError):
+    with pytest.raises(ConsoleError, match="cannot be recursive"):
         load_file(path)
+    text = "runtime: local\nserve:\n  model: m\n  engine_args:\n    x: &a [*a]\n"
+    with pytest.raises(ConsoleError, match=r"rec2\.yaml:5: an alias refers"):
+        load_file(write(tmp_path, "rec2.yaml", text))
+    # shared (non-recursive) aliases are fine
+    text = "runtime: local\nserve:\n  model: m\n  env: &e {A: '1'}\n  engine_args: {x: *e}\n"
+    assert load_file(write(tmp_path, "ok.yaml", text)).serve.engine_args == {"x": {"A": "1"}}
 
 
 def test_name_must_match_file_name_in_profile_folder(private_dirs: Path, tmp_path: Path) -> None:

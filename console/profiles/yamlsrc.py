@@ -32,6 +32,7 @@ def parse(text: str, path: Path) -> tuple[Any, LineMap]:
         node = loader.get_single_node()
         if node is None:
             return None, {}
+        _check_size(node, path)
         lines: LineMap = {}
         _walk(node, (), lines, path, set())
         data = loader.construct_document(node)
@@ -53,6 +54,48 @@ def parse(text: str, path: Path) -> tuple[Any, LineMap]:
         if loader is not None:
             loader.dispose()
     return data, lines
+
+
+MAX_NODES = 100_000
+"""Expanded size limit: aliases can make a few lines mean billions of values."""
+
+
+def _check_size(root: yaml.Node, path: Path) -> None:
+    """Refuse recursive aliases and alias bombs before anything walks the data."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise ConsoleError(
+                f"{_where(path, node.start_mark)}: an alias refers to the list or mapping "
+                "that contains it; profiles cannot be recursive"
+            )
+        active.add(key)
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                total += size(k) + size(v)
+                if total > MAX_NODES:
+                    break
+        elif isinstance(node, yaml.SequenceNode):
+            for item in node.value:
+                total += size(item)
+                if total > MAX_NODES:
+                    break
+        active.discard(key)
+        if total > MAX_NODES:
+            raise ConsoleError(
+                f"{_where(path, node.start_mark)}: aliases expand to more than "
+                f"{MAX_NODES:,} values; write the profile out without them"
+            )
+        sizes[key] = total
+        return total
+
+    size(root)
 
 
 def _key_text(node: yaml.Node) -> str:
