@@ -14,7 +14,11 @@ How screens work inside this shell (read this before writing a screen)
   ``get_current_worker().is_cancelled`` in loops). ``exit_on_error=False`` is
   required: the App's single ``Worker.StateChanged`` handler turns any worker
   error into a notice (``ConsoleError`` text as is, anything else with its
-  type), so a failure never kills the console. Raise ``ConsoleError`` with a
+  type), so a failure never kills the console. Textual does not bubble
+  ``Worker.StateChanged``: the App mixes ``screens.base.ForwardWorkerErrors``
+  into every mode screen, so screen workers are covered; a widget running its
+  own workers calls ``screens.base.forward_worker_error(self, event)`` from its
+  ``@on(Worker.StateChanged)`` handler (or starts them on its screen). Raise ``ConsoleError`` with a
   message that names the URL/file and says what to do. Polls never overlap:
   schedule the next one when the previous finished (``set_timer``), not with
   ``set_interval``.
@@ -31,8 +35,10 @@ How screens work inside this shell (read this before writing a screen)
 * **Layout.** Every screen yields ``Header()`` first and ``Footer()`` last. The
   App sets ``-narrow`` (< 120 columns) or ``-wide`` on each screen
   (``HORIZONTAL_BREAKPOINTS``): design for 80x24 and use the extra space with
-  ``Screen.-wide`` rules. Digits 1-6, ``?`` and ``ctrl+t`` are App bindings, so
-  do not bind them in a screen.
+  ``Screen.-wide`` rules. Digits 1-6, ``?``, ``f1`` and ``ctrl+t`` are App
+  bindings, so do not bind them in a screen. Digits type into a focused text
+  field; the App's ``escape`` binding takes focus out of it (a screen may bind
+  ``escape`` itself, it then goes first).
 """
 
 from __future__ import annotations
@@ -63,6 +69,7 @@ from console.messages import (
     ServerStatusBroadcast,
     ServerStatusChanged,
 )
+from console.screens.base import with_worker_errors
 from console.screens.bench import BenchScreen
 from console.screens.build import BuildScreen
 from console.screens.chat import ChatScreen
@@ -171,6 +178,8 @@ class ConsoleApp(App[None]):
         ),
         Binding("question_mark,f1", "help", "Help", key_display="?"),
         Binding("ctrl+t", "toggle_theme", "Theme", show=False),
+        # Digits type into text fields; Esc leaves the field so they switch screens again.
+        Binding("escape", "leave_field", "Leave field", show=False),
     ]
 
     def __init__(
@@ -193,7 +202,7 @@ class ConsoleApp(App[None]):
             self.add_mode(mode, partial(self._make_screen, mode, cls))
 
     def _make_screen(self, mode: str, cls: type[Screen]) -> Screen:
-        screen = cls()
+        screen = with_worker_errors(cls)()
         self.mode_screens[mode] = screen
         return screen
 
@@ -214,6 +223,11 @@ class ConsoleApp(App[None]):
             self.pop_screen()
         if self.current_mode != mode:
             await self.switch_mode(mode)
+
+    def action_leave_field(self) -> None:
+        """Take focus out of a text field (a screen that binds Esc itself goes first)."""
+        if self.screen.focused is not None:
+            self.screen.set_focus(None)
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

@@ -205,6 +205,17 @@ class ToolCall:
             return None
 
 
+def format_tool_call(call: ToolCall) -> str:
+    """``name({"arg": 1})``: arguments re-serialised when they are complete JSON."""
+    parsed = call.arguments_json()
+    args = json.dumps(parsed, ensure_ascii=False) if parsed is not None else call.arguments
+    return f"{call.name or '?'}({args})"
+
+
+def tool_calls_text(calls: dict[int, ToolCall]) -> str:
+    return "\n".join(f"tool call {format_tool_call(c)}" for _, c in sorted(calls.items()))
+
+
 @dataclass
 class Answer:
     """One assistant turn as it arrives, with its timing.

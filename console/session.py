@@ -94,6 +94,8 @@ class Session:
     url: str = DEFAULT_URL
     profile_name: str | None = None
     url_pinned: bool = False
+    model: str | None = None
+    """Served model name to chat with (``--model``); None asks ``/v1/models``."""
     """True when the user gave ``--url``: a profile change does not move the URL."""
     api_key: str | None = field(default=None, repr=False)
     profile: Profile | None = field(default=None, repr=False)

@@ -1,14 +1,301 @@
-"""The chat screen (placeholder until the area lands)."""
+"""The chat screen: talk to the served model, see how fast it answered.
+
+The conversation logic is headless (:class:`console.chat.ChatSession`); this
+screen only renders its events. One async worker (group ``chat``) streams an
+answer; ``Esc`` cancels it and the partial answer stays, in the view, the
+history and the transcript. The transcript is written by the session as events
+arrive, so quitting mid-answer loses nothing.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import time
+from typing import TYPE_CHECKING, ClassVar
+
+from rich.text import Text
+from textual import on, work
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Footer, Header, Input, Static
+from textual.worker import Worker
+
+from console.chat import (
+    Answer,
+    ChatClient,
+    ChatSession,
+    ContentDelta,
+    ReasoningDelta,
+    StreamError,
+    ToolCallDelta,
+    Transcript,
+    Usage,
+)
+from console.errors import ConsoleError
+from console.messages import ActiveProfileChanged, ChatRequested, ServerStatusBroadcast
+from console.widgets.chat_message import AssistantMessage, UserMessage
+from console.widgets.chat_settings import ChatSettingsPanel
+
+if TYPE_CHECKING:
+    from console.session import Session
 
 
 class ChatScreen(Screen):
+    """Multi-turn chat with the served model."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "stop", "Stop/leave input"),
+        Binding("ctrl+o", "toggle_settings", "Settings"),
+        Binding("ctrl+l", "new_chat", "New chat"),
+        Binding("i", "focus_input", "Input", show=False),
+    ]
+
+    DEFAULT_CSS = """
+    ChatScreen #chat-main {
+        width: 1fr;
+    }
+    ChatScreen #chat-log {
+        height: 1fr;
+        padding: 0 1;
+        scrollbar-size-vertical: 1;
+    }
+    ChatScreen #chat-status {
+        height: 1;
+        padding: 0 1;
+        color: $text-muted;
+        background: $boost;
+    }
+    ChatScreen #chat-input {
+        margin: 0;
+    }
+    ChatScreen ChatSettingsPanel {
+        display: none;
+    }
+    ChatScreen.-wide ChatSettingsPanel {
+        display: block;
+        width: 44;
+    }
+    ChatScreen.-settings ChatSettingsPanel {
+        display: block;
+    }
+    ChatScreen.-wide.-settings-hidden ChatSettingsPanel {
+        display: none;
+    }
+    ChatScreen #chat-empty {
+        color: $text-muted;
+        padding: 1 0;
+    }
+    """
+
+    generating: reactive[bool] = reactive(False)
+    """True while an answer streams (Esc stops it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.chat: ChatSession | None = None
+        """The headless conversation (None until the first message is sent)."""
+        self._worker: Worker | None = None
+
+    # -- layout ----------------------------------------------------------------
+
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static("chat: coming soon")
+        with Horizontal(id="chat-body"):
+            with Vertical(id="chat-main"):
+                with VerticalScroll(id="chat-log"):
+                    yield Static(
+                        "Type a message below and press Enter. Esc stops an answer; "
+                        "ctrl+o opens the settings (system prompt, temperature, max "
+                        "tokens, top_p).",
+                        id="chat-empty",
+                    )
+                yield Static("", id="chat-status")
+                yield Input(placeholder="Message (Enter to send)", id="chat-input")
+            yield ChatSettingsPanel(id="chat-settings")
         yield Footer()
+
+    @property
+    def session(self) -> Session:
+        return self.app.session  # type: ignore[attr-defined]
+
+    def on_mount(self) -> None:
+        self.query_one("#chat-log").anchor()
+        self.query_one("#chat-input", Input).focus()
+        self._show_status()
+
+    def on_screen_resume(self) -> None:
+        self._show_status()
+        self._probe()
+
+    def _show_status(self, extra: str = "") -> None:
+        model = (self.chat.model if self.chat else None) or self.session.model
+        text = Text()
+        text.append(model or "model ?", style="bold")
+        text.append(f" @ {self.session.url}")
+        if extra:
+            text.append(f" · {extra}")
+        self.query_one("#chat-status", Static).update(text)
+        transcript = self.chat.transcript if self.chat else None
+        self.query_one(ChatSettingsPanel).show_where(
+            model, str(transcript.path) if transcript else None
+        )
+
+    @work(exclusive=True, group="chat-probe", exit_on_error=False, description="chat: /v1/models")
+    async def _probe(self) -> None:
+        """Which model is served (shown before the first message); a down server is normal."""
+        if self.session.model or (self.chat and self.chat.model):
+            return
+        client = ChatClient(self.session.url, api_key=self.session.api_key, timeout=5)
+        try:
+            model = await client.default_model()
+        except ConsoleError:
+            self._show_status("no server answering; start one on the Server screen (2)")
+            return
+        finally:
+            await client.aclose()
+        if self.chat is not None and self.chat.model is None:
+            self.chat.model = model
+        self._show_status(f"serving {model}")
+
+    # -- sending ---------------------------------------------------------------
+
+    def _chat_session(self) -> ChatSession:
+        """The conversation, re-pointed at the session URL if that changed."""
+        session = self.session
+        if self.chat is None:
+            self.chat = ChatSession(
+                ChatClient(session.url, api_key=session.api_key),
+                model=session.model,
+                transcript=Transcript.new(),
+            )
+        elif self.chat.client.url != session.url.rstrip("/"):
+            old = self.chat.client
+            self.chat.client = ChatClient(session.url, api_key=session.api_key)
+            self.chat.model = session.model
+            self.run_worker(old.aclose(), exit_on_error=False)
+        return self.chat
+
+    @on(Input.Submitted, "#chat-input")
+    def _submit(self, event: Input.Submitted) -> None:
+        text = event.value.strip()
+        if not text:
+            return
+        if self.generating:
+            self.notify("an answer is still coming: wait, or press Esc to stop it")
+            return
+        panel = self.query_one(ChatSettingsPanel)
+        try:
+            settings = panel.read_settings()
+        except ConsoleError as exc:
+            self.notify(str(exc), title="chat settings", severity="error")
+            return
+        event.input.value = ""
+        self.send(text, settings_system=(settings, panel.system))
+
+    def send(self, text: str, *, settings_system: tuple | None = None) -> Worker:
+        """Show ``text`` as the user's turn and stream the answer (also used by tests)."""
+        chat = self._chat_session()
+        if settings_system is None:
+            panel = self.query_one(ChatSettingsPanel)
+            settings_system = (panel.read_settings(), panel.system)
+        chat.settings, system = settings_system
+        chat.set_system(system)
+        self.generating = True
+        self._worker = self._answer(text)
+        return self._worker
+
+    @work(exclusive=True, group="chat", exit_on_error=False, description="chat")
+    async def _answer(self, text: str) -> None:
+        chat = self._chat_session()
+        log = self.query_one("#chat-log", VerticalScroll)
+        for empty in self.query("#chat-empty"):
+            await empty.remove()
+        view = AssistantMessage(chat.model)
+        await log.mount_all([UserMessage(text), view])
+        log.anchor()  # a new message brings the view back to the bottom
+        self._show_status("sending…")
+        answer = Answer(t_request=time.monotonic())
+        try:
+            async with contextlib.aclosing(chat.send(text, answer=answer)) as events:
+                async for event in events:
+                    if isinstance(event, ContentDelta):
+                        await view.add_content(event.text)
+                    elif isinstance(event, ReasoningDelta):
+                        await view.add_reasoning(event.text)
+                    elif isinstance(event, ToolCallDelta):
+                        view.show_tool_calls(answer.tool_calls)
+                    elif isinstance(event, Usage):
+                        view.show_stats(answer, live=True)
+                    elif isinstance(event, StreamError):
+                        self.notify(
+                            f"{event.message} (the conversation so far is kept)",
+                            title="the server stopped the answer",
+                            severity="error",
+                            timeout=12,
+                        )
+        finally:
+            self.generating = False
+            await view.finish(answer)
+            self._show_status(answer.stats_line())
+            self.post_message(self.AnswerDone(answer))
+
+    class AnswerDone(Message):
+        """An answer finished (complete, stopped or failed); tests wait on it."""
+
+        def __init__(self, answer: Answer) -> None:
+            super().__init__()
+            self.answer = answer
+
+    # -- actions ---------------------------------------------------------------
+
+    def action_stop(self) -> None:
+        """Stop the answer being generated; otherwise leave the input field."""
+        if self.generating and self._worker is not None:
+            self._worker.cancel()
+            self.notify("stopped; the partial answer is kept")
+            return
+        if isinstance(self.focused, Input):
+            self.query_one("#chat-log").focus()
+
+    def action_focus_input(self) -> None:
+        self.query_one("#chat-input", Input).focus()
+
+    def action_toggle_settings(self) -> None:
+        if self.has_class("-wide"):
+            self.toggle_class("-settings-hidden")
+            shown = not self.has_class("-settings-hidden")
+        else:
+            self.toggle_class("-settings")
+            shown = self.has_class("-settings")
+        if shown:
+            self.query_one("#chat-system").focus()
+        else:
+            self.action_focus_input()
+
+    async def action_new_chat(self) -> None:
+        if self.generating:
+            self.notify("stop the answer first (Esc)")
+            return
+        if self.chat is not None:
+            self.chat.reset()
+        await self.query_one("#chat-log").remove_children()
+        self._show_status("new conversation")
+
+    # -- app messages ------------------------------------------------------------
+
+    @on(ChatRequested)
+    def _requested(self, request: ChatRequested) -> None:
+        self.action_focus_input()
+        if request.text and not self.generating:
+            self.send(request.text)
+
+    @on(ActiveProfileChanged)
+    @on(ServerStatusBroadcast)
+    def _server_moved(self) -> None:
+        if self.is_current:
+            self._show_status()
+            self._probe()

@@ -79,6 +79,13 @@ class HelpScreen(ModalScreen[None]):
         Binding("escape", "app.pop_screen", "Close"),
         Binding("q", "app.pop_screen", "Close", show=False),
         Binding("question_mark", "app.pop_screen", "Close", show=False),
+        # A modal hides the App's keys; screen keys still work from here.
+        *(
+            Binding(str(i), f"app.show_mode('{mode}')", mode, show=False)
+            for i, mode in enumerate(
+                ("dashboard", "server", "chat", "profiles", "build", "bench"), start=1
+            )
+        ),
     ]
 
     DEFAULT_CSS = """

@@ -1,0 +1,37 @@
+"""What every console screen shares: worker errors reach the App.
+
+Textual posts ``Worker.StateChanged`` to the node that started the worker and
+does not bubble it, so the App would never hear about a screen's failed
+worker. ``ForwardWorkerErrors`` re-posts failures to the App, whose single
+handler turns them into a notice. The App mixes it into every screen of its
+modes itself; a widget that runs its own workers can forward the same way with
+:func:`forward_worker_error`.
+"""
+
+from __future__ import annotations
+
+from textual import on
+from textual.dom import DOMNode
+from textual.screen import Screen
+from textual.worker import Worker, WorkerState
+
+
+def forward_worker_error(node: DOMNode, event: Worker.StateChanged) -> None:
+    """Send a failed worker's state change on to the App (a no-op for other states)."""
+    if event.state == WorkerState.ERROR and node is not node.app:
+        node.app.post_message(Worker.StateChanged(event.worker, event.state))
+
+
+class ForwardWorkerErrors(Screen):
+    """A screen whose failed workers become App notices."""
+
+    @on(Worker.StateChanged)
+    def _forward_worker_error(self, event: Worker.StateChanged) -> None:
+        forward_worker_error(self, event)
+
+
+def with_worker_errors(cls: type[Screen]) -> type[Screen]:
+    """``cls`` with ``ForwardWorkerErrors`` mixed in (same name, so CSS still matches)."""
+    if issubclass(cls, ForwardWorkerErrors):
+        return cls
+    return type(cls.__name__, (cls, ForwardWorkerErrors), {"__module__": cls.__module__})

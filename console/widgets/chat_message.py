@@ -1,0 +1,159 @@
+"""One chat turn on screen: the user's text, or the assistant's streamed answer.
+
+The answer streams through ``MarkdownStream`` (``Markdown.get_stream``), which
+merges fragments when they arrive faster than Markdown can re-render; at
+hundreds of tokens/s plain ``Markdown.append`` falls behind. Reasoning streams
+into its own collapsible so it never mixes with the answer.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Collapsible, Markdown, Static
+
+from console.chat import format_tool_call
+
+if TYPE_CHECKING:
+    from textual.widgets._markdown import MarkdownStream
+
+    from console.chat import Answer, ToolCall
+
+
+class UserMessage(Static):
+    """The user's turn, verbatim (not Markdown: what was typed is what was sent)."""
+
+    DEFAULT_CSS = """
+    UserMessage {
+        margin: 1 0 0 0;
+        padding: 0 1;
+        border-left: thick $accent;
+        background: $boost;
+        color: $text;
+    }
+    """
+
+    def __init__(self, text: str) -> None:
+        super().__init__(Text(text), markup=False)
+        self.text = text
+
+
+def tool_call_text(call: ToolCall) -> Text:
+    text = Text()
+    text.append("tool call ", style="dim")
+    text.append(format_tool_call(call))
+    return text
+
+
+class AssistantMessage(Vertical):
+    """The assistant's turn: reasoning (collapsible), answer, tool calls, figures."""
+
+    DEFAULT_CSS = """
+    AssistantMessage {
+        height: auto;
+        margin: 1 0 0 0;
+        padding: 0 0 0 1;
+        border-left: thick $primary;
+    }
+    AssistantMessage > Collapsible {
+        display: none;
+        padding: 0;
+        margin: 0;
+        border: none;
+        background: $boost;
+    }
+    AssistantMessage.-has-reasoning > Collapsible {
+        display: block;
+    }
+    AssistantMessage .reasoning {
+        color: $text-muted;
+        margin: 0;
+    }
+    AssistantMessage .answer {
+        margin: 0;
+    }
+    AssistantMessage .answer > * {
+        margin-bottom: 0;
+    }
+    AssistantMessage .tools {
+        display: none;
+        color: $text;
+        background: $boost;
+    }
+    AssistantMessage.-has-tools .tools {
+        display: block;
+    }
+    AssistantMessage .stats {
+        color: $text-muted;
+        text-style: italic;
+    }
+    AssistantMessage.-error .stats {
+        color: $error;
+    }
+    """
+
+    def __init__(self, model: str | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self._answer_stream: MarkdownStream | None = None
+        self._reasoning_stream: MarkdownStream | None = None
+
+    def compose(self) -> ComposeResult:
+        with Collapsible(title="Reasoning", collapsed=False, classes="reasoning-box"):
+            yield Markdown(classes="reasoning")
+        yield Markdown(classes="answer")
+        yield Static(classes="tools")
+        yield Static("waiting for the first token…", classes="stats")
+
+    async def add_reasoning(self, text: str) -> None:
+        if self._reasoning_stream is None:
+            self.add_class("-has-reasoning")
+            self._reasoning_stream = Markdown.get_stream(self.query_one(".reasoning", Markdown))
+        await self._reasoning_stream.write(text)
+
+    async def add_content(self, text: str) -> None:
+        if self._answer_stream is None:
+            self._answer_stream = Markdown.get_stream(self.query_one(".answer", Markdown))
+            if self._reasoning_stream is not None:
+                # The thinking is over: fold it away, the answer is what matters now.
+                self.query_one(Collapsible).collapsed = True
+        await self._answer_stream.write(text)
+
+    def show_tool_calls(self, calls: dict[int, ToolCall]) -> None:
+        self.add_class("-has-tools")
+        text = Text("\n").join(tool_call_text(c) for _, c in sorted(calls.items()))
+        self.query_one(".tools", Static).update(text)
+
+    def show_stats(self, answer: Answer, *, live: bool = False) -> None:
+        line = answer.stats_line()
+        if live:
+            tokens = answer.completion_tokens
+            line = "generating… " + (f"{tokens} tokens" if tokens is not None else "")
+        if answer.error and not live:
+            line = f"{line}\n{answer.error}"
+        self.set_class(bool(answer.error) and not live, "-error")
+        self.query_one(".stats", Static).update(Text(line))
+
+    async def finish(self, answer: Answer) -> None:
+        """Flush the streams and show the final figures (also after a stop or error)."""
+        for stream in (self._reasoning_stream, self._answer_stream):
+            if stream is not None:
+                await stream.stop()
+        if answer.tool_calls:
+            self.show_tool_calls(answer.tool_calls)
+        if not answer.content and not answer.tool_calls and not answer.error:
+            await self.query_one(".answer", Markdown).update("*(no text)*")
+        self.show_stats(answer)
+
+    async def show_finished(self, answer: Answer) -> None:
+        """Render a complete answer at once (a replayed transcript, a snapshot)."""
+        if answer.reasoning:
+            self.add_class("-has-reasoning")
+            await self.query_one(".reasoning", Markdown).update(answer.reasoning)
+            self.query_one(Collapsible).collapsed = True
+        if answer.content:
+            await self.query_one(".answer", Markdown).update(answer.content)
+        await self.finish(answer)
