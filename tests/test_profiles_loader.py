@@ -384,3 +384,96 @@ def test_name_must_match_file_name_in_profile_folder(private_dirs: Path, tmp_pat
     # outside the profile folders a file may carry any name
     other = write(tmp_path, "bar.yaml", "name: baz\nruntime: local\nserve:\n  model: m\n")
     assert load_file(other).name == "baz"
+
+
+_text = st.text(max_size=12)
+_near_valid = st.fixed_dictionaries(
+    {
+        "runtime": st.sampled_from(["local", "docker"]),
+        "serve": st.fixed_dictionaries(
+            {"model": st.text(min_size=1, max_size=12)},
+            optional={
+                "host": _text,
+                "port": st.integers(),
+                "served_model_name": _text,
+                "engine_args": st.dictionaries(
+                    st.text(min_size=1, max_size=16), _values, max_size=4
+                ),
+                "env": st.dictionaries(st.text(min_size=1, max_size=8), _text, max_size=3),
+                "speculative_config": st.dictionaries(
+                    st.sampled_from(
+                        [
+                            "method",
+                            "model",
+                            "num_speculative_tokens",
+                            "quantization",
+                            "tensor_parallel_size",
+                            "prompt_lookup_max",
+                        ]
+                    ),
+                    _values,
+                    max_size=3,
+                ),
+                "volumes": st.lists(_text, max_size=2),
+                "container": st.fixed_dictionaries(
+                    {}, optional={"name": _text, "gpus": _text, "network": _text}
+                ),
+                "local": st.fixed_dictionaries(
+                    {}, optional={"runtime": _text, "python": _text, "managed_model": _text}
+                ),
+            },
+        ),
+    },
+    optional={
+        "image": st.fixed_dictionaries(
+            {"base": _text, "tag": _text},
+            optional={
+                "vllm_ref": _text,
+                "pip": st.lists(st.fixed_dictionaries({"packages": st.lists(_text, max_size=2)})),
+                "patches": st.lists(
+                    st.fixed_dictionaries(
+                        {}, optional={"pr": st.integers(), "commit": _text, "url": _text}
+                    ),
+                    max_size=2,
+                ),
+                "entrypoint": st.lists(_text, max_size=3),
+                "steps": st.lists(_text, max_size=2),
+            },
+        )
+    },
+)
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=_near_valid)
+def test_loaded_profiles_render_and_lint_or_give_console_error(tmp_path: Path, data: dict) -> None:
+    from console.profiles import (
+        display_argv,
+        lint,
+        render_argv,
+        render_docker_run,
+        render_dockerfile,
+        render_env,
+    )
+    from console.profiles.catalogue import shipped
+
+    path = tmp_path / "fuzz.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    try:
+        profile = load_file(path)
+    except ConsoleError:
+        return
+    for step in (
+        lambda: render_argv(profile, {}),
+        lambda: display_argv(profile),
+        lambda: render_env(profile, {}),
+        lambda: lint(profile, catalogue=shipped()),
+        lambda: render_docker_run(profile),
+        lambda: render_dockerfile(profile),
+    ):
+        try:
+            step()
+        except ConsoleError as exc:
+            assert str(exc)
