@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from console.commands.logparse import run_parse
 from console.errors import ConsoleError
@@ -376,3 +378,31 @@ def test_run_parse_missing_file_names_it(tmp_path: Path) -> None:
     with pytest.raises(ConsoleError) as info:
         run_parse(str(tmp_path / "nope.log"), False)
     assert "nope.log" in str(info.value)
+
+
+# --------------------------------------------------------------------------- properties
+
+
+_PIECES = [
+    "(APIServer pid=1) ",
+    "INFO 11-30 12:00:00 [x.py:1] ",
+    "ERROR 11-30 12:00:00 [x.py:1] ",
+    "Traceback (most recent call last):",
+    '  File "a.py", line 3, in f',
+    "ValueError: boom",
+    "GPU KV cache size: 1,000 tokens",
+    "Maximum concurrency for 10 tokens per request: 1.00x",
+    "SpecDecoding metrics: ",
+    "\x1b[32m",
+    "\r",
+]
+
+
+@given(st.lists(st.text() | st.sampled_from(_PIECES), max_size=30))
+def test_parser_never_raises_on_any_input(lines: list[str]) -> None:
+    p = LogParser()
+    for line in lines:
+        for e in p.feed(line):
+            e.to_dict()
+        parse_line(line)
+    p.flush()

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from console.errors import ConsoleError
 from console.metrics import (
@@ -417,3 +419,28 @@ async def test_ascrape_real_ngram_server(vllm_ngram_server) -> None:
         s = await ascrape(client, vllm_ngram_server.url)
     f = derive(s)
     assert f.spec_decode is not None and f.spec_decode.num_speculative_tokens == 4
+
+
+# --------------------------------------------------------------------------- properties
+
+
+@given(
+    bounds=st.lists(st.floats(0.001, 1000), min_size=1, max_size=12, unique=True),
+    counts=st.lists(st.integers(0, 50), min_size=13, max_size=13),
+    qs=st.lists(st.floats(0.0, 1.0), min_size=2, max_size=5),
+)
+def test_quantile_is_monotonic_and_inside_the_buckets(
+    bounds: list[float], counts: list[int], qs: list[float]
+) -> None:
+    bounds = sorted(bounds)
+    cum, total = [], 0
+    for i in range(len(bounds) + 1):
+        total += counts[i]
+        cum.append(float(total))
+    buckets = (*zip(bounds, cum, strict=False), (float("inf"), cum[-1]))
+    values = [bucket_quantile(q, buckets) for q in sorted(qs)]
+    if total == 0:
+        assert all(v is None for v in values)
+        return
+    assert all(v is not None and 0.0 <= v <= bounds[-1] for v in values)
+    assert values == sorted(values)  # type: ignore[type-var]
