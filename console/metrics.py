@@ -758,6 +758,12 @@ class MetricsTracker:
             self._samples.popleft()
         return self.last_interval()
 
+    def note_log_event(self, event: Any) -> None:
+        """Take KV capacity from a ``console.logs.KvCacheSize`` event (older servers
+        don't export it as a metric)."""
+        if getattr(event, "kind", None) == "kv_cache" and getattr(event, "tokens", None):
+            self.kv_capacity_tokens_from_log = int(event.tokens)
+
     def feed_error(self, error: Exception, *, at: float | None = None) -> None:
         """Record a failed scrape; the last good sample is kept."""
         self.last_error = error

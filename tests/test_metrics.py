@@ -444,3 +444,14 @@ def test_quantile_is_monotonic_and_inside_the_buckets(
         return
     assert all(v is not None and 0.0 <= v <= bounds[-1] for v in values)
     assert values == sorted(values)  # type: ignore[type-var]
+
+
+def test_tracker_takes_kv_capacity_from_the_log_when_metrics_lack_it() -> None:
+    from console.logs import parse_line
+
+    tr = MetricsTracker()
+    tr.feed(parse_metrics(build_page(cache_info='block_size="16"'), timestamp=1))
+    assert tr.window(now=1).kv_cache.capacity_tokens is None  # type: ignore[union-attr]
+    tr.note_log_event(parse_line("INFO 01-01 00:00:00 [k.py:1] GPU KV cache size: 4,096 tokens"))
+    kv = tr.window(now=1).kv_cache  # type: ignore[union-attr]
+    assert (kv.capacity_tokens, kv.capacity_source) == (4096, "log")
