@@ -601,6 +601,11 @@ class ChatSession:
         fill in; it is also appended to ``self.answers``.
         """
         self.settings.validate()
+        resolve_error: ConsoleError | None = None
+        try:
+            await self.resolve_model()
+        except ConsoleError as exc:
+            resolve_error = exc  # raised below, once the user turn is on disk
         self._write_meta()
         if self.transcript is not None:
             self.transcript.record("user", content=text)
@@ -610,6 +615,8 @@ class ChatSession:
         self.answers.append(current)
         model = self.model
         try:
+            if resolve_error is not None:
+                raise resolve_error
             model = await self.resolve_model()
             current.t_request = time.monotonic()
             async for event in self.client.stream(model, messages, self.settings):
