@@ -635,6 +635,17 @@ def _quantiles(
     return Quantiles.of(h)
 
 
+def _tpot(current: MetricsSample, previous: MetricsSample | None) -> Quantiles | None:
+    """Per-token TPOT. The old ``time_per_output_token_seconds`` was observed per
+    engine step, which is per token only without speculative decoding."""
+    name = next((n for n in N.TPOT if n + "_bucket" in current.series), None)
+    if name is None:
+        return None
+    if name != N.TPOT[0] and current.first_present(N.SPEC_DRAFTS) is not None:
+        return None
+    return _quantiles(current, previous, (name,))
+
+
 def derive(
     current: MetricsSample,
     previous: MetricsSample | None = None,
@@ -692,7 +703,7 @@ def derive(
     latency = LatencyFigures(
         scope="window" if previous is not None else "lifetime",
         ttft_s=_quantiles(current, previous, N.TTFT),
-        tpot_s=_quantiles(current, previous, N.TPOT),
+        tpot_s=_tpot(current, previous),
         itl_s=_quantiles(current, previous, N.ITL),
         e2e_s=_quantiles(current, previous, N.E2E),
     )

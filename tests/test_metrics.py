@@ -455,3 +455,16 @@ def test_tracker_takes_kv_capacity_from_the_log_when_metrics_lack_it() -> None:
     tr.note_log_event(parse_line("INFO 01-01 00:00:00 [k.py:1] GPU KV cache size: 4,096 tokens"))
     kv = tr.window(now=1).kv_cache  # type: ignore[union-attr]
     assert (kv.capacity_tokens, kv.capacity_source) == (4096, "log")
+
+
+def test_old_per_step_histogram_is_not_tpot_with_spec_decode() -> None:
+    """≤ v0.10 with spec decode: time_per_output_token_seconds is per step, not per token."""
+    itl = {"0.05": 4, "+Inf": 4}
+    page = build_page(
+        itl_name="vllm:time_per_output_token_seconds",
+        itl=itl,
+        spec=(10, 40, 20, (8, 6, 4, 2)),
+    )
+    lat = derive(parse_metrics(page, timestamp=1)).latency
+    assert lat.itl_s is not None and lat.itl_s.count == 4
+    assert lat.tpot_s is None
