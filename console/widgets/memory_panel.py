@@ -59,6 +59,8 @@ class MemoryPanel(Vertical):
     """Memory and GPU load (util, temperature, power) in four lines at 80x24;
     the per-process list shows when the screen is wide (``-wide``)."""
 
+    SCOPED_CSS = False  # the process list depends on the screen's -wide class
+
     DEFAULT_CSS = """
     MemoryPanel { height: auto; }
     MemoryPanel > .mem-line { height: 1; }
