@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     down = subparsers.add_parser("down", help="stop a profile's server")
     down.add_argument("name", metavar="NAME")
     down.add_argument(
-        "--timeout", type=float, default=10.0, metavar="S", help="seconds before SIGKILL"
+        "--timeout", type=float, default=20.0, metavar="S", help="seconds before SIGKILL"
     )
     down.set_defaults(func=_down)
 

@@ -197,6 +197,12 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def port_owner(port: int) -> int | None:
     """PID listening on ``port``, if psutil may tell (root or same user)."""
     try:
@@ -339,7 +345,10 @@ class LocalRuntime:
         if port_in_use(host, port):
             raise ConsoleError(
                 f"cannot start {profile.name}: {_port_message(host, port)}",
-                hint="stop that server, or pick another port (e.g. `up NAME --port 8123`)",
+                hint=(
+                    "stop that server, or pick another port "
+                    f"(e.g. `up {profile.name} --port {_free_port()}`)"
+                ),
             )
         _check_model_path(profile)
         self.prepare(profile, progress=self.progress or on_line)
@@ -475,13 +484,21 @@ class LocalRuntime:
             members = [proc, *proc.children(recursive=True)]
         except psutil.NoSuchProcess:
             members = [proc]
-        self._signal(rec.pid, members, signal.SIGTERM)
-        _, alive = psutil.wait_procs(members, timeout=timeout, callback=None)
-        how = f"stopped (SIGTERM, pid {rec.pid})"
+        # SIGTERM to the API server alone: it shuts its engine and workers down
+        # in order (signalling the group would kill workers under the engine).
+        started = time.monotonic()
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.send_signal(signal.SIGTERM)
+        _, alive = psutil.wait_procs(members, timeout=timeout)
+        how = f"stopped (SIGTERM to pid {rec.pid}, {time.monotonic() - started:.1f} s)"
         if alive:
+            left = ", ".join(f"{p.pid}" for p in alive)
             self._signal(rec.pid, alive, signal.SIGKILL)
             psutil.wait_procs(alive, timeout=5.0)
-            how = f"killed after {timeout:.0f} s (SIGKILL, pid {rec.pid})"
+            how = (
+                f"SIGTERM to pid {rec.pid}; after {timeout:.0f} s killed what was left "
+                f"(SIGKILL to its process group: {left})"
+            )
         child = _CHILDREN.pop(rec.pid, None)
         if child is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
