@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual import on, work
@@ -24,17 +24,12 @@ from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Log, Static
 
 from console import paths
-from console.bench import ArmSpec, BenchConfig, BenchEvent, BenchResult, BenchRunner
-from console.bench_report import (
-    arm_line,
-    config_line,
-    equality,
-    equality_line,
-    headline,
-    table_rows,
-)
 from console.errors import ConsoleError, UsageError
 from console.messages import BenchRequested
+
+if TYPE_CHECKING:
+    # Imported when a bench runs, not at console start-up (httpx, metrics parser).
+    from console.bench import ArmSpec, BenchConfig, BenchEvent, BenchResult, BenchRunner
 
 NUMBER_FIELDS: tuple[tuple[str, str, int], ...] = (
     ("sequential", "Seq", 3),
@@ -48,6 +43,8 @@ NUMBER_FIELDS: tuple[tuple[str, str, int], ...] = (
 
 def arm_spec(label: str, text: str) -> ArmSpec:
     """A URL (``scheme://`` or ``host:port``) or else a profile name."""
+    from console.bench import ArmSpec
+
     text = text.strip()
     if "://" in text or (":" in text and text.rsplit(":", 1)[-1].isdigit()):
         url = text if "://" in text else f"http://{text}"
@@ -144,6 +141,8 @@ class BenchScreen(Screen):
     # -- starting and stopping ---------------------------------------------------
 
     def _config(self) -> BenchConfig:
+        from console.bench import BenchConfig
+
         values: dict[str, int] = {}
         for field, label, _default in NUMBER_FIELDS:
             raw = self.query_one(f"#bench-{field}", Input).value.strip()
@@ -171,6 +170,8 @@ class BenchScreen(Screen):
         if self.running:
             self.notify("a bench is already running", severity="warning")
             return
+        from console.bench import BenchRunner
+
         try:
             runner = BenchRunner(self._arms(), self._config(), json_path=results_path())
         except ConsoleError as exc:
@@ -237,6 +238,15 @@ class BenchScreen(Screen):
             self.notify(f"bench complete; results in {self.json_path}", title="bench")
 
     def _show_result(self, result: BenchResult) -> None:
+        from console.bench_report import (
+            arm_line,
+            config_line,
+            equality,
+            equality_line,
+            headline,
+            table_rows,
+        )
+
         lines = [arm_line(a) for a in result.arms]
         lines.append(config_line(result))
         lines += headline(result)
