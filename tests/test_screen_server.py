@@ -154,3 +154,20 @@ async def test_start_reattach_stop_a_real_local_server(tmp_path: Path) -> None:
         from console.runtime.base import runtime_for
 
         runtime_for(profile).down(profile)
+
+
+def test_image_summary_reads_the_build_provenance() -> None:
+    from console.profiles import image_labels
+    from console.runtime.base import ServerStatus
+    from console.screens.server import image_summary
+
+    profile = load_profile("gemma4-26b-mtp")
+    labels = image_labels(profile)
+    text = image_summary(
+        profile, ServerStatus(profile.name, "docker", ServerState.READY, image=labels)
+    )
+    assert profile.image.tag in text
+    assert f"vLLM: {profile.image.vllm_ref}" in text
+    assert labels["vllm-console.patches"] in text
+    local = image_summary(load_profile("gemma3-270m-cpu"), None)
+    assert local.startswith("local process:") and "gemma3-270m" in local

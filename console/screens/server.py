@@ -76,13 +76,30 @@ def enforce_eager(profile: Profile | None) -> bool:
     )
 
 
+PROVENANCE = (
+    ("vllm-console.base", "base"),
+    ("vllm-console.vllm-ref", "vLLM"),
+    ("vllm-console.patches", "patches"),
+    ("vllm-console.pip", "pip"),
+    ("vllm-console.built-at", "built"),
+    ("vllm-console.build-log", "build log"),
+)
+"""Image labels the console writes at build time, and how they are shown."""
+
+
 def image_summary(profile: Profile | None, status: ServerStatus | None) -> str:
     """Which image/build the server runs: provenance labels when the container has them."""
     if status is not None and status.image:
-        keys = ("org.opencontainers.image.ref.name", "vllm.ref", "vllm-console.profile")
-        bits = [f"{k.rsplit('.', 1)[-1]}={status.image[k]}" for k in keys if k in status.image]
-        rest = [f"{k}={v}" for k, v in status.image.items() if k not in keys]
-        return "image: " + ", ".join(bits + rest)
+        lines = [
+            f"{label}: {status.image[key]}" for key, label in PROVENANCE if key in status.image
+        ]
+        if lines:
+            return (
+                "image "
+                + (profile.image.tag if profile and profile.image else "")
+                + "\n"
+                + ("\n".join(lines))
+            )
     if profile is None:
         return "attached by URL: image unknown"
     if profile.runtime == "docker" and profile.image is not None:
