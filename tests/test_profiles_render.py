@@ -369,3 +369,16 @@ def test_gpu_device_list_is_quoted_for_docker(tmp_path: Path) -> None:
     )
     first = render_docker_run(p).splitlines()[0]
     assert first == "docker run -d --name vllm-console-p --gpus '\"device=0,1\"' --shm-size=8g \\"
+
+
+def test_unknown_home_directory_is_not_a_crash(tmp_path: Path) -> None:
+    p = load_file(
+        write(
+            tmp_path,
+            "p.yaml",
+            "runtime: local\nimage: {base: b, tag: t, pip: [{packages: ['~nosuchuser0/x.whl']}]}\n"
+            "serve:\n  model: m\n  local: {python: '~nosuchuser0/bin/python'}\n",
+        )
+    )
+    assert render_argv(p)[0] == "~nosuchuser0/bin/python"
+    assert "COPY pip/x.whl /tmp/pip/x.whl" in render_dockerfile(p)

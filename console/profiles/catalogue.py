@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from console import paths
+from console.profiles.userpath import expand_home
 
 SHIPPED = Path(__file__).parent / "data" / "vllm_args.json"
 PROBE = Path(__file__).parent / "vllm_probe.py"
@@ -66,7 +67,7 @@ def _cache_file(python: Path) -> Path:
 
 def is_cached(python: str) -> bool:
     """Whether ``probe(python)`` answers without starting vLLM (seconds vs a minute)."""
-    exe = Path(python).expanduser()
+    exe = expand_home(python)
     try:
         return exe.is_file() and _cache_file(exe).is_file()
     except OSError:
@@ -76,7 +77,7 @@ def is_cached(python: str) -> bool:
 @functools.lru_cache(maxsize=8)
 def probe(python: str, timeout: float = 180.0) -> Catalogue | None:
     """Ask the vLLM importable from ``python`` (cached on disk per interpreter)."""
-    exe = Path(python).expanduser()
+    exe = expand_home(python)
     if not exe.is_file():
         return None
     try:

@@ -22,6 +22,7 @@ from console.profiles.catalogue import Catalogue
 from console.profiles.redaction import has_ref, is_secret_name
 from console.profiles.render import local_python
 from console.profiles.schema import Profile
+from console.profiles.userpath import expand_home
 
 Severity = Literal["error", "warning", "info"]
 SEVERITIES: tuple[Severity, ...] = ("error", "warning", "info")
@@ -539,7 +540,7 @@ def vllm_version(profile: Profile, cat: Catalogue | None = None) -> Version | No
 def probe_python(profile: Profile) -> str | None:
     """The interpreter whose vLLM will serve ``profile``, where one is on this machine."""
     if profile.runtime == "local" and profile.serve.local.vllm:
-        sibling = Path(profile.serve.local.vllm).expanduser().parent / "python"
+        sibling = expand_home(profile.serve.local.vllm).parent / "python"
         return str(sibling) if sibling.is_file() else None
     if profile.runtime == "local":
         try:

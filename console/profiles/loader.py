@@ -20,6 +20,7 @@ from console import paths
 from console.errors import ConsoleError
 from console.profiles import yamlsrc
 from console.profiles.schema import Profile
+from console.profiles.userpath import expand_home
 
 SUFFIXES = (".yaml", ".yml")
 _MAX_DEPTH = 32
@@ -199,7 +200,7 @@ def _resolve(path: Path, stack: tuple[Path, ...] = ()) -> _Raw:
 
 def _parent_path(ref: str, child: Path) -> Path | None:
     if _looks_like_path(ref):
-        candidate = Path(ref).expanduser()
+        candidate = expand_home(ref)
         if not candidate.is_absolute():
             candidate = child.parent / candidate
         return candidate if candidate.is_file() else None
@@ -307,7 +308,7 @@ def _problems(exc: ValidationError, raw: _Raw) -> list[Problem]:
 
 def load_file(path: str | os.PathLike[str]) -> Profile:
     """The profile in one file, its ``extends:`` resolved."""
-    raw = _resolve(Path(path).expanduser())
+    raw = _resolve(expand_home(path))
     _check_name(raw)
     return _validate(raw)
 

@@ -20,6 +20,7 @@ from console.errors import ConsoleError
 from console.profiles import catalogue
 from console.profiles.redaction import MASK, REF, expand, has_ref, is_secret_name
 from console.profiles.schema import Patch, PipStep, Profile
+from console.profiles.userpath import expand_home
 
 API_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 
@@ -106,7 +107,7 @@ def local_python(profile: Profile) -> str:
     """The interpreter that runs a local server."""
     local = profile.serve.local
     if local.python:
-        return str(Path(local.python).expanduser())
+        return str(expand_home(local.python))
     if local.runtime:
         return str(paths.runtimes_dir() / local.runtime / "bin" / "python")
     raise ConsoleError(
@@ -124,7 +125,7 @@ def _argv(profile: Profile, resolve: Resolver) -> list[str]:
         return [model, *flags]
     local = profile.serve.local
     if local.vllm:
-        return [str(Path(local.vllm).expanduser()), "serve", model, *flags]
+        return [str(expand_home(local.vllm)), "serve", model, *flags]
     return [local_python(profile), "-m", API_SERVER_MODULE, "--model", model, *flags]
 
 
@@ -338,7 +339,7 @@ def build_context_files(profile: Profile) -> list[ContextFile]:
     root = _profile_dir(profile)
 
     def src(ref: str) -> Path:
-        path = Path(ref).expanduser()
+        path = expand_home(ref)
         return path if path.is_absolute() else root / path
 
     for ca in image.ca_certificates:
@@ -387,7 +388,7 @@ def dockerfile_lines(profile: Profile) -> list[str]:
     root = _profile_dir(profile)
 
     def dest(kind: str, ref: str) -> str:
-        path = Path(ref).expanduser()
+        path = expand_home(ref)
         return context[(kind, str(path if path.is_absolute() else root / path))]
 
     if image.ca_certificates:
