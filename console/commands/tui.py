@@ -7,21 +7,60 @@ fast and work without a terminal.
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
+from typing import TYPE_CHECKING
+
+from console.errors import ConsoleError, UsageError
+
+if TYPE_CHECKING:
+    from console.runtime.base import ServerStatus
 
 WEB_HOST = "127.0.0.1"
 WEB_PORT = 8765
 """Not 8000: that is vLLM's default port."""
 
 
+DEMO_PROFILE = "gemma3-270m-cpu-ngram"
+"""The README's demo: the small Gemma on vLLM's CPU build, n-gram speculative decoding."""
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``demo`` and ``web``."""
+    demo = subparsers.add_parser(
+        "demo",
+        help="set up and start the small CPU Gemma, then open the console",
+        description=(
+            "Provision vLLM's CPU build and the small Gemma if needed (a few minutes the "
+            f"first time), start the {DEMO_PROFILE} profile in the background (it keeps "
+            "running after the console exits; stop it with `vllm-console down "
+            f"{DEMO_PROFILE}`), wait until it is ready, and open the console on the "
+            "dashboard. Press 3 for the chat. A server already up is reused."
+        ),
+    )
+    demo.add_argument(
+        "--demo-profile",
+        default=DEMO_PROFILE,
+        metavar="NAME",
+        help=f"profile to start (default {DEMO_PROFILE})",
+    )
+    demo.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="open the console at once; watch the start-up on the server screen (2)",
+    )
+    demo.add_argument(
+        "--timeout", type=float, default=900.0, help="seconds to wait for ready (900)"
+    )
+    demo.set_defaults(func=run_demo)
+
     web = subparsers.add_parser(
         "web",
         help="serve the TUI to a browser on loopback (no authentication)",
         description=(
             "Serve the console to a web browser with textual-serve. It has no "
             "authentication: it binds to 127.0.0.1 unless --host says otherwise; "
-            "reach it from another machine through an SSH tunnel."
+            "from another machine use an SSH tunnel (ssh -L 8765:127.0.0.1:8765 box)."
         ),
     )
     web.add_argument("--host", default=WEB_HOST, help=f"address to bind (default {WEB_HOST})")
@@ -39,8 +78,88 @@ def run_tui(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_web(args: argparse.Namespace) -> int:
-    """Serve the TUI to a browser (placeholder until the web area lands)."""
-    from console.errors import ConsoleError
+def _say(line: str) -> None:
+    print(f"  {line}", file=sys.stderr, flush=True)
 
-    raise ConsoleError("web is not built yet")
+
+def start_demo_server(name: str, *, wait: bool, timeout: float) -> ServerStatus:
+    """Start (or reuse) the demo profile's server, detached; provisions on first use."""
+    from console.runtime import ServerState, runtime_for
+    from console.session import load_profile_by_name
+
+    profile = load_profile_by_name(name)
+    runtime = runtime_for(profile)
+    status = runtime.status(profile)
+    if status.state == ServerState.READY:
+        print(f"{name}: already running at {status.url}; reusing it", file=sys.stderr)
+        return status
+    if status.state != ServerState.STARTING:
+        print(
+            f"{name}: starting at {profile.url} (first run: installs vLLM's CPU build "
+            "and the model, a few minutes)",
+            file=sys.stderr,
+        )
+        status = runtime.up(profile, on_line=_say, wait=False)
+    if not wait:
+        return status
+    print(
+        f"{name}: waiting until it is ready (ctrl+c opens nothing; the server keeps starting)",
+        file=sys.stderr,
+    )
+    status = runtime.up(profile, on_line=_say, wait=True, timeout=timeout)
+    if status.state != ServerState.READY:
+        log = f" (log: {status.log_path})" if status.log_path else ""
+        raise ConsoleError(
+            f"{name} did not become ready: {status.state}: {status.detail}{log}",
+            hint=f"look at the log, or run `vllm-console up {name}` to see it start",
+        )
+    print(f"{name}: ready at {status.url}", file=sys.stderr)
+    return status
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Provision, start the demo server, open the console on the dashboard."""
+    from console.app import ConsoleApp
+    from console.session import Session, load_profile_by_name
+
+    name = args.demo_profile
+    start_demo_server(name, wait=not args.no_wait, timeout=args.timeout)
+    session = Session.create(url=getattr(args, "url", None))
+    session.set_profile(load_profile_by_name(name))
+    ConsoleApp(session=session, start_mode="dashboard").run()
+    print(
+        f"the {name} server keeps running; stop it with `vllm-console down {name}`",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def web_command(args: argparse.Namespace) -> list[str]:
+    """The argv textual-serve runs for each browser session (the TUI with the same target)."""
+    argv = [sys.executable, "-m", "console"]
+    if getattr(args, "url", None):
+        argv += ["--url", args.url]
+    if getattr(args, "profile", None):
+        argv += ["--profile", args.profile]
+    return argv
+
+
+def run_web(args: argparse.Namespace) -> int:
+    """Serve the TUI to a browser with textual-serve, on loopback by default."""
+    from textual_serve.server import Server
+
+    if args.port == 8000:
+        raise UsageError("port 8000 is vLLM's default port; pick another (default 8765)")
+    loopback = args.host in ("127.0.0.1", "localhost", "::1")
+    print(
+        "warning: the web console has NO authentication: anyone who can reach "
+        f"{args.host}:{args.port} controls your servers."
+        + ("" if loopback else " It is NOT bound to loopback."),
+        file=sys.stderr,
+    )
+    # textual-serve runs a shell command line; every part is quoted.
+    server = Server(
+        shlex.join(web_command(args)), host=args.host, port=args.port, title="vllm-console"
+    )
+    server.serve()
+    return 0

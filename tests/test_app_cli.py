@@ -1,0 +1,107 @@
+"""The TUI-side commands as a user runs them: ``chat`` one-shot (real server),
+``web`` (textual-serve on loopback, never port 8000)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from console.commands.tui import WEB_PORT
+from tests.fixtures.vllm_server import free_port
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["VLLM_CONSOLE_STATE_DIR"] = str(tmp_path / "state")
+    env["VLLM_CONSOLE_CONFIG_DIR"] = str(tmp_path / "config")
+    env.pop("VLLM_API_KEY", None)
+    env.pop("OPENAI_API_KEY", None)
+    return env
+
+
+def cli(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "console", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+
+
+@pytest.mark.slow
+def test_chat_one_shot_streams_to_stdout_and_keeps_a_transcript(
+    vllm_server, env: dict[str, str], tmp_path: Path
+) -> None:
+    proc = cli(
+        "chat", "--url", vllm_server.url, "--max-tokens", "12", "--temperature", "0",
+        "Say hello.", env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip()
+    assert "TTFT" in proc.stderr and "tokens" in proc.stderr
+    (transcript,) = (tmp_path / "state" / "transcripts").glob("*.jsonl")
+    records = [json.loads(line) for line in transcript.read_text().splitlines()]
+    assert records[-1]["type"] == "answer"
+    assert records[-1]["content"].strip() == proc.stdout.strip()
+    assert f"{records[-1]['stats']['completion_tokens']} tokens" in proc.stderr
+
+
+def test_chat_to_a_dead_url_is_a_clear_error(env: dict[str, str]) -> None:
+    proc = cli("chat", "--url", "http://127.0.0.1:9", "hi", env=env, timeout=60)
+    assert proc.returncode == 1
+    assert "error: cannot reach http://127.0.0.1:9" in proc.stderr
+
+
+def test_chat_bad_setting_is_refused(env: dict[str, str]) -> None:
+    proc = cli("chat", "--url", "http://127.0.0.1:9", "--temperature", "7", "hi", env=env)
+    assert proc.returncode == 1
+    assert "temperature 7.0 is out of range" in proc.stderr
+
+
+def test_web_refuses_vllms_port(env: dict[str, str]) -> None:
+    proc = cli("web", "--port", "8000", env=env, timeout=60)
+    assert proc.returncode == 2
+    assert "8000" in proc.stderr
+
+
+def test_web_serves_the_console_on_loopback(env: dict[str, str]) -> None:
+    assert WEB_PORT != 8000
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "console", "web", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        page = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        assert page is not None, f"web did not answer on port {port}: rc={proc.poll()}"
+        assert page.status_code == 200
+        assert "textual" in page.text.lower()
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            _out, err = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            _out, err = proc.communicate()
+    assert "NO authentication" in err
