@@ -50,6 +50,8 @@ class RuntimeSpec:
     """Inclusive range from the wheel's ``Requires-Python: <3.15,>=3.11``."""
     cpu_flags: dict[str, tuple[str, ...]] = field(default_factory=dict)
     """Machine -> /proc/cpuinfo flags of which at least one is needed."""
+    module: str = "vllm"
+    """What must import for the runtime to count as working."""
 
 
 RUNTIMES: dict[str, RuntimeSpec] = {
@@ -166,12 +168,13 @@ def _base_python() -> str:
     return getattr(sys, "_base_executable", None) or sys.executable
 
 
-def vllm_version(python: str | Path, *, timeout: float = 180.0) -> str | None:
+def vllm_version(python: str | Path, *, timeout: float = 180.0, module: str = "vllm") -> str | None:
     """``vllm.__version__`` as the environment sees it, None if the import fails."""
     env = {**os.environ, "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
+    code = f"import {module} as m; print(getattr(m, '__version__', '?'))"
     try:
         proc = subprocess.run(
-            [str(python), "-c", "import vllm; print(vllm.__version__)"],
+            [str(python), "-c", code],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -205,10 +208,10 @@ def installed(name: str, *, quick: bool = False) -> RuntimeInfo | None:
     if not marker or marker.get("packages") != list(rt.packages) or not python.exists():
         return None
     if quick:
-        if not _finds(python, "vllm"):
+        if not _finds(python, rt.module):
             return None
         return RuntimeInfo(name, python, str(marker.get("vllm_version", "?")), False, 0.0)
-    version = vllm_version(python)
+    version = vllm_version(python, module=rt.module)
     if version is None:
         return None
     return RuntimeInfo(name, python, version, fresh=False, seconds=0.0)
@@ -392,12 +395,12 @@ def install(
                 env=_pip_env(),
                 what=f"pip uninstall {' '.join(rt.remove)}",
             )
-        say(f"runtime {name}: checking `import vllm`")
-        version = vllm_version(venv_python)
+        say(f"runtime {name}: checking `import {rt.module}`")
+        version = vllm_version(venv_python, module=rt.module)
         if version is None:
-            detail = _import_error(venv_python)
+            detail = _import_error(venv_python, rt.module)
             raise ConsoleError(
-                f"vLLM was installed into {target} but does not import: {detail}",
+                f"{rt.module} was installed into {target} but does not import: {detail}",
                 hint=f"retry with `vllm-console runtime install {name} --force`",
             )
         marker = {
@@ -411,7 +414,7 @@ def install(
         }
         (target / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
         seconds = time.monotonic() - started
-        say(f"runtime {name}: vLLM {version} ready at {target} ({seconds:.0f} s)")
+        say(f"runtime {name}: {rt.module} {version} ready at {target} ({seconds:.0f} s)")
         return RuntimeInfo(name, venv_python, version, fresh=True, seconds=seconds)
 
 
@@ -444,9 +447,9 @@ def _runs(python: Path) -> bool:
         return False
 
 
-def _import_error(python: Path) -> str:
+def _import_error(python: Path, module: str) -> str:
     proc = subprocess.run(
-        [str(python), "-c", "import vllm"], capture_output=True, text=True, timeout=180
+        [str(python), "-c", f"import {module}"], capture_output=True, text=True, timeout=180
     )
     lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
     return lines[-1] if lines else f"exit {proc.returncode}"
