@@ -66,7 +66,7 @@ class MemoryPanel(Vertical):
     MemoryPanel > .mem-line { height: 1; }
     MemoryPanel > #mem-procs { height: auto; color: $text-muted; display: none; }
     Screen.-wide MemoryPanel > #mem-procs.-has-procs { display: block; }
-    MemoryPanel > #mem-note { height: 1; color: $text-muted; }
+    MemoryPanel > #mem-note { height: auto; max-height: 2; color: $text-muted; }
     """
 
     def compose(self) -> ComposeResult:
