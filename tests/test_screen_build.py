@@ -126,3 +126,48 @@ async def test_build_without_a_docker_profile_says_why() -> None:
         assert screen.state == IDLE
         assert any("no image to build" in n.message for n in app._notifications)
         assert "nothing to build" in str(screen.query_one("#build-status", Static).render())
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("private_state")
+async def test_real_build_by_key_then_cancel(tmp_path: Path, docker_engine, busybox_image) -> None:
+    """A real engine build started with `b`, watched step by step, cancelled with `c`."""
+    import yaml
+
+    from console.profiles import load_profile
+
+    spec = {
+        "name": "bb-cancel",
+        "runtime": "docker",
+        "image": {
+            "base": busybox_image,
+            "tag": "vllm-console-test/bb-screen:1",
+            "steps": ["RUN echo first-step-output", "RUN echo sleeping; sleep 60"],
+        },
+        "serve": {"model": "/models/none"},
+    }
+    path = tmp_path / "bb-cancel.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    session = Session(url=DOWN_URL)
+    session.set_profile(load_profile(str(path)), remember=False)
+    app = ConsoleApp(session, start_mode="build")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = build_screen(app)
+        await pilot.press("b")
+        await wait_until(
+            pilot,
+            lambda: any("sleeping" in line for line in screen.query_one(LogView).lines),
+            timeout=120,
+            what="the sleeping step to run",
+        )
+        assert screen.state == "building"
+        assert screen.step is not None and "sleep 60" in screen.step.instruction
+        assert screen.log_path is not None and screen.log_path.is_file()
+        assert any("first-step-output" in line for line in screen.query_one(LogView).lines)
+        await pilot.press("c")
+        await wait_until(pilot, lambda: screen.state != "building", timeout=60, what="the cancel")
+        assert screen.state == "cancelled"
+        status = str(screen.query_one("#build-status", Static).render())
+        assert "CANCELLED" in status and str(screen.log_path) in status
+        # The log file on disk has what the screen showed, as it happened.
+        assert "first-step-output" in screen.log_path.read_text()
