@@ -99,6 +99,8 @@ class ChatScreen(Screen):
         self.chat: ChatSession | None = None
         """The headless conversation (None until the first message is sent)."""
         self._worker: Worker | None = None
+        self._served_model: str | None = None
+        """What ``/v1/models`` listed first, shown before the first answer."""
 
     # -- layout ----------------------------------------------------------------
 
@@ -132,7 +134,7 @@ class ChatScreen(Screen):
         self._probe()
 
     def _show_status(self, extra: str = "") -> None:
-        model = (self.chat.model if self.chat else None) or self.session.model
+        model = (self.chat.model if self.chat else None) or self.session.model or self._served_model
         text = Text()
         text.append(model or "model ?", style="bold")
         text.append(f" @ {self.session.url}")
@@ -157,9 +159,8 @@ class ChatScreen(Screen):
             return
         finally:
             await client.aclose()
-        if self.chat is not None and self.chat.model is None:
-            self.chat.model = model
-        self._show_status(f"serving {model}")
+        self._served_model = model
+        self._show_status("ready")
 
     # -- sending ---------------------------------------------------------------
 
@@ -169,13 +170,14 @@ class ChatScreen(Screen):
         if self.chat is None:
             self.chat = ChatSession(
                 ChatClient(session.url, api_key=session.api_key),
-                model=session.model,
+                model=session.model or self._served_model,
                 transcript=Transcript.new(),
             )
         elif self.chat.client.url != session.url.rstrip("/"):
             old = self.chat.client
             self.chat.client = ChatClient(session.url, api_key=session.api_key)
             self.chat.model = session.model
+            self._served_model = None
             self.run_worker(old.aclose(), exit_on_error=False)
         return self.chat
 
@@ -219,9 +221,13 @@ class ChatScreen(Screen):
         log.anchor()  # a new message brings the view back to the bottom
         self._show_status("sending…")
         answer = Answer(t_request=time.monotonic())
+        first = True
         try:
             async with contextlib.aclosing(chat.send(text, answer=answer)) as events:
                 async for event in events:
+                    if first:
+                        first = False
+                        self._show_status("generating…  (Esc stops)")
                     if isinstance(event, ContentDelta):
                         await view.add_content(event.text)
                     elif isinstance(event, ReasoningDelta):
@@ -240,7 +246,8 @@ class ChatScreen(Screen):
         finally:
             self.generating = False
             await view.finish(answer)
-            self._show_status(answer.stats_line())
+            state = "stopped" if answer.stopped else "error" if answer.error else "done"
+            self._show_status(state)
             self.post_message(self.AnswerDone(answer))
 
     class AnswerDone(Message):
@@ -250,6 +257,17 @@ class ChatScreen(Screen):
             super().__init__()
             self.answer = answer
 
+    async def add_exchange(self, text: str, answer: Answer) -> None:
+        """Show a finished exchange at once (a replayed transcript, fixed data for
+        snapshots and screenshots); the live conversation is not touched."""
+        log = self.query_one("#chat-log", VerticalScroll)
+        for empty in self.query("#chat-empty"):
+            await empty.remove()
+        view = AssistantMessage()
+        await log.mount_all([UserMessage(text), view])
+        await view.show_finished(answer)
+        log.anchor()
+
     # -- actions ---------------------------------------------------------------
 
     def action_stop(self) -> None:
@@ -258,8 +276,13 @@ class ChatScreen(Screen):
             self._worker.cancel()
             self.notify("stopped; the partial answer is kept")
             return
-        if isinstance(self.focused, Input):
-            self.query_one("#chat-log").focus()
+        panel = self.query_one(ChatSettingsPanel)
+        if self.focused is not None and panel in self.focused.ancestors:
+            if self.has_class("-settings"):
+                self.remove_class("-settings")  # narrow: the panel was opened just to edit
+            self.action_focus_input()
+        elif self.focused is not None:
+            self.set_focus(None)  # digits switch screens again
 
     def action_focus_input(self) -> None:
         self.query_one("#chat-input", Input).focus()
@@ -296,6 +319,8 @@ class ChatScreen(Screen):
     @on(ActiveProfileChanged)
     @on(ServerStatusBroadcast)
     def _server_moved(self) -> None:
+        if self.chat is None or self.chat.client.url != self.session.url.rstrip("/"):
+            self._served_model = None
         if self.is_current:
             self._show_status()
             self._probe()
