@@ -81,11 +81,15 @@ def clean(line: str) -> str:
 
 
 def failure_reason(lines: list[str]) -> str:
-    """The most telling error line of a failed start (the root cause, not the wrapper)."""
+    """The most telling error line of a failed start (the root cause, not the wrapper).
+
+    An exception whose message goes on over the next lines (pydantic's
+    ``1 validation error for ModelConfig`` then the actual complaint) keeps
+    its first continuation line."""
+    cleaned = [clean(raw) for raw in lines]
     exceptions: list[str] = []
     errors: list[str] = []
-    for raw in lines:
-        line = clean(raw)
+    for index, line in enumerate(cleaned):
         if not line:
             continue
         level = _LEVEL.match(line)
@@ -94,7 +98,7 @@ def failure_reason(lines: list[str]) -> str:
                 errors.append(level["msg"])
             continue
         if _EXC.match(line):
-            exceptions.append(line)
+            exceptions.append(_with_continuation(line, cleaned[index + 1 : index + 3]))
     for pool in (exceptions, errors):
         specific = [ln for ln in pool if not any(g in ln for g in _GENERIC)]
         if specific:
@@ -103,8 +107,20 @@ def failure_reason(lines: list[str]) -> str:
         return exceptions[-1]
     if errors:
         return errors[-1]
-    tail = [clean(ln) for ln in lines if clean(ln)]
+    tail = [ln for ln in cleaned if ln]
     return tail[-1] if tail else "no output"
+
+
+def _with_continuation(line: str, following: list[str]) -> str:
+    if not following or not following[0]:
+        return line
+    nxt = following[0]
+    if nxt.startswith(("Traceback", "File ", "During handling", "The above")) or _EXC.match(nxt):
+        return line
+    if _LEVEL.match(nxt):
+        return line
+    text = f"{line}: {nxt}"
+    return text if len(text) <= 400 else text[:397] + "..."
 
 
 class LogTail:
