@@ -155,6 +155,20 @@ def test_log_has_readiness_and_a_second_console_reattaches(vllm_server: VllmServ
     assert any("Application startup complete." in ln for ln in lines)
 
 
+def test_cli_status_and_logs_reattach(
+    vllm_server: VllmServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    runtime, profile = _local(vllm_server)
+    monkeypatch.setenv("VLLM_CONSOLE_STATE_DIR", str(runtime.state_dir))
+    assert main(["status", profile.name, "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["state"] == "ready" and shown["url"] == vllm_server.url
+    assert main(["logs", profile.name]) == 0
+    assert "Application startup complete." in capsys.readouterr().out
+
+
 def test_port_taken_is_refused_naming_port_and_process(
     vllm_server: VllmServer, private_state: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -106,6 +106,7 @@ def _start(args: argparse.Namespace, *, restart: bool) -> int:
         printed += 1
         _print_line(line)
 
+    print(f"{profile.name}: starting on {profile.url} ({profile.runtime})", flush=True)
     try:
         if restart:
             stopped = runtime.down(profile)

@@ -317,14 +317,8 @@ class LocalRuntime:
         local = profile.serve.local
         say = progress or self.progress
         if local.vllm or local.python:
-            field, exe = (
-                ("serve.local.vllm", local.vllm)
-                if local.vllm
-                else (
-                    "serve.local.python",
-                    local.python,
-                )
-            )
+            field = "serve.local.vllm" if local.vllm else "serve.local.python"
+            exe = local.vllm or local.python
             path = Path(str(exe)).expanduser()
             if not (path.is_file() and os.access(path, os.X_OK)):
                 raise ConsoleError(
