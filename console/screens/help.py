@@ -14,61 +14,49 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Markdown
 
 HELP_TEXT = """\
-# vllm-console — help
-
 ## Screens
 
-| Key | Screen | What it is for |
-|---|---|---|
-| `1` | Dashboard | memory, GPU, KV cache, tokens/s, speculative decoding |
-| `2` | Server | start / stop / restart the active profile's server, its log |
-| `3` | Chat | talk to the served model; reasoning, tool calls, TTFT, tok/s |
-| `4` | Profiles | pick the active profile, see its command and lint findings |
-| `5` | Build | build the profile's image, live log |
-| `6` | Bench | speculative decoding against a baseline |
+- `1` **Dashboard**: memory, GPU, KV cache, tokens/s, speculative decoding
+- `2` **Server**: start / stop / restart the active profile's server, its log
+- `3` **Chat**: talk to the served model; reasoning, tool calls, TTFT, tok/s
+- `4` **Profiles**: pick the active profile, its command and lint findings
+- `5` **Build**: build the profile's image, live log
+- `6` **Bench**: speculative decoding against a baseline
 
-Digits switch screens whenever no text field has focus; in a text field press
-`Esc` first.
+Digits switch screens when no text field has focus; in a field press `Esc` first.
 
 ## Everywhere
 
-| Key | Action |
-|---|---|
-| `ctrl+p` | command palette: switch profile, build, start/stop server, chat, bench |
-| `?` / `f1` | this help (`Esc` or `q` closes it) |
-| `ctrl+t` | light / dark theme |
-| `tab` / `shift+tab` | move focus |
-| `ctrl+q` | quit (a server started detached keeps running) |
+- `ctrl+p` command palette: switch profile, build, start / stop / restart the
+  server, open chat, run bench, theme
+- `?` or `f1` this help (`Esc` closes it)
+- `ctrl+t` light / dark theme
+- `tab` / `shift+tab` move focus; `ctrl+q` quit (a detached server keeps running)
 
 ## Chat
 
-| Key | Action |
-|---|---|
-| `enter` | send the message |
-| `esc` | stop the answer being generated (the partial answer is kept); else leave the input |
-| `ctrl+s` | settings: system prompt, temperature, max tokens, top_p |
-| `ctrl+l` | new conversation (the transcript file of the old one stays on disk) |
-| `i` | back to the input |
+- `enter` send; `esc` stop the answer (the partial answer is kept), else leave the field
+- `ctrl+o` settings: system prompt, temperature, max tokens, top_p
+- `ctrl+l` new conversation (the old transcript stays on disk); `i` back to the input
 
-Per answer: **TTFT** (request sent to first token), **tokens** (from the
-server's `usage`, not counted chunks: with speculative decoding one chunk
-carries several tokens) and **tok/s** (tokens after the first, over the time
-after the first token).
+Per answer: **TTFT** (request sent to first token), **tokens** (the server's
+`usage`, not counted chunks: with speculative decoding one chunk carries
+several tokens) and **tok/s** (tokens after the first chunk over the time after it).
 
 ## Speculative decoding
 
-Counters are differenced over a window (the last minute, or since start). With
-**D** drafts, **T** draft tokens proposed, **A** draft tokens accepted and
-**A_i** accepted at draft position *i*:
+Counters are differenced over a window (the last minute, or since start).
+D = drafts, T = draft tokens proposed, A = draft tokens accepted,
+A_i = accepted at draft position i, k = speculative tokens per draft.
 
-| Figure | Formula | Range |
-|---|---|---|
-| mean acceptance length | `1 + A / D` | 1 … k+1 |
-| draft acceptance rate | `A / T` | 0 … 1 |
-| per-position acceptance | `A_i / D` | 0 … 1, falling with *i* |
+```
+mean acceptance length   1 + A / D     1 ... k+1
+draft acceptance rate    A / T         0 ... 1
+per-position acceptance  A_i / D       0 ... 1, falls with i
+```
 
-*k* is the number of speculative tokens. A mean acceptance length of 3.2 with
-k = 4 means each forward pass produced 3.2 tokens on average.
+A mean acceptance length of 3.2 with k = 4 means each forward pass of the
+target model produced 3.2 tokens on average.
 """
 
 
@@ -107,7 +95,8 @@ class HelpScreen(ModalScreen[None]):
     """
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll(id="help-body"):
+        with VerticalScroll(id="help-body") as body:
+            body.border_title = "vllm-console — help"
             yield Markdown(HELP_TEXT, id="help-text")
         yield Footer()
 
