@@ -106,6 +106,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("private_state")
 async def test_start_reattach_stop_a_real_local_server(tmp_path: Path) -> None:
     """The one expensive test: start gemma3-270m-cpu by key, re-attach, stop."""
