@@ -59,14 +59,18 @@ def answer_tokens(n: int) -> list[str]:
     return out[:n]
 
 
-def chunk(delta: dict[str, object], finish: str | None = None) -> bytes:
-    data = {
+def chunk(delta: dict[str, object], finish: str | None = None, done: int | None = None) -> bytes:
+    """One chat chunk; with ``done`` (tokens so far) it carries usage, as vLLM does
+    on every chunk when the client asks for ``continuous_usage_stats``."""
+    data: dict[str, object] = {
         "id": "chatcmpl-bench",
         "object": "chat.completion.chunk",
         "created": int(time.time()),
         "model": MODEL,
         "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
     }
+    if done is not None:
+        data["usage"] = {"prompt_tokens": 10, "completion_tokens": done, "total_tokens": done + 10}
     return b"data: " + json.dumps(data).encode() + b"\n\n"
 
 
@@ -83,7 +87,8 @@ class Source:
         return web.json_response({"stamps": self.stamps, "tokens": self.tokens})
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
-        await request.read()
+        body = await request.json()
+        continuous = bool((body.get("stream_options") or {}).get("continuous_usage_stats"))
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         await resp.write(chunk({"role": "assistant", "content": ""}))
@@ -94,7 +99,7 @@ class Source:
             now = time.monotonic()
             if due > now:
                 await asyncio.sleep(due - now)
-            await resp.write(chunk({"content": tok}))
+            await resp.write(chunk({"content": tok}, done=i + 1 if continuous else None))
             stamps.append(time.monotonic())
         await resp.write(chunk({}, finish="length"))
         n = len(self.tokens)
