@@ -11,11 +11,19 @@ from textual.command import CommandPalette
 
 from console.app import SCREEN_MODES, ConsoleApp
 from console.errors import ConsoleError
-from console.messages import ChatRequested, ServerActionRequested
+from console.messages import (
+    ActiveProfileChanged,
+    ChatRequested,
+    ProfileSwitchRequested,
+    ServerActionRequested,
+    ServerStatusBroadcast,
+    ServerStatusChanged,
+)
+from console.runtime.base import ServerState, ServerStatus
 from console.screens.base import ForwardWorkerErrors
 from console.screens.chat import ChatScreen
 from console.screens.help import HelpScreen
-from console.session import Session
+from console.session import Session, load_last_profile, load_profile_by_name
 
 # Nothing listens here: screens that probe the server see it down, quickly.
 DOWN_URL = "http://127.0.0.1:9"
@@ -160,3 +168,80 @@ async def test_worker_errors_become_notices_not_crashes() -> None:
         assert any("HTTP 500" in t and "look at the server log" in t for t in texts)
         assert any(t == "RuntimeError: boom" for t in texts)
         assert app.is_running
+
+
+async def test_profile_switch_updates_the_session_and_tells_every_screen() -> None:
+    received: list[object] = []
+    app = ConsoleApp(session=Session())
+    async with app.run_test(size=(80, 24), message_hook=received.append) as pilot:
+        await pilot.press("3")  # a second screen exists now
+        await pilot.pause()
+        app.post_message(ProfileSwitchRequested("gemma3-270m-cpu-ngram"))
+        for _ in range(200):
+            await pilot.pause(0.01)
+            if app.session.profile_name == "gemma3-270m-cpu-ngram":
+                break
+        assert app.session.profile_name == "gemma3-270m-cpu-ngram"
+        assert app.session.url == app.session.profile.url
+        assert "gemma3-270m-cpu-ngram" in app.sub_title
+        await pilot.pause()
+        deliveries = [m for m in received if isinstance(m, ActiveProfileChanged)]
+        assert len(deliveries) == len(app.mode_screens) == 2
+        assert load_last_profile() == "gemma3-270m-cpu-ngram"
+
+
+async def test_unknown_profile_is_a_notice() -> None:
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.post_message(ProfileSwitchRequested("no-such-profile"))
+        for _ in range(200):
+            await pilot.pause(0.01)
+            if app._notifications:
+                break
+        assert any("no-such-profile" in n.message for n in app._notifications)
+        assert app.session.profile_name is None
+
+
+async def test_server_status_moves_the_session_url_for_the_active_profile() -> None:
+    received: list[object] = []
+    session = Session()
+    session.set_profile(load_profile_by_name("gemma3-270m-cpu"), remember=False)
+    app = ConsoleApp(session=session)
+    async with app.run_test(size=(80, 24), message_hook=received.append) as pilot:
+        status = ServerStatus(
+            "gemma3-270m-cpu", "local", ServerState.READY, url="http://127.0.0.1:8123"
+        )
+        app.post_message(ServerStatusChanged(status))
+        for _ in range(200):
+            await pilot.pause(0.01)
+            if app.session.url == "http://127.0.0.1:8123":
+                break
+        assert app.session.url == "http://127.0.0.1:8123"
+        assert app.session.extra["server_status"] is status
+        assert any(isinstance(m, ServerStatusBroadcast) for m in received)
+        # Another profile's server does not move the URL.
+        other = ServerStatus("x", "local", ServerState.READY, url="http://127.0.0.1:9999")
+        app.post_message(ServerStatusChanged(other))
+        await pilot.pause()
+        await pilot.pause()
+        assert app.session.url == "http://127.0.0.1:8123"
+
+
+async def test_chat_settings_refuse_a_wrong_value_before_sending() -> None:
+    app = ConsoleApp(session=Session(url=DOWN_URL), start_mode="chat")
+    async with app.run_test(size=(160, 48)) as pilot:
+        screen = app.screen
+        temperature = screen.query_one("#chat-temperature")
+        temperature.value = "9"
+        await pilot.pause()
+        assert temperature.has_class("-invalid")
+        assert not screen.query_one("#chat-max-tokens").has_class("-invalid")
+        await pilot.click("#chat-input")
+        await pilot.press(*"hello", "enter")
+        for _ in range(200):
+            await pilot.pause(0.01)
+            if app._notifications:
+                break
+        assert any("temperature 9.0 is out of range" in n.message for n in app._notifications)
+        assert screen.chat is None  # nothing was sent
+        assert screen.query_one("#chat-input").value == "hello"  # nothing was lost

@@ -103,9 +103,15 @@ class ChatSettingsPanel(VerticalScroll):
 
     @on(Input.Changed)
     def _mark_invalid(self, event: Input.Changed) -> None:
+        """Turn a field red while its own value is wrong (not because of another)."""
+        name = (event.input.id or "").removeprefix("chat-").replace("-", "_")
+        kinds = {field: kind for field, _label, kind in _FIELDS}
+        if name not in kinds:
+            return
         try:
-            self.read_settings()
+            value = _parse(event.value, kinds[name])
+            ChatSettings(**{name: value}).validate()  # type: ignore[arg-type]
             bad = False
-        except ConsoleError:
+        except (ValueError, ConsoleError):
             bad = True
         event.input.set_class(bad, "-invalid")
