@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
@@ -91,6 +92,9 @@ class ChatScreen(Screen):
     }
     """
 
+    client_factory: ClassVar[Callable[..., ChatClient]] = ChatClient
+    """Builds the HTTP client (``url``, ``api_key=``); tests replay recorded streams here."""
+
     generating: reactive[bool] = reactive(False)
     """True while an answer streams (Esc stops it)."""
 
@@ -151,7 +155,7 @@ class ChatScreen(Screen):
         """Which model is served (shown before the first message); a down server is normal."""
         if self.session.model or (self.chat and self.chat.model):
             return
-        client = ChatClient(self.session.url, api_key=self.session.api_key, timeout=5)
+        client = self.client_factory(self.session.url, api_key=self.session.api_key, timeout=5)
         try:
             model = await client.default_model()
         except ConsoleError:
@@ -169,13 +173,13 @@ class ChatScreen(Screen):
         session = self.session
         if self.chat is None:
             self.chat = ChatSession(
-                ChatClient(session.url, api_key=session.api_key),
+                self.client_factory(session.url, api_key=session.api_key),
                 model=session.model or self._served_model,
                 transcript=Transcript.new(),
             )
         elif self.chat.client.url != session.url.rstrip("/"):
             old = self.chat.client
-            self.chat.client = ChatClient(session.url, api_key=session.api_key)
+            self.chat.client = self.client_factory(session.url, api_key=session.api_key)
             self.chat.model = session.model
             self._served_model = None
             self.run_worker(old.aclose(), exit_on_error=False)

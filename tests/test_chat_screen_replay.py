@@ -1,0 +1,117 @@
+"""The chat screen on hand-made streams for what the small CPU Gemma cannot do:
+reasoning, tool calls, an error in the middle of the answer. The HTTP client
+replays the recorded bytes (httpx's transport seam); the screen is real."""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from pathlib import Path
+
+import httpx
+import pytest
+from textual.widgets import Collapsible, Markdown, Static
+
+from console.app import ConsoleApp
+from console.chat import ChatClient, Transcript
+from console.messages import ChatRequested
+from console.screens.chat import ChatScreen
+from console.session import Session
+from console.widgets.chat_message import AssistantMessage
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(autouse=True)
+def private_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VLLM_CONSOLE_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("VLLM_CONSOLE_CONFIG_DIR", str(tmp_path / "config"))
+
+
+def replaying(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    body = path.read_bytes()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/models":
+            return httpx.Response(200, json={"data": [{"id": "replayed"}]})
+        return httpx.Response(200, content=body)
+
+    factory = partial(ChatClient, transport=httpx.MockTransport(handler))
+    monkeypatch.setattr(ChatScreen, "client_factory", factory)
+
+
+async def run_one(app: ConsoleApp, pilot, text: str) -> ChatScreen:
+    screen = app.screen
+    assert isinstance(screen, ChatScreen)
+    await pilot.click("#chat-input")
+    await pilot.press(*text, "enter")
+    deadline = time.monotonic() + 30
+    while (
+        not (screen.chat and screen.chat.answers and screen.chat.answers[-1].t_end)
+        or screen.generating
+    ):
+        assert time.monotonic() < deadline, "the replayed answer did not finish"
+        await pilot.pause(0.02)
+    await pilot.pause()
+    return screen
+
+
+async def test_mid_stream_error_notice_and_history(monkeypatch: pytest.MonkeyPatch) -> None:
+    replaying(DATA / "chat" / "midstream_error.sse", monkeypatch)
+    app = ConsoleApp(session=Session(url="http://replay"), start_mode="chat")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await run_one(app, pilot, "go")
+        assert any("engine core died" in n.message for n in app._notifications)
+        view = screen.query_one(AssistantMessage)
+        assert view.query_one(".answer", Markdown).source == "The first"
+        assert view.has_class("-error")
+        assert "engine core died" in str(view.query_one(".stats", Static).render())
+        assert [t["role"] for t in screen.chat.conversation.turns] == ["user", "assistant"]
+        kinds = [r["type"] for r in Transcript.read(screen.chat.transcript.path)]
+        assert kinds[-2:] == ["error", "answer"]
+        assert app.is_running
+
+
+async def test_reasoning_is_shown_apart_and_folded(monkeypatch: pytest.MonkeyPatch) -> None:
+    replaying(DATA / "chat" / "reasoning_content.sse", monkeypatch)
+    app = ConsoleApp(session=Session(url="http://replay"), start_mode="chat")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await run_one(app, pilot, "2+2?")
+        view = screen.query_one(AssistantMessage)
+        assert view.has_class("-has-reasoning")
+        assert view.query_one(".reasoning", Markdown).source == "Let me think."
+        assert view.query_one(".answer", Markdown).source == "Four."
+        assert view.query_one(Collapsible).collapsed  # folded once the answer came
+        assert "7 tokens" in str(view.query_one(".stats", Static).render())
+
+
+async def test_tool_calls_are_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    replaying(DATA / "chat" / "tool_calls.sse", monkeypatch)
+    app = ConsoleApp(session=Session(url="http://replay"), start_mode="chat")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await run_one(app, pilot, "weather?")
+        view = screen.query_one(AssistantMessage)
+        tools = str(view.query_one(".tools", Static).render())
+        assert 'get_weather({"city": "Paris"})' in tools
+        assert 'get_time({"tz": "CET"})' in tools
+        assert "finish: tool_calls" in str(view.query_one(".stats", Static).render())
+
+
+async def test_chat_requested_with_text_sends_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    replaying(DATA / "vllm-0.32-cpu" / "chat_stream.sse", monkeypatch)
+    app = ConsoleApp(session=Session(url="http://replay"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert app.current_mode == "dashboard"
+        app.post_message(ChatRequested("from the palette"))
+        deadline = time.monotonic() + 30
+        while not (
+            isinstance(app.screen, ChatScreen)
+            and app.screen.chat
+            and app.screen.chat.answers
+            and app.screen.chat.answers[-1].t_end
+        ):
+            assert time.monotonic() < deadline
+            await pilot.pause(0.02)
+        assert app.screen.chat.conversation.turns[0]["content"] == "from the palette"
+        assert app.screen.chat.answers[-1].completion_tokens == 40
+        assert app.screen.chat.model == "replayed"
