@@ -305,3 +305,28 @@ def test_cli_ctrl_c_cancels_the_build(tmp_path, docker_engine, busybox_image) ->
     assert proc.returncode == 130, err
     assert "build cancelled; log: " in err
     wait_for(lambda: containers(client) == before, 20, "the cancelled step's container to go")
+
+
+def test_rebuild_keeps_the_image_so_images_built_from_it_stay_cached(
+    tmp_path, docker_engine, busybox_image
+) -> None:
+    base = write_profile(
+        tmp_path,
+        "bb-layer-a",
+        {"base": busybox_image, "tag": "vct/layer-a:1", "steps": ["RUN echo a > /a"]},
+    )
+    child = write_profile(
+        tmp_path,
+        "bb-layer-b",
+        {"base": "vct/layer-a:1", "tag": "vct/layer-b:1", "steps": ["RUN echo b-ran"]},
+    )
+    first_a = build_image(load_profile(str(base)), no_cache=True)
+    first_b = build_image(load_profile(str(child)))
+    again_a = build_image(load_profile(str(base)))
+    assert again_a.image_id == first_a.image_id  # same content: same image, same build time
+    job = ImageBuild(load_profile(str(child)))
+    events = list(job)
+    assert isinstance(events[-1], BuildDone)
+    assert events[-1].image_id == first_b.image_id
+    assert "b-ran" not in [e.text for e in events if isinstance(e, BuildOutput)]  # cached
+    assert "# unchanged: vct/layer-b:1 already holds this build" in job.log_path.read_text()

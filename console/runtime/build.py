@@ -47,6 +47,8 @@ from console.runtime.dockerclient import CancellableAPIClient, connect_api, engi
 
 LABEL_BUILT_AT = "vllm-console.built-at"
 LABEL_BUILD_LOG = "vllm-console.build-log"
+LABEL_CONTENT = "vllm-console.content-id"
+"""The id of the recipe's image before the build-time labels were added."""
 PATCH_FETCH_TIMEOUT_S = 15.0
 # What the recipe's check step prints, e.g. "transformers 5.8.0.dev0" or "vllm 0.32.0".
 RE_VERSION_LINE = re.compile(r"^(?P<pkg>transformers|vllm) (?P<version>\d[\w.+-]*)$")
@@ -253,23 +255,17 @@ class ImageBuild:
         try:
             context = write_context(self.profile, workdir)
             shutil.copyfile(context / "Dockerfile", self.dockerfile_path)
-            labels = {
-                LABEL_BUILT_AT: datetime.now(UTC).isoformat(timespec="seconds"),
-                LABEL_BUILD_LOG: str(self.log_path),
-            }
             if self._cancelled.is_set():
                 yield from self._finish_cancelled(log, parser)
                 return
             try:
                 stream = api.build(
                     path=str(context),
-                    tag=self.tag,
                     nocache=self.no_cache,
                     forcerm=True,
                     decode=True,
                     network_mode=self.network_mode,
                     buildargs=dict(self.image.build_args) or None,
-                    labels=labels,
                 )
             except docker.errors.APIError as exc:
                 reason = exc.explanation or str(exc)
@@ -294,8 +290,8 @@ class ImageBuild:
                 yield from self._finish_cancelled(log, parser)
                 return
             for event in parser.finish():
-                if isinstance(event, BuildDone) and self._found_labels:
-                    event = self._relabel(api, event, log)
+                if isinstance(event, BuildDone):
+                    event = self._finalize(api, event, log)
                 yield from self._emit(log, event)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -312,13 +308,39 @@ class ImageBuild:
             if m:
                 self._found_labels[f"vllm-console.{m['pkg']}"] = m["version"]
 
-    def _relabel(self, api: CancellableAPIClient, done: BuildDone, log: IO[str]) -> BuildDone:
-        """Add the found labels with a one-line build on top (no new layer)."""
-        lines = [f"FROM {done.image_id}"] + [
-            f"LABEL {key}={json.dumps(value)}" for key, value in self._found_labels.items()
-        ]
+    def _finalize(self, api: CancellableAPIClient, done: BuildDone, log: IO[str]) -> BuildDone:
+        """Tag the built content, with build-time labels only when it changed.
+
+        The recipe's content is built untagged; the build time, log and the
+        versions it printed are put on top with a one-line ``FROM id`` + ``LABEL``
+        build (no new layer). If the tag already holds that same content, the
+        tag is left as it is: a fresh build-time label on every rebuild would
+        give the image a new id each time and defeat the layer cache of images
+        built ``FROM`` it.
+        """
+        content = done.image_id
         try:
-            parser = BuildLogParser(started=time.monotonic() - done.duration_s)
+            current = api.inspect_image(self.tag)
+        except docker.errors.APIError:
+            current = None
+        labels = ((current or {}).get("Config") or {}).get("Labels") or {}
+        if current is not None and labels.get(LABEL_CONTENT) == content:
+            log.write(
+                f"# unchanged: {self.tag} already holds this build "
+                f"(built {labels.get(LABEL_BUILT_AT, '?')})\n"
+            )
+            return BuildDone(current["Id"], done.duration_s, (self.tag,))
+        new_labels = {
+            LABEL_BUILT_AT: datetime.now(UTC).isoformat(timespec="seconds"),
+            LABEL_BUILD_LOG: str(self.log_path),
+            LABEL_CONTENT: content,
+            **self._found_labels,
+        }
+        lines = [f"FROM {content}"] + [
+            f"LABEL {key}={json.dumps(value)}" for key, value in new_labels.items()
+        ]
+        parser = BuildLogParser(started=time.monotonic() - done.duration_s)
+        try:
             chunks = api.build(
                 fileobj=io.BytesIO("\n".join(lines).encode()),
                 tag=self.tag,
@@ -328,13 +350,18 @@ class ImageBuild:
             for chunk in chunks:
                 parser.feed_chunk(chunk)
             final = [e for e in parser.finish() if isinstance(e, BuildDone)]
-        except docker.errors.APIError:
+        except docker.errors.APIError as exc:
+            log.write(f"WARNING: labelling failed: {exc}\n")
             final = []
         if not final:
-            log.write("WARNING: could not add the version labels; the image is unchanged\n")
-            return done
-        log.write(f"# labels added: {self._found_labels}\n")
-        return BuildDone(final[0].image_id, final[0].duration_s, done.tags)
+            # The content is built; tag it plainly rather than lose it.
+            repo, _, tag = self.tag.rpartition(":")
+            if not repo or "/" in tag:
+                repo, tag = self.tag, "latest"
+            api.tag(content, repo, tag)
+            return BuildDone(content, done.duration_s, (self.tag,))
+        log.write(f"# labels: {json.dumps(new_labels)}\n")
+        return BuildDone(final[0].image_id, final[0].duration_s, (self.tag,))
 
     def _emit(self, log: IO[str], event: BuildEvent) -> Iterator[BuildEvent]:
         self._watch(event)
