@@ -154,6 +154,8 @@ def test_up_streams_logs_becomes_ready_and_stops_cleanly(
     assert status.state is ServerState.READY, status.detail
     assert status.url == f"http://127.0.0.1:{profile.serve.port}"
     assert "INFO:     Application startup complete." in seen
+    # written to disk as it arrived, not only when the server stops
+    assert "Application startup complete." in status.log_path.read_text()
     assert any("Starting to load model fake/model..." in line for line in seen)
     assert "secret-seen=yes" in seen
     assert status.image["vllm-console.profile"] == "fake-image"

@@ -481,6 +481,21 @@ class DockerRuntime:
         ready_logged = False
         healthy_at: float | None = None
         http = httpx.Client(timeout=HEALTH_TIMEOUT_S)
+        # Lines go to the log file as they arrive (the full copy replaces it at the end).
+        log_label = container.labels.get(LABEL_LOG)
+        log_file = None
+        if log_label:
+            paths.ensure(Path(log_label).parent)
+            log_file = Path(log_label).open("a", encoding="utf-8")  # noqa: SIM115 (closed below)
+        user_on_line = on_line
+
+        def on_line(line: str) -> None:
+            if log_file is not None:
+                log_file.write(line + "\n")
+                log_file.flush()
+            if user_on_line is not None:
+                user_on_line(line)
+
         deadline = time.monotonic() + timeout
         next_check = 0.0
         try:
@@ -490,8 +505,7 @@ class DockerRuntime:
                 except queue.Empty:
                     line = None
                 if line is not None:
-                    if on_line is not None:
-                        on_line(line)
+                    on_line(line)
                     events = parser.feed(line)
                     if any(isinstance(e, Ready) for e in events):
                         ready_logged = True
@@ -536,6 +550,8 @@ class DockerRuntime:
         finally:
             follower.close()
             http.close()
+            if log_file is not None:
+                log_file.close()
 
     def _drain(
         self, lines: queue.Queue[str | None], on_line: LineCallback | None, thread: Any
