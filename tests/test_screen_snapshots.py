@@ -53,9 +53,9 @@ def recorded_gpu(name: str):
 def test_dashboard_snapshot(snap_compare, size: tuple[int, int], gpu: str) -> None:
     async def run_before(pilot: Pilot) -> None:
         app = pilot.app
-        screen = DashboardScreen(live=False)
-        await app.push_screen(screen)
         now = time.time()
+        screen = DashboardScreen(live=False, clock=lambda: now)  # ages fixed: no "stale"
+        await app.push_screen(screen)
         pages = ["metrics_idle.prom", "metrics_ngram.prom"]
         for i, page in enumerate(pages):
             text = (DATA / "metrics" / page).read_text()

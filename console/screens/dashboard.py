@@ -223,8 +223,11 @@ class DashboardScreen(Screen):
         gpu_poll_s: float = GPU_POLL_S,
         live: bool = True,
         gpu_sampler: Callable[[], GpuSample] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__()
+        self.clock = clock
+        """Wall clock for the age of figures (fixed in snapshot tests)."""
         self.gpu_sampler = gpu_sampler
         """Returns one GPU reading (default: the process-wide NVML sampler)."""
         self.live = live
@@ -424,7 +427,8 @@ class DashboardScreen(Screen):
         latest = self.tracker.latest
         if latest is None:
             return
-        window = self.tracker.window() or M.derive(latest)
+        now = self.clock()
+        window = self.tracker.window(now) or M.derive(latest)
         lifetime = M.derive(latest)
         scope = self.scope
         stale = self.up is False
@@ -461,7 +465,7 @@ class DashboardScreen(Screen):
         if scope == WINDOW:
             tp, tnote = window.throughput, SCOPE_LABEL[WINDOW]
         else:
-            since = self.tracker.since_start()
+            since = self.tracker.since_start(now)
             tp, tnote = (since.throughput if since else M.ThroughputFigures()), "since attach"
         self.query_one("#gen-tps", StatTile).set(fmt_rate(tp.generation_tokens_per_s))
         self.query_one("#prompt-tps", StatTile).set(fmt_rate(tp.prompt_tokens_per_s))
@@ -528,7 +532,7 @@ class DashboardScreen(Screen):
     def _render_status(self) -> None:
         status = self.query_one("#dash-status", Static)
         url = self._url or self._session_url()
-        age = self.tracker.age()
+        age = self.tracker.age(self.clock())
         status.set_class(self.up is False, "-down")
         status.set_class(False, "-stale")
         scope = f"[{SCOPE_LABEL[self.scope]}, w to switch]"
