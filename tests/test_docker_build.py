@@ -330,3 +330,12 @@ def test_rebuild_keeps_the_image_so_images_built_from_it_stay_cached(
     assert events[-1].image_id == first_b.image_id
     assert "b-ran" not in [e.text for e in events if isinstance(e, BuildOutput)]  # cached
     assert "# unchanged: vct/layer-b:1 already holds this build" in job.log_path.read_text()
+
+
+def test_cli_build_with_the_engine_down_names_it(tmp_path, monkeypatch, capsys) -> None:
+    path = write_profile(tmp_path, "bb-down", {"base": "x", "tag": "vct/down:1"})
+    monkeypatch.setenv("DOCKER_HOST", "unix:///tmp/vc-no-such-engine.sock")
+    assert main(["build", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "cannot reach the Docker engine at unix:///tmp/vc-no-such-engine.sock" in err
+    assert "(DOCKER_HOST)" in err
