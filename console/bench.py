@@ -204,6 +204,8 @@ class RunRecord:
     wall: float
     requests: list[RequestResult]
     spec: metrics.SpecDecodeStats | None = None
+    load_average: float | None = None
+    """The host's 1-minute load average at the end of the run (other work on the box)."""
 
     @property
     def failed(self) -> int:
@@ -228,6 +230,7 @@ class RunRecord:
             "output_tokens": self.output_tokens,
             "output_tok_s": self.output_tok_s,
             "spec_decode": self.spec.to_dict() if self.spec else None,
+            "load_average": self.load_average,
             "per_request": [r.to_dict() for r in self.requests],
         }
 
@@ -517,6 +520,7 @@ class BenchRunner:
             wall=wall,
             requests=results,
             spec=spec,
+            load_average=os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         )
         return record
 

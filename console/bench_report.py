@@ -80,8 +80,18 @@ def summarize(result: BenchResult) -> dict[str, Any]:
             a, b = arms["A"].get(sc.name), arms["B"].get(sc.name)
             if not a or not b:
                 continue
+            pairs = [
+                ratio(ra.wall, rb.wall)
+                for ra in result.runs_of("A", sc.name)
+                for rb in result.runs_of("B", sc.name)
+                if ra.repeat == rb.repeat
+            ]
+            paired = spread([p for p in pairs if p is not None])
             speedup[sc.name] = {
                 "wall": ratio(_med(a, "wall_s"), _med(b, "wall_s")),
+                # A and B of the same repeat ran back to back (URL arms interleave),
+                # so their ratio is less exposed to drift in other load on the box.
+                "wall_paired": paired.to_dict() if paired else None,
                 "output_tok_s": ratio(_med(b, "output_tok_s"), _med(a, "output_tok_s")),
                 "tpot_p50": ratio(a["tpot_s"]["p50"], b["tpot_s"]["p50"]),
                 "ttft_p50": ratio(a["ttft_s"]["p50"], b["ttft_s"]["p50"]),
@@ -263,6 +273,11 @@ def table_rows(result: BenchResult) -> list[Row]:
                 [_range(f and f["output_tok_s"], "") for f in figs],
                 _x(sp.get("output_tok_s")),
             ),
+            *(
+                [("  wall A/B, paired repeats", ["", _ratios(sp["wall_paired"])], "")]
+                if sp.get("wall_paired") and sp["wall_paired"]["n"] > 1 and len(figs) == 2
+                else []
+            ),
             (
                 "  TTFT p50 / p99 (ms)",
                 [
@@ -318,6 +333,10 @@ def render_table(result: BenchResult) -> str:
     for note in result.notes:
         out.append(f"note: {note}")
     return "\n".join(out)
+
+
+def _ratios(fig: dict[str, Any]) -> str:
+    return f"{fig['median']:.2f}x [{fig['min']:.2f}–{fig['max']:.2f}]"
 
 
 def _accept(f: dict[str, Any] | None) -> str:

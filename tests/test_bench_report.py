@@ -99,6 +99,10 @@ def test_summary_medians_and_speedup() -> None:
     sp = s["speedup"][SEQUENTIAL]
     assert sp["wall"] == pytest.approx(((23.2 + 25.0) / 2) / ((9.9 + 10.5) / 2))
     assert s["speedup"][CONCURRENT]["wall"] == pytest.approx(25.9 / 13.6)
+    paired = sp["wall_paired"]
+    assert paired["n"] == 2
+    assert paired["min"] == pytest.approx(23.2 / 9.9) or paired["min"] == pytest.approx(25 / 10.5)
+    assert paired["median"] == pytest.approx((23.2 / 9.9 + 25.0 / 10.5) / 2)
 
 
 def test_spec_figures_sum_counts_across_repeats() -> None:
