@@ -105,3 +105,21 @@ def test_web_serves_the_console_on_loopback(env: dict[str, str]) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
             _out, err = proc.communicate()
     assert "NO authentication" in err
+
+
+@pytest.mark.slow
+def test_chat_repl_is_multi_turn(vllm_server, env: dict[str, str], tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "console", "--url", vllm_server.url, "chat", "--max-tokens", "6"],
+        input="Say hi.\nAgain.\n\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("TTFT") == 2
+    (transcript,) = (tmp_path / "state" / "transcripts").glob("*.jsonl")
+    records = [json.loads(line) for line in transcript.read_text().splitlines()]
+    assert [r["content"] for r in records if r["type"] == "user"] == ["Say hi.", "Again."]
+    assert [r["type"] for r in records].count("answer") == 2
