@@ -4,6 +4,8 @@ replays the recorded bytes (httpx's transport seam); the screen is real."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from functools import partial
 from pathlib import Path
@@ -115,3 +117,64 @@ async def test_chat_requested_with_text_sends_it(monkeypatch: pytest.MonkeyPatch
         assert app.screen.chat.conversation.turns[0]["content"] == "from the palette"
         assert app.screen.chat.answers[-1].completion_tokens == 40
         assert app.screen.chat.model == "replayed"
+
+
+async def test_follows_the_answer_only_while_the_user_is_at_the_bottom(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Auto-scroll while at the bottom; scrolling up stops it; End resumes it."""
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+    async def gated():
+        while (chunk := await queue.get()) is not None:
+            yield chunk
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=gated())
+
+    monkeypatch.setattr(
+        ChatScreen, "client_factory", partial(ChatClient, transport=httpx.MockTransport(handler))
+    )
+
+    def line(i: int) -> bytes:
+        delta = {"choices": [{"index": 0, "delta": {"content": f"line {i}\n\n"}}]}
+        return f"data: {json.dumps(delta)}\n\n".encode()
+
+    app = ConsoleApp(session=Session(url="http://replay", model="m"), start_mode="chat")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        log = screen.query_one("#chat-log")
+
+        async def feed(start: int, count: int) -> None:
+            for i in range(start, start + count):
+                await queue.put(line(i))
+            # Wait (bounded) until the view has rendered the last line fed.
+            deadline = time.monotonic() + 20
+            while f"line {start + count - 1}" not in (
+                screen.query_one(AssistantMessage).query_one(".answer", Markdown).source
+            ):
+                assert time.monotonic() < deadline
+                await pilot.pause(0.02)
+            await pilot.pause(0.2)
+
+        await pilot.click("#chat-input")
+        await pilot.press(*"talk", "enter")
+        while not screen.query(AssistantMessage):
+            await pilot.pause(0.02)
+        await feed(0, 30)
+        assert log.max_scroll_y > 0
+        assert log.scroll_y == log.max_scroll_y  # followed the answer
+
+        log.focus()
+        await pilot.press("home")
+        await pilot.pause(0.2)
+        assert log.scroll_y == 0
+        await feed(30, 10)
+        assert log.scroll_y == 0  # the reader stays where they are
+
+        await pilot.press("end")
+        await pilot.pause(0.2)
+        await feed(40, 10)
+        assert log.scroll_y == log.max_scroll_y  # following again
+        await queue.put(b"data: [DONE]\n\n")
+        await queue.put(None)
