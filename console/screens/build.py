@@ -141,6 +141,7 @@ class BuildScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.query_one("#build-progress-row").display = False
         self.set_interval(1.0, self._tick)
         self._render_status()
 
@@ -325,6 +326,8 @@ class BuildScreen(Screen):
 
     def watch_state(self) -> None:
         if self.is_mounted:
+            # No build yet: an empty (pulsing) bar would suggest one is running.
+            self.query_one("#build-progress-row").display = self.state != IDLE
             self._render_status()
 
     # -- rendering -----------------------------------------------------------

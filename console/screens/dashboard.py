@@ -535,7 +535,7 @@ class DashboardScreen(Screen):
         age = self.tracker.age(self.clock())
         status.set_class(self.up is False, "-down")
         status.set_class(False, "-stale")
-        scope = f"[{SCOPE_LABEL[self.scope]}, w to switch]"
+        scope = f"[{SCOPE_LABEL[self.scope]} · w]"
         if self.up is None:
             status.update(f"connecting to {url}…")
             return

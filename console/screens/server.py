@@ -101,7 +101,7 @@ def image_summary(profile: Profile | None, status: ServerStatus | None) -> str:
                 + ("\n".join(lines))
             )
     if profile is None:
-        return "attached by URL: image unknown"
+        return "attached by URL: no log, so earlier phases and the image are unknown"
     if profile.runtime == "docker" and profile.image is not None:
         ref = f", vLLM {profile.image.vllm_ref}" if profile.image.vllm_ref else ""
         return f"image: {profile.image.tag} (from {profile.image.base}{ref})"
@@ -332,7 +332,8 @@ class ServerScreen(Screen):
         if event.status.state == ServerState.READY:
             phases = self.query_one(StartupProgress)
             if phases.state_of("ready") != Phase.DONE:
-                phases.mark("ready", Phase.DONE, event.status.url or "")
+                # Only the end is known from a status; earlier phases come from the log.
+                phases.mark("ready", Phase.DONE, event.status.url or "", fill=False)
         elif event.status.state == ServerState.FAILED and event.status.detail:
             self._show_failure(event.status.detail)
         self._render_status()

@@ -63,12 +63,14 @@ class StartupProgress(Widget):
         if not self.phases:
             self.reset()
 
-    def mark(self, key: str, state: Phase, detail: str | None = None) -> None:
-        """Set one phase; earlier pending phases become done (the log skipped them)."""
+    def mark(self, key: str, state: Phase, detail: str | None = None, *, fill: bool = True) -> None:
+        """Set one phase; with ``fill``, earlier pending phases become done (the log
+        moved past them). Without a log (a server known only by URL) pass
+        ``fill=False``: what happened before is unknown, not done."""
         phases = dict(self.phases) or {k: PhaseState() for k, _ in PHASES}
         current = phases.get(key, PhaseState())
         phases[key] = PhaseState(state, current.detail if detail is None else detail)
-        if state in (Phase.ACTIVE, Phase.DONE):
+        if fill and state in (Phase.ACTIVE, Phase.DONE):
             for k, _ in PHASES:
                 if k == key:
                     break
