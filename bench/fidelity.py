@@ -59,12 +59,13 @@ def samples(args, tokenizer):
 serve.get_samples = samples
 parser = Parser()
 serve.add_cli_args(parser)
-args = parser.parse_args(sys.argv[1:])
+parser.parse_args(sys.argv[1:])  # fail early on bad arguments
 print("READY", flush=True)
 for command in sys.stdin:  # one benchmark per "GO" line, so rounds can alternate
     if command.strip() != "GO":
         break
-    result = serve.main(args)
+    # main() changes its namespace (e.g. self_timed), so each round parses afresh.
+    result = serve.main(parser.parse_args(sys.argv[1:]))
     print("RESULT " + json.dumps({k: result.get(k) for k in (
         "duration", "completed", "total_output_tokens", "output_throughput",
         "median_ttft_ms", "median_tpot_ms")}), flush=True)

@@ -14,6 +14,7 @@ Goals: key round trip p99 ≤ 100 ms; RSS growth over the second 50,000 lines
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from typing import Any, ClassVar
@@ -85,6 +86,7 @@ async def run() -> dict[str, Any]:
                 rss.append((lv._total, proc.memory_info().rss))
                 time.sleep(KEY_EVERY_S)
 
+        cpu0 = proc.cpu_times()
         t0 = time.monotonic()
         presser = threading.Thread(target=press, daemon=True)
         feeder = threading.Thread(target=ingest, daemon=True)
@@ -94,6 +96,7 @@ async def run() -> dict[str, Any]:
         while lv._total < LINES and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         ingest_s = time.monotonic() - t0
+        cpu1 = proc.cpu_times()
         stop.set()
         presser.join()
         feeder.join()
@@ -117,6 +120,8 @@ async def run() -> dict[str, Any]:
         "rss_start_mib": rss0 / 2**20,
         "rss_half_mib": half / 2**20,
         "rss_end_mib": rss1 / 2**20,
+        "cpu_fraction": (cpu1.user - cpu0.user + cpu1.system - cpu0.system) / ingest_s,
+        "load_average": os.getloadavg()[0],
     }
 
 
