@@ -34,6 +34,7 @@ from textual.worker import get_current_worker
 
 from console import metrics as M
 from console.gpu import GpuSample, default_sampler
+from console.messages import ActiveProfileChanged, ServerStatusBroadcast
 from console.widgets.acceptance_bars import FORMULA, AcceptanceBars
 from console.widgets.gauge import Gauge
 from console.widgets.memory_panel import GpuView, MemoryPanel, ProcessAlloc
@@ -417,6 +418,14 @@ class DashboardScreen(Screen):
             self.render_figures()
 
     def action_refresh_now(self) -> None:
+        self._wake.set()
+
+    @on(ActiveProfileChanged)
+    @on(ServerStatusBroadcast)
+    def _server_news(self, _: ActiveProfileChanged | ServerStatusBroadcast) -> None:
+        """A new profile or a server that just came up: scrape now, not in a second."""
+        if self._session_url() != self._url:
+            self.query_one(ThroughputChart).clear_points()
         self._wake.set()
 
     # -- rendering -----------------------------------------------------------

@@ -137,7 +137,8 @@ class LogView(Vertical):
         self._total += len(batch)
         shown = batch if self._pattern is None else [x for x in batch if self._pattern.search(x)]
         if shown:
-            self.query_one(Log).write_lines(shown)
+            # The Log would drop all but the last max_lines anyway; don't make it work.
+            self.query_one(Log).write_lines(shown[-self.max_lines :])
         self._update_status()
 
     @property
