@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -222,6 +223,19 @@ def test_bad_model_folder_fails_with_the_reason(private_state: Path, tmp_path: P
     assert status.log_path is not None and status.log_path.exists()
     assert runtime.record(profile) is None, "a failed start leaves no record"
     print(f"bad model folder failed after {took:.0f} s")
+
+
+def test_python_without_vllm_fails_with_the_reason(private_state: Path, tmp_path: Path) -> None:
+    """serve.local.python pointing at an interpreter without vLLM: a real exit, named."""
+    profile = with_overrides(
+        load_profile("gemma3-270m-cpu"),
+        model=str(tmp_path),
+        port=free_port(),
+        local={"runtime": None, "python": sys.executable, "managed_model": None},
+    )
+    status = LocalRuntime().up(profile, timeout=120)
+    assert status.state is ServerState.FAILED
+    assert "No module named 'vllm'" in status.detail, status.detail
 
 
 def test_down_on_a_server_that_already_died(private_state: Path) -> None:
