@@ -282,9 +282,22 @@ class DashboardScreen(Screen):
                     tooltip="time per output token after the first, per finished request",
                 )
                 yield StatTile(
+                    "ITL",
+                    id="itl",
+                    label_width=5,
+                    tooltip="inter-token latency per engine step "
+                    "(one step yields several tokens with spec decode)",
+                )
+                yield StatTile(
                     "E2E", id="e2e", label_width=5, tooltip="request latency, end to end"
                 )
                 yield StatTile("done", id="req-count", label_width=5, unit="requests")
+                yield StatTile(
+                    "preempted",
+                    id="preempt",
+                    label_width=10,
+                    tooltip="requests preempted (KV cache full): a sign to lower load or max len",
+                )
             with Vertical(id="panel-spec", classes="panel") as p:
                 p.border_title = "Speculative decoding"
                 yield Static(
@@ -482,7 +495,12 @@ class DashboardScreen(Screen):
 
         # Latency
         lat_w, lat_l = window.latency, lifetime.latency
-        for wid, attr in (("#ttft", "ttft_s"), ("#tpot", "tpot_s"), ("#e2e", "e2e_s")):
+        for wid, attr in (
+            ("#ttft", "ttft_s"),
+            ("#tpot", "tpot_s"),
+            ("#itl", "itl_s"),
+            ("#e2e", "e2e_s"),
+        ):
             q = pick(
                 scope,
                 lambda a=attr: getattr(lat_w, a),
@@ -495,6 +513,9 @@ class DashboardScreen(Screen):
             None if e2e.value is None else f"{e2e.value.count:,}"
         )
         self.query_one("#panel-latency").border_subtitle = note(e2e.note)
+        pre = window.preemptions if scope == WINDOW else lifetime.preemptions
+        count = pre.window if scope == WINDOW else pre.lifetime
+        self.query_one("#preempt", StatTile).set(None if count is None else f"{count:,}")
 
         self._render_spec(window, lifetime, scope, note)
 
