@@ -123,3 +123,20 @@ def test_chat_repl_is_multi_turn(vllm_server, env: dict[str, str], tmp_path: Pat
     records = [json.loads(line) for line in transcript.read_text().splitlines()]
     assert [r["content"] for r in records if r["type"] == "user"] == ["Say hi.", "Again."]
     assert [r["type"] for r in records].count("answer") == 2
+
+
+@pytest.mark.slow
+def test_demo_attaches_to_a_server_already_answering(
+    vllm_ngram_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """A healthy server on the demo profile's address is reused, never started twice."""
+    from console.commands.tui import start_demo_server
+
+    monkeypatch.setenv("VLLM_CONSOLE_STATE_DIR", str(tmp_path / "state"))
+    port = int(vllm_ngram_server.url.rsplit(":", 1)[1])
+    profile = tmp_path / "demo-here.yaml"
+    profile.write_text(f"name: demo-here\nextends: gemma3-270m-cpu-ngram\nserve:\n  port: {port}\n")
+    status = start_demo_server(str(profile), wait=True, timeout=30)
+    assert status.pid is None  # nothing was started
+    assert "already answers" in capsys.readouterr().err
+    assert not (tmp_path / "state" / "servers").exists()

@@ -93,6 +93,13 @@ def start_demo_server(name: str, *, wait: bool, timeout: float) -> ServerStatus:
     if status.state == ServerState.READY:
         print(f"{name}: already running at {status.url}; reusing it", file=sys.stderr)
         return status
+    if status.state != ServerState.STARTING and _answers(profile.url):
+        print(
+            f"{name}: a server the console did not start already answers at {profile.url}; "
+            "attaching to it",
+            file=sys.stderr,
+        )
+        return status
     if status.state != ServerState.STARTING:
         print(
             f"{name}: starting at {profile.url} (first run: installs vLLM's CPU build "
@@ -117,20 +124,31 @@ def start_demo_server(name: str, *, wait: bool, timeout: float) -> ServerStatus:
     return status
 
 
+def _answers(url: str) -> bool:
+    """True when something healthy already serves ``url`` (then there is nothing to start)."""
+    import httpx
+
+    try:
+        return httpx.get(f"{url}/health", timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def run_demo(args: argparse.Namespace) -> int:
     """Provision, start the demo server, open the console on the dashboard."""
     from console.app import ConsoleApp
     from console.session import Session, load_profile_by_name
 
     name = args.demo_profile
-    start_demo_server(name, wait=not args.no_wait, timeout=args.timeout)
+    status = start_demo_server(name, wait=not args.no_wait, timeout=args.timeout)
     session = Session.create(url=getattr(args, "url", None))
     session.set_profile(load_profile_by_name(name))
     ConsoleApp(session=session, start_mode="dashboard").run()
-    print(
-        f"the {name} server keeps running; stop it with `vllm-console down {name}`",
-        file=sys.stderr,
-    )
+    if status.pid is not None:  # ours (started now or earlier), not someone else's
+        print(
+            f"the {name} server keeps running; stop it with `vllm-console down {name}`",
+            file=sys.stderr,
+        )
     return 0
 
 
