@@ -647,6 +647,7 @@ class ChatSession:
                         stopped=current.stopped,
                         error=current.error,
                         model=model,
+                        settings=asdict(self.settings),
                         stats=current.stats(),
                     )
 
