@@ -255,13 +255,13 @@ def run_streamed(
     quotes them, so the user sees pip's own reason."""
     tail: list[str] = []
     try:
+        # Bytes, not text: universal newlines would turn each of tqdm's
+        # carriage-return redraws into a line of its own.
         proc = subprocess.Popen(
             list(argv),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            text=True,
-            bufsize=1,
             env=env,
         )
     except OSError as exc:
@@ -270,7 +270,7 @@ def run_streamed(
     with proc:
         for raw in proc.stdout:
             # tqdm redraws with carriage returns: keep the latest state only.
-            line = raw.rstrip("\r\n").rsplit("\r", 1)[-1]
+            line = raw.decode("utf-8", "replace").rstrip("\r\n").rsplit("\r", 1)[-1]
             if not line.strip():
                 continue
             tail.append(line)
