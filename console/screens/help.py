@@ -33,6 +33,7 @@ Digits switch screens when no text field has focus; in a field press `Esc` first
 - `ctrl+t` light / dark theme
 - `tab` / `shift+tab` move focus; `ctrl+q` quit (a detached server keeps running)
 
+{screen_keys}
 ## Chat
 
 - `enter` send; `esc` stop the answer (the partial answer is kept), else leave the field
@@ -58,6 +59,37 @@ per-position acceptance  A_i / D       0 ... 1, falls with i
 A mean acceptance length of 3.2 with k = 4 means each forward pass of the
 target model produced 3.2 tokens on average.
 """
+
+
+_KEY_NAMES = {"slash": "/", "escape": "esc", "question_mark": "?"}
+
+
+def _screen_keys() -> str:
+    """The keys of each screen, read from the screens' own bindings so help
+    never drifts from what the keys do."""
+    from console.screens.bench import BenchScreen
+    from console.screens.build import BuildScreen
+    from console.screens.dashboard import DashboardScreen
+    from console.screens.profiles import ProfilesScreen
+    from console.screens.server import ServerScreen
+
+    parts: list[str] = []
+    for title, screen in (
+        ("Dashboard", DashboardScreen),
+        ("Server", ServerScreen),
+        ("Profiles", ProfilesScreen),
+        ("Build", BuildScreen),
+        ("Bench", BenchScreen),
+    ):
+        rows = []
+        for binding in screen.BINDINGS:
+            if not isinstance(binding, Binding) or not binding.description:
+                continue
+            keys = " / ".join(_KEY_NAMES.get(k, k) for k in binding.key.split(","))
+            rows.append(f"- `{keys}` {binding.description}")
+        if rows:
+            parts.append(f"## {title}\n\n" + "\n".join(rows) + "\n")
+    return "\n".join(parts)
 
 
 class HelpScreen(ModalScreen[None]):
@@ -97,7 +129,7 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-body") as body:
             body.border_title = "vllm-console — help"
-            yield Markdown(HELP_TEXT, id="help-text")
+            yield Markdown(HELP_TEXT.format(screen_keys=_screen_keys()), id="help-text")
         yield Footer()
 
     def on_mount(self) -> None:
