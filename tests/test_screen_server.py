@@ -100,6 +100,21 @@ async def test_startup_phases_and_filter_from_a_real_log(log: str, graphs: Phase
         assert len(view.shown_lines) == everything
 
 
+@pytest.mark.usefixtures("private_state")
+async def test_profile_server_started_elsewhere_shows_ready_not_absent(vllm_server) -> None:
+    """A server this console did not start, answering on the profile's address."""
+    port = int(vllm_server.url.rsplit(":", 1)[1])
+    profile = with_overrides(load_profile("gemma3-270m-cpu"), port=port)
+    session = Session()
+    session.set_profile(profile, remember=False)
+    app = ConsoleApp(session, start_mode="server")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = server_screen(app)
+        await wait_until(pilot, lambda: screen.status is not None, timeout=30, what="a status")
+        assert screen.status.state == ServerState.READY, screen.status.detail
+        assert "not started by this console" in screen.status.detail
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -14,6 +14,7 @@ comes from ``/health``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
@@ -273,6 +274,8 @@ class ServerScreen(Screen):
         profile = self.profile
         assert profile is not None
         status = runtime_for(profile).status(profile)
+        if status.state == ServerState.ABSENT:
+            status = _someone_elses_server(status, profile.url, self.app)
         self.post_message(StatusReported(status))
         if status.state in (ServerState.READY, ServerState.STARTING, ServerState.FAILED):
             self.app.call_from_thread(self._follow, 0, status.state != ServerState.FAILED)
@@ -425,3 +428,22 @@ def apply_event(phases: StartupProgress, ev: Any) -> str | None:
             phases.mark(active, Phase.FAILED, ev.cause)
         return ev.message
     return None
+
+
+def _someone_elses_server(status: ServerStatus, url: str, app: object) -> ServerStatus:
+    """A server the console did not start may still answer on the profile's
+    address (started by hand, or by another tool): say so instead of ABSENT."""
+    session = getattr(app, "session", None)
+    headers = session.headers() if session is not None else {}
+    try:
+        response = httpx.get(url.rstrip("/") + "/health", timeout=3.0, headers=headers)
+    except httpx.HTTPError:
+        return status
+    if response.status_code != 200:
+        return status
+    return dataclasses.replace(
+        status,
+        state=ServerState.READY,
+        url=url,
+        detail=f"answering at {url}, not started by this console (no log to follow)",
+    )
