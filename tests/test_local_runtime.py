@@ -3,10 +3,14 @@ failing processes: a bad model, a port already taken, a server that died."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import queue
 import signal
+import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -184,6 +188,50 @@ def test_port_taken_is_refused_naming_port_and_process(
     assert main(["up", "gemma3-270m-cpu", "--port", str(port), "--detach"]) == 1
     assert f"port {port}" in capsys.readouterr().err
     assert state.load("gemma3-270m-cpu") is None
+
+
+def test_cli_up_in_the_foreground_until_ctrl_c(tmp_path: Path) -> None:
+    """`up NAME` follows the log once ready; Ctrl-C stops the server and clears the record."""
+    config = tmp_path / "config"
+    (config / "profiles").mkdir(parents=True)
+    (config / "profiles/fg-cpu.yaml").write_text(
+        "name: fg-cpu\nextends: gemma3-270m-cpu\n"
+        f"serve:\n  port: {free_port()}\n  env:\n    VLLM_CPU_KVCACHE_SPACE: '1'\n"
+    )
+    env = dict(
+        os.environ,
+        VLLM_CONSOLE_CONFIG_DIR=str(config),
+        VLLM_CONSOLE_STATE_DIR=str(tmp_path / "state"),
+    )
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "console", "up", "fg-cpu"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    seen: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [seen.put(ln) for ln in cli.stdout or []], daemon=True).start()
+    deadline = time.monotonic() + 900
+    lines: list[str] = []
+    try:
+        while not any("following the log" in ln for ln in lines):
+            if cli.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("`up` never reached the foreground:\n" + "".join(lines[-40:]))
+            with contextlib.suppress(queue.Empty):
+                lines.append(seen.get(timeout=1))
+        assert any("fg-cpu: ready" in ln for ln in lines)
+        rec = state.load("fg-cpu", tmp_path / "state/servers")
+        assert rec is not None
+        cli.send_signal(signal.SIGINT)
+        assert cli.wait(timeout=60) == 0
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+    assert not psutil.pid_exists(rec.pid) or psutil.Process(rec.pid).status() == "zombie"
+    assert state.load("fg-cpu", tmp_path / "state/servers") is None
+    assert rec.log_path.exists(), "the log stays on disk"
 
 
 # --- failures with real processes --------------------------------------------------------------
