@@ -8,6 +8,8 @@ serves ``/health`` with busybox httpd and stops cleanly on SIGTERM.
 from __future__ import annotations
 
 import base64
+import contextlib
+import io
 import socket
 import threading
 import time
@@ -16,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from console.cli import main as cli_main
 from console.errors import ConsoleError
 from console.profiles import container_name, load_profile
 from console.runtime.base import ServerState, runtime_for
@@ -177,6 +180,11 @@ def test_up_streams_logs_becomes_ready_and_stops_cleanly(
     assert container.attrs["Config"]["Cmd"][:3] == ["fake/model", "--port", str(profile.serve.port)]
 
     assert runtime.status(profile).state is ServerState.READY
+    # `vllm-console status NAME` says which build the server came from
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli_main(["status", str(path)]) == 0
+    assert "profile: fake-image" in out.getvalue() and "vLLM: 0.0.0-fake" in out.getvalue()
     lines = list(runtime.logs(profile))
     assert "INFO:     Application startup complete." in lines
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from console.errors import ConsoleError
 from console.runtime.base import ServerState, ServerStatus, runtime_for
+from console.runtime.provenance import provenance_lines
 
 if TYPE_CHECKING:
     from console.profiles.schema import Profile
@@ -197,6 +198,8 @@ def _status(args: argparse.Namespace) -> int:
                 print(f"  {status.detail}")
             if status.log_path:
                 print(f"  log: {status.log_path}")
+            for line in provenance_lines(status.image):
+                print(f"  {line}")
     bad = {ServerState.FAILED, ServerState.STALE}
     return 1 if any(s.state in bad for s in statuses) else 0
 

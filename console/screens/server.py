@@ -36,6 +36,7 @@ from console.messages import (
     ServerStatusChanged,
 )
 from console.runtime.base import ServerState, ServerStatus
+from console.runtime.provenance import provenance_lines
 from console.widgets.log_view import LogView
 from console.widgets.startup_progress import Phase, StartupProgress
 
@@ -77,23 +78,10 @@ def enforce_eager(profile: Profile | None) -> bool:
     )
 
 
-PROVENANCE = (
-    ("vllm-console.base", "base"),
-    ("vllm-console.vllm-ref", "vLLM"),
-    ("vllm-console.patches", "patches"),
-    ("vllm-console.pip", "pip"),
-    ("vllm-console.built-at", "built"),
-    ("vllm-console.build-log", "build log"),
-)
-"""Image labels the console writes at build time, and how they are shown."""
-
-
 def image_summary(profile: Profile | None, status: ServerStatus | None) -> str:
     """Which image/build the server runs: provenance labels when the container has them."""
     if status is not None and status.image:
-        lines = [
-            f"{label}: {status.image[key]}" for key, label in PROVENANCE if key in status.image
-        ]
+        lines = provenance_lines(status.image)
         if lines:
             return (
                 "image "
