@@ -136,7 +136,9 @@ async def main() -> dict[str, Any]:
         f"{stream['p50_ms']:.0f} ms, first/last quarter p99 {stream['first_quarter_p99_ms']:.0f}/"
         f"{stream['last_quarter_p99_ms']:.0f} ms, {stream['not_shown']} tokens not shown; naive "
         f"stopped at {CAP_S:.0f} s with {naive['not_shown']} of {naive['tokens']} tokens "
-        f"not shown (counted at the cap); console CPU {stream['cpu_fraction']:.0%} of wall while "
+        f"not shown (counted at the cap): {stream['tokens'] - stream['not_shown']} vs "
+        f"{naive['tokens'] - naive['not_shown']} tokens on screen by the cap; "
+        f"console CPU {stream['cpu_fraction']:.0%} of wall while "
         f"streaming; load average {load:.1f} on {os.cpu_count()} CPUs."
     )
     return record(

@@ -56,6 +56,7 @@ async def run(url: str = URL, seconds: float = SECONDS) -> dict[str, Any]:
         "cpu_s": cpu,
         "cpu_fraction": cpu / wall,
         "threads": proc.num_threads(),
+        "load_average": os.getloadavg()[0],
     }
 
 
@@ -68,7 +69,7 @@ async def main() -> dict[str, Any]:
         metrics=m,
         note=(
             f"real DashboardScreen against {m['url']} for {m['wall_s']:.0f} s: "
-            f"{m['cpu_s']:.2f} s CPU."
+            f"{m['cpu_s']:.2f} s CPU; load average {m['load_average']:.1f} on {os.cpu_count()} CPUs."
         ),
     )
 
