@@ -69,7 +69,8 @@ async def main() -> dict[str, Any]:
         metrics=m,
         note=(
             f"real DashboardScreen against {m['url']} for {m['wall_s']:.0f} s: "
-            f"{m['cpu_s']:.2f} s CPU; load average {m['load_average']:.1f} on {os.cpu_count()} CPUs."
+            f"{m['cpu_s']:.2f} s CPU; load average {m['load_average']:.1f} "
+            f"on {os.cpu_count()} CPUs."
         ),
     )
 
