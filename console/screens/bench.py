@@ -35,8 +35,8 @@ NUMBER_FIELDS: tuple[tuple[str, str, int], ...] = (
     ("sequential", "Seq", 3),
     ("concurrent", "Conc", 8),
     ("max_tokens", "Tokens", 256),
-    ("repeats", "Repeats", 3),
-    ("warmup", "Warm-up", 2),
+    ("repeats", "Reps", 3),
+    ("warmup", "Warm", 2),
 )
 """Config field, label, default: the knobs the form exposes."""
 
@@ -74,9 +74,9 @@ class BenchScreen(Screen):
     BenchScreen .bench-row Label { padding: 0 1 0 0; }
     BenchScreen .bench-row Input { border: none; height: 1; padding: 0 1; }
     BenchScreen .bench-arm { width: 1fr; }
-    BenchScreen .bench-num { width: 8; margin-right: 1; }
+    BenchScreen .bench-num { width: 6; margin-right: 1; }
     BenchScreen #bench-run, BenchScreen #bench-stop {
-        min-width: 8; height: 1; border: none; margin-left: 1;
+        min-width: 6; width: 7; height: 1; border: none; margin-left: 1;
     }
     BenchScreen #bench-headline { height: auto; padding: 0 1; }
     BenchScreen #bench-table { height: 1fr; }
