@@ -380,12 +380,39 @@ async def _profile_arm(
         note(f"arm {spec.label}: {spec.profile} already running at {status.url}; left running")
     info.started_by_bench = started
     info.url = metrics.base_url(status.url or profile.url)
+    kv = await asyncio.to_thread(_kv_from_log, runtime, profile)
+    if kv is not None:
+        info.kv_cache_tokens, info.kv_max_concurrency = kv.tokens, kv.max_concurrency
+        info.kv_source = "log"
     try:
         yield info.url, info
     finally:
         if started:
             note(f"arm {spec.label}: stopping {spec.profile}")
             await asyncio.shield(asyncio.to_thread(runtime.down, profile))
+
+
+def _kv_from_log(runtime: Any, profile: Any) -> Any:
+    """The server's last ``KV cache size`` log event (console.logs), or None.
+
+    Older vLLM releases don't put the size in tokens on ``/metrics``; their
+    startup log has it. Used when ``/metrics`` doesn't say.
+    """
+    from console.logs import KvCacheSize, LogParser
+
+    parser = LogParser()
+    found = None
+    try:
+        for line in runtime.logs(profile, follow=False):
+            for event in parser.feed(line):
+                if isinstance(event, KvCacheSize):
+                    found = event
+        for event in parser.flush():
+            if isinstance(event, KvCacheSize):
+                found = event
+    except Exception:  # a log we can't read only costs the fallback figure
+        return None
+    return found
 
 
 # --------------------------------------------------------------------------- runner
@@ -457,10 +484,11 @@ class BenchRunner:
         info.version = server.version
         info.max_model_len = server.max_model_len
         sample = await metrics.ascrape(client, url)
-        figures = metrics.derive(sample)
-        info.kv_cache_tokens = figures.kv_cache.capacity_tokens
-        info.kv_max_concurrency = figures.kv_cache.max_concurrency
-        info.kv_source = figures.kv_cache.capacity_source
+        figures = metrics.derive(sample, kv_capacity_tokens_from_log=info.kv_cache_tokens)
+        if figures.kv_cache.capacity_source == "metrics" or info.kv_cache_tokens is None:
+            info.kv_cache_tokens = figures.kv_cache.capacity_tokens
+            info.kv_max_concurrency = figures.kv_cache.max_concurrency
+            info.kv_source = figures.kv_cache.capacity_source
         info.spec_decode = figures.spec_decode is not None
         if figures.spec_decode is not None:
             info.num_speculative_tokens = figures.spec_decode.num_speculative_tokens

@@ -179,3 +179,24 @@ def test_prompt_file_errors_name_the_line(tmp_path: Path) -> None:
         load_prompts(bad)
     with pytest.raises(ConsoleError, match="cannot read prompt file"):
         load_prompts(tmp_path / "missing.jsonl")
+
+
+class _LogReplay:
+    """Replays a real captured server log where the bench asks a runtime for it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def logs(self, profile: object, *, follow: bool = False) -> list[str]:
+        return self.path.read_text().splitlines()
+
+
+def test_kv_capacity_from_the_startup_log() -> None:
+    from console.bench import _kv_from_log
+
+    data = Path(__file__).parent / "data" / "vllm-0.32-cpu"
+    kv = _kv_from_log(_LogReplay(data / "server_ngram.log"), None)
+    assert kv is not None
+    assert kv.tokens == 110_733
+    assert kv.max_concurrency == pytest.approx(54.07, abs=0.01)
+    assert _kv_from_log(_LogReplay(data / "missing.log"), None) is None
