@@ -16,14 +16,32 @@ import sys
 import time
 import traceback
 
-from bench.results import RESULTS_MD
+from bench.results import RESULTS_MD, load
 
-BENCHES = {
-    "chat": ("bench.chat_pane", "chat pane: 4,000 tokens at 1,000 tok/s, MarkdownStream vs naive"),
-    "log": ("bench.log_view", "log view: 100,000 lines at full speed, key round trip, memory"),
-    "dashboard": ("bench.dashboard_idle", "dashboard idle CPU at 1 Hz over 60 s (needs a server)"),
-    "startup": ("bench.startup", "startup to first frame vs a hello-world Textual app"),
-    "fidelity": ("bench.fidelity", "console bench vs vllm bench serve (needs a server)"),
+BENCHES: dict[str, tuple[str, str, str]] = {
+    # name: (module, results key, what)
+    "chat": (
+        "bench.chat_pane",
+        "chat_pane",
+        "chat pane: 4,000 tokens at 1,000 tok/s, MarkdownStream vs naive",
+    ),
+    "log": ("bench.log_view", "log_view", "log view: 100,000 lines, key round trip, memory"),
+    "dashboard": (
+        "bench.dashboard_idle",
+        "dashboard_idle",
+        "dashboard idle CPU at 1 Hz over 60 s (needs a server)",
+    ),
+    "scrape": (
+        "bench.bench_scrape",
+        "scrape",
+        "metrics scrape+derive cost and 1 Hz monitor CPU (live parts need a server)",
+    ),
+    "startup": ("bench.startup", "startup", "startup to first frame vs a hello-world Textual app"),
+    "fidelity": (
+        "bench.fidelity",
+        "fidelity",
+        "console bench vs vllm bench serve (needs a server)",
+    ),
 }
 
 
@@ -38,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the benchmarks")
     args = parser.parse_args(argv)
     if args.list:
-        for name, (_mod, text) in BENCHES.items():
+        for name, (_mod, _key, text) in BENCHES.items():
             print(f"{name:10} {text}")
         return 0
     unknown = [n for n in args.names if n not in BENCHES]
@@ -46,13 +64,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(BENCHES)}")
     failed = []
     for name in args.names or list(BENCHES):
-        module, text = BENCHES[name]
+        module, key, text = BENCHES[name]
         print(f"== {name}: {text}", flush=True)
         t0 = time.monotonic()
         try:
-            entry = importlib.import_module(module).main()
+            bench_main = importlib.import_module(module).main
+            # A main taking argv (its own command line) gets none of ours.
+            takes_argv = bool(inspect.signature(bench_main).parameters)
+            entry = bench_main([]) if takes_argv else bench_main()
             if inspect.iscoroutine(entry):
                 entry = asyncio.run(entry)
+            if not isinstance(entry, dict):  # it recorded its entry itself
+                entry = load()[key]
         except Exception as exc:
             traceback.print_exc()
             print(f"!! {name} could not run: {exc}", file=sys.stderr, flush=True)

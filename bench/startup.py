@@ -20,7 +20,7 @@ from typing import Any
 from bench.results import Goal, record
 from console.bench_stats import median
 
-RUNS = int(os.environ.get("BENCH_STARTUP_RUNS", "7"))
+RUNS = int(os.environ.get("BENCH_STARTUP_RUNS", "5"))
 
 
 def _child_cpu() -> float:
