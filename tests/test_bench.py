@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from console.cli import main
+from tests.helpers import free_port
 
 MAX_TOKENS = 32
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +136,7 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_unreachable_server_names_the_url(capsys: pytest.CaptureFixture[str]) -> None:
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     assert main(["bench", "--url", url, "--sequential", "1", "--concurrent", "0"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and url in err

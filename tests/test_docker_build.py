@@ -19,6 +19,7 @@ from console.cli import main
 from console.errors import ConsoleError
 from console.profiles import load_profile
 from console.runtime.build import ImageBuild, build_image, check_patch_sources, write_context
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -43,15 +44,6 @@ def write_profile(folder: Path, name: str, image: dict, **serve: object) -> Path
 
 def containers(client) -> set[str]:
     return {c.id for c in client.containers.list(all=True)}
-
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}")
 
 
 def test_build_succeeds_with_labels_and_log(tmp_path, docker_engine, busybox_image) -> None:

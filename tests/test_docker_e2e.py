@@ -14,7 +14,6 @@ import glob
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ from console.profiles import load_profile
 from console.runtime.base import ServerState
 from console.runtime.build import ImageBuild
 from console.runtime.docker import DockerRuntime
+from tests.helpers import free_port
 
 pytestmark = [pytest.mark.e2e_docker, pytest.mark.slow, pytest.mark.timeout(2400)]
 
@@ -53,12 +53,6 @@ def mem_available_gib() -> float:
         if line.startswith("MemAvailable:"):
             return int(line.split()[1]) / 1024**2
     return 0.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def build(profile_path: Path, timings: dict, key: str) -> BuildDone:

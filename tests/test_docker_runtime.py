@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
-import socket
 import threading
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from console.profiles import container_name, load_profile
 from console.runtime.base import ServerState, runtime_for
 from console.runtime.build import build_image
 from console.runtime.docker import LABEL_SERVER, DockerRuntime
+from tests.helpers import free_port, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -58,21 +58,6 @@ httpd -f -p "$host:$port" -h /www & pid=$!
 echo "INFO:     Application startup complete."
 wait $pid
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.fixture(autouse=True)

@@ -27,6 +27,7 @@ from console.runtime.base import ServerState, runtime_for
 from console.runtime.local import LocalRuntime, failure_reason
 from console.runtime.state import ServerRecord
 from tests.fixtures.vllm_server import VllmServer, free_port
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -46,15 +47,6 @@ def _metric(text: str, name: str) -> dict[str, float]:
             head, _, value = line.rpartition(" ")
             out[head[len(name) :]] = float(value)
     return out
-
-
-def _wait_for(predicate, *, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 @pytest.fixture
@@ -292,7 +284,7 @@ def test_down_on_a_server_that_already_died(private_state: Path) -> None:
     status = runtime.up(profile, wait=False)
     assert status.state is ServerState.STARTING and status.pid
     os.killpg(status.pid, signal.SIGKILL)
-    _wait_for(
+    wait_for(
         lambda: runtime.status(profile).state is ServerState.STALE,
         timeout=30,
         what="the killed server to show as stale",

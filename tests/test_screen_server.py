@@ -4,7 +4,6 @@ log filter, and (once, expensive) start/stop of a real local server by keys."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from console.screens.server import LogEvents, ServerScreen
 from console.session import Session
 from console.widgets.log_view import LogView
 from console.widgets.startup_progress import Phase, StartupProgress
+from tests.helpers import free_port
 from tests.screen_helpers import DATA, DOWN_URL, private_state, wait_until
 
 __all__ = ["private_state"]
@@ -115,17 +115,11 @@ async def test_profile_server_started_elsewhere_shows_ready_not_absent(vllm_serv
         assert "not started by this console" in screen.status.detail
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 @pytest.mark.usefixtures("private_state")
 async def test_start_reattach_stop_a_real_local_server(tmp_path: Path) -> None:
     """The one expensive test: start gemma3-270m-cpu by key, re-attach, stop."""
-    profile = with_overrides(load_profile("gemma3-270m-cpu"), port=_free_port())
+    profile = with_overrides(load_profile("gemma3-270m-cpu"), port=free_port())
     session = Session()
     session.set_profile(profile, remember=False)
     app = ConsoleApp(session, start_mode="server")
