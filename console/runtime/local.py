@@ -30,6 +30,7 @@ import psutil
 
 from console import paths
 from console.errors import ConsoleError
+from console.logs import ANSI
 from console.runtime import state
 from console.runtime.base import LineCallback, ServerState, ServerStatus
 from console.runtime.provision import Progress
@@ -56,7 +57,6 @@ _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 # --- log reading --------------------------------------------------------------------------------
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _PREFIX = re.compile(r"^\((?P<proc>[\w.-]+) pid=\d+\)\s+")
 _LEVEL = re.compile(
     r"^(?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL)\s+\d{2}-\d{2} [\d:]{8}\s+"
@@ -77,7 +77,7 @@ _GENERIC = (
 
 def clean(line: str) -> str:
     """A log line without colour codes and without the ``(Proc pid=N)`` prefix."""
-    return _PREFIX.sub("", _ANSI.sub("", line)).strip()
+    return _PREFIX.sub("", ANSI.sub("", line)).strip()
 
 
 def failure_reason(lines: list[str]) -> str:
