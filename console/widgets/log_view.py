@@ -4,6 +4,16 @@ Lines may arrive from any thread (``push``); a timer on the UI thread drains
 them in batches into a :class:`~textual.widgets.Log`, which renders only the
 visible lines. The last ``max_lines`` lines are also kept here so a filter can
 be applied (and removed) after the fact without re-reading the source.
+
+A producer can outrun the screen (a build floods lines far faster than anyone
+reads them), so the UI thread never pays for more than ``chunk`` lines per
+tick: keys are handled between ticks however fast lines arrive. A feeding
+thread that gets ahead (more than two ticks' worth queued) waits a moment for
+the next tick: a thread looping on ``push`` would otherwise hold the GIL and
+starve the UI thread, however little work each tick does. The wait is
+bounded, so a stalled UI never stalls the producer for long; the queue then
+keeps only the newest ``max_lines`` lines (older ones would be pruned from
+the log anyway, so they are dropped before costing anything, but counted).
 """
 
 from __future__ import annotations
@@ -26,6 +36,9 @@ from textual.widgets import Input, Log, Static
 
 _ERROR = re.compile(r"\b(?:ERROR|CRITICAL|FATAL|Traceback|Error|error:|failed|FAILED)\b.*")
 _WARNING = re.compile(r"\bWARN(?:ING)?\b")
+PACE_WAIT_S = 0.2
+"""Longest a feeding thread waits for the UI to drain the queue."""
+
 _STEP = re.compile(r"^\s*(?:#\d+ )?\[?(?:Step \d+/\d+|\d+/\d+\])")
 
 
@@ -56,7 +69,7 @@ class LogView(Vertical):
     LogView > #log-filter { display: none; height: 3; }
     LogView.-filtering > #log-filter { display: block; }
     LogView > Log { height: 1fr; border: none; }
-    LogView > #log-status { height: 1; color: $text-muted; background: $boost; }
+    LogView > #log-status { height: 1; width: 1fr; color: $text-muted; background: $boost; }
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -71,7 +84,8 @@ class LogView(Vertical):
         self,
         *,
         max_lines: int = 20_000,
-        flush_interval: float = 0.1,
+        flush_interval: float = 0.05,
+        chunk: int = 2_000,
         name: str | None = None,
         id: str | None = None,
         classes: str | None = None,
@@ -79,11 +93,20 @@ class LogView(Vertical):
         super().__init__(name=name, id=id, classes=classes)
         self.max_lines = max_lines
         self._flush_interval = flush_interval
+        self.chunk = max(chunk, 1)
+        """Most lines one timer tick moves into the log (bounds the UI's work per tick)."""
         self._lines: deque[str] = deque(maxlen=max_lines)
-        self._pending: list[str] = []
+        self._pending: deque[str] = deque(maxlen=max_lines)
+        self._pushed = 0
+        """Lines ever queued (under the lock); queued minus pending = handled."""
         self._lock = threading.Lock()
+        self._drained = threading.Condition(self._lock)
+        self._ui_thread: int | None = None
+        """Set while mounted: only other threads are ever made to wait."""
         self._pattern: re.Pattern[str] | None = None
+        self._status = ""
         self._total = 0
+        """Lines handled so far: shown, or dropped unseen as older than ``max_lines``."""
 
     def compose(self) -> ComposeResult:
         # Disabled while hidden, so it never takes focus (and keys) from the screen.
@@ -98,8 +121,14 @@ class LogView(Vertical):
         yield Static("", id="log-status")
 
     def on_mount(self) -> None:
-        self.set_interval(self._flush_interval, self.flush)
+        self._ui_thread = threading.get_ident()
+        self.set_interval(self._flush_interval, self._tick)
         self._update_status()
+
+    def on_unmount(self) -> None:
+        with self._lock:
+            self._ui_thread = None
+            self._drained.notify_all()
 
     # -- feeding -----------------------------------------------------------
 
@@ -107,11 +136,24 @@ class LogView(Vertical):
         """Queue one line; safe from any thread."""
         with self._lock:
             self._pending.append(line)
+            self._pushed += 1
+            self._pace()
 
     def push_lines(self, lines: Iterable[str]) -> None:
         """Queue many lines; safe from any thread."""
+        lines = list(lines)
         with self._lock:
             self._pending.extend(lines)
+            self._pushed += len(lines)
+            self._pace()
+
+    def _pace(self) -> None:
+        """Called with the lock held: a feeding thread two ticks ahead of the UI
+        waits (bounded) for the next tick, so it hands the GIL to the UI."""
+        ui = self._ui_thread
+        if ui is None or len(self._pending) < self.chunk or threading.get_ident() == ui:
+            return
+        self._drained.wait(timeout=PACE_WAIT_S)
 
     def write_lines(self, lines: Iterable[str]) -> None:
         """Queue lines and show them now (UI thread only)."""
@@ -121,24 +163,34 @@ class LogView(Vertical):
     def clear(self) -> None:
         with self._lock:
             self._pending.clear()
+            self._pushed = 0
         self._lines.clear()
         self._total = 0
         self.query_one(Log).clear()
         self._update_status()
 
-    def flush(self) -> None:
-        """Move queued lines into the visible log in one batch."""
+    def _tick(self) -> None:
+        self.flush(limit=self.chunk)
+
+    def flush(self, limit: int | None = None) -> None:
+        """Move queued lines into the visible log in one batch: all of them, or
+        the oldest ``limit`` (the timer's bounded share of one tick)."""
         with self._lock:
             if not self._pending:
                 return
-            batch, self._pending = self._pending, []
+            if limit is None or limit >= len(self._pending):
+                batch = list(self._pending)
+                self._pending.clear()
+            else:
+                popleft = self._pending.popleft
+                batch = [popleft() for _ in range(limit)]
+            self._total = self._pushed - len(self._pending)
+            self._drained.notify_all()
         batch = [line.rstrip("\r\n").replace("\r", "") for line in batch]
         self._lines.extend(batch)
-        self._total += len(batch)
         shown = batch if self._pattern is None else [x for x in batch if self._pattern.search(x)]
         if shown:
-            # The Log would drop all but the last max_lines anyway; don't make it work.
-            self.query_one(Log).write_lines(shown[-self.max_lines :])
+            self.query_one(Log).write_lines(shown)
         self._update_status()
 
     @property
@@ -194,7 +246,10 @@ class LogView(Vertical):
         if self._pattern is not None:
             text += f" · filter {self.filter_text!r}: {log.line_count:,} shown"
         text += " · / filter"
-        self.query_one("#log-status", Static).update(text)
+        if text != self._status:
+            self._status = text
+            # One fixed-size line: repaint it, no layout pass (it runs on every tick).
+            self.query_one("#log-status", Static).update(text, layout=False)
 
 
 def _compile(value: str) -> re.Pattern[str] | None:
