@@ -6,6 +6,10 @@ hits both. The console opens its default screen (the dashboard) pointed at a
 URL where nothing listens, so no server answer is waited for.
 
 Goal: median console / median hello-world ≤ 2.
+
+Also recorded, with no goal: ``vllm-console --help`` (builds the whole argparse
+tree, so it shows when a command module imports something heavy at the top)
+against a bare ``python -c pass``.
 """
 
 from __future__ import annotations
@@ -55,6 +59,29 @@ def time_one(which: str) -> tuple[float, float]:
     return elapsed, _child_cpu() - cpu0
 
 
+def time_command(argv: list[str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one run of ``argv`` to its exit."""
+    cpu0 = _child_cpu()
+    t0 = time.monotonic()
+    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    return time.monotonic() - t0, _child_cpu() - cpu0
+
+
+def run_cli(runs: int = RUNS) -> dict[str, float]:
+    """Medians of ``vllm-console --help`` and of a bare interpreter, alternating."""
+    bare: list[tuple[float, float]] = []
+    cli: list[tuple[float, float]] = []
+    for _ in range(runs):
+        bare.append(time_command([sys.executable, "-c", "pass"]))
+        cli.append(time_command([sys.executable, "-m", "console", "--help"]))
+    out: dict[str, float] = {}
+    for key, samples in (("python_bare", bare), ("cli_help", cli)):
+        wall, cpu = median([w for w, _ in samples]), median([c for _, c in samples])
+        assert wall is not None and cpu is not None
+        out[f"{key}_median_s"], out[f"{key}_cpu_median_s"] = wall, cpu
+    return out
+
+
 def run(runs: int = RUNS) -> dict[str, Any]:
     time_one("hello")  # warm the page cache (imports) before timing anything
     time_one("console")
@@ -76,6 +103,7 @@ def run(runs: int = RUNS) -> dict[str, Any]:
         "hello_cpu_median_s": ch,
         "console_cpu_median_s": cc,
         "cpu_ratio": cc / ch,
+        **run_cli(runs),
         "load_average": os.getloadavg(),
     }
 
@@ -94,6 +122,9 @@ def main() -> dict[str, Any]:
             f"median of {m['runs']} fresh processes each: console "
             f"{m['console_median_s']:.2f} s, hello-world {m['hello_median_s']:.2f} s wall; "
             f"CPU {m['console_cpu_median_s']:.2f} s vs {m['hello_cpu_median_s']:.2f} s; "
+            f"`vllm-console --help` {m['cli_help_median_s']:.2f} s wall "
+            f"({m['cli_help_cpu_median_s']:.2f} s CPU), bare python "
+            f"{m['python_bare_median_s']:.2f} s; "
             f"load average {m['load_average'][0]:.1f} on {os.cpu_count()} CPUs."
         ),
     )

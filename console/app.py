@@ -45,7 +45,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable
+import importlib
+import sys
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import ClassVar
@@ -71,24 +73,53 @@ from console.messages import (
     ServerStatusChanged,
 )
 from console.screens.base import with_worker_errors
-from console.screens.bench import BenchScreen
-from console.screens.build import BuildScreen
-from console.screens.chat import ChatScreen
-from console.screens.dashboard import DashboardScreen
-from console.screens.help import HelpScreen
-from console.screens.profiles import ProfilesScreen
-from console.screens.server import ServerScreen
 from console.session import Session, load_profile_by_name, profile_names
 
-SCREEN_MODES: tuple[tuple[str, str, type[Screen]], ...] = (
-    ("dashboard", "Dashboard", DashboardScreen),
-    ("server", "Server", ServerScreen),
-    ("chat", "Chat", ChatScreen),
-    ("profiles", "Profiles", ProfilesScreen),
-    ("build", "Build", BuildScreen),
-    ("bench", "Bench", BenchScreen),
+
+class ScreenMode:
+    """One mode: its name, title and screen class, the class imported on first use.
+
+    Screen modules pull in their own libraries (plotext, markdown, pydantic, ...);
+    importing all six up front tripled the time to the first frame, so only the
+    screen actually shown is imported. Unpacks as ``(mode, title, cls)``.
+    """
+
+    __slots__ = ("class_name", "mode", "module", "title")
+
+    def __init__(self, mode: str, title: str, module: str, class_name: str) -> None:
+        self.mode = mode
+        self.title = title
+        self.module = module
+        self.class_name = class_name
+
+    @property
+    def screen_class(self) -> type[Screen]:
+        cls: type[Screen] = getattr(importlib.import_module(self.module), self.class_name)
+        return cls
+
+    def __iter__(self) -> Iterator[object]:
+        return iter((self.mode, self.title, self.screen_class))
+
+    def __repr__(self) -> str:
+        return f"ScreenMode({self.mode!r}, {self.title!r}, {self.module}:{self.class_name})"
+
+
+SCREEN_MODES: tuple[ScreenMode, ...] = (
+    ScreenMode("dashboard", "Dashboard", "console.screens.dashboard", "DashboardScreen"),
+    ScreenMode("server", "Server", "console.screens.server", "ServerScreen"),
+    ScreenMode("chat", "Chat", "console.screens.chat", "ChatScreen"),
+    ScreenMode("profiles", "Profiles", "console.screens.profiles", "ProfilesScreen"),
+    ScreenMode("build", "Build", "console.screens.build", "BuildScreen"),
+    ScreenMode("bench", "Bench", "console.screens.bench", "BenchScreen"),
 )
-"""Mode name, title and screen class, in the order of keys 1-6."""
+"""The modes in the order of keys 1-6."""
+
+
+def _is_help(screen: Screen) -> bool:
+    """Whether the help screen is showing, without importing it (it is lazy too)."""
+    help_module = sys.modules.get("console.screens.help")
+    return help_module is not None and isinstance(screen, help_module.HelpScreen)
+
 
 _SCREENS_GROUP = Binding.Group("Screens", compact=True)
 
@@ -115,11 +146,11 @@ class ConsoleCommands(Provider):
         post = app.post_message
         commands: list[tuple[str, str, Callable[[], object]]] = [
             (
-                f"Open {title}",
-                f"Show the {title.lower()} screen (key {i})",
-                partial(app.run_action, f"show_mode('{mode}')"),
+                f"Open {m.title}",
+                f"Show the {m.title.lower()} screen (key {i})",
+                partial(app.run_action, f"show_mode('{m.mode}')"),
             )
-            for i, (mode, title, _cls) in enumerate(SCREEN_MODES, start=1)
+            for i, m in enumerate(SCREEN_MODES, start=1)
         ]
         commands += [
             (
@@ -174,8 +205,8 @@ class ConsoleApp(App[None]):
     COMMANDS: ClassVar = App.COMMANDS | {ConsoleCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
         *(
-            Binding(str(i), f"show_mode('{mode}')", title, group=_SCREENS_GROUP)
-            for i, (mode, title, _cls) in enumerate(SCREEN_MODES, start=1)
+            Binding(str(i), f"show_mode('{m.mode}')", m.title, group=_SCREENS_GROUP)
+            for i, m in enumerate(SCREEN_MODES, start=1)
         ),
         Binding("question_mark,f1", "help", "Help", key_display="?"),
         Binding("ctrl+t", "toggle_theme", "Theme", show=False),
@@ -199,12 +230,13 @@ class ConsoleApp(App[None]):
         self.theme = dark_theme
         self.mode_screens: dict[str, Screen] = {}
         """The screen instance of each mode, once created (for broadcasts)."""
-        for mode, _title, cls in SCREEN_MODES:
-            self.add_mode(mode, partial(self._make_screen, mode, cls))
+        for spec in SCREEN_MODES:
+            self.add_mode(spec.mode, partial(self._make_screen, spec))
 
-    def _make_screen(self, mode: str, cls: type[Screen]) -> Screen:
-        screen = with_worker_errors(cls)()
-        self.mode_screens[mode] = screen
+    def _make_screen(self, spec: ScreenMode) -> Screen:
+        """Called by Textual when the mode is first shown: imports its module then."""
+        screen = with_worker_errors(spec.screen_class)()
+        self.mode_screens[spec.mode] = screen
         return screen
 
     def compose(self) -> ComposeResult:
@@ -220,7 +252,7 @@ class ConsoleApp(App[None]):
 
     async def action_show_mode(self, mode: str) -> None:
         """Switch to a mode's screen (keys 1-6), closing help first if it is open."""
-        if isinstance(self.screen, HelpScreen):
+        if _is_help(self.screen):
             self.pop_screen()
         if self.current_mode != mode:
             await self.switch_mode(mode)
@@ -231,6 +263,8 @@ class ConsoleApp(App[None]):
             self.screen.set_focus(None)
 
     def action_help(self) -> None:
+        from console.screens.help import HelpScreen
+
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 

@@ -7,7 +7,6 @@ Progress goes to stderr as runs finish; the report table to stdout; with
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from pathlib import Path
 
@@ -93,6 +92,8 @@ def _arms(args: argparse.Namespace) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
+    import asyncio
+
     from console.bench import BenchConfig, BenchEvent, run_bench
     from console.bench_report import render_table
 

@@ -13,20 +13,12 @@ import shutil
 import signal
 import sys
 import threading
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from console.buildlog import (
-    BuildDone,
-    BuildError,
-    BuildEvent,
-    BuildOutput,
-    BuildPull,
-    BuildStep,
-    BuildWarning,
-)
 from console.errors import ConsoleError
-from console.profiles import load_profile
-from console.runtime.build import ImageBuild, failure_message
+
+if TYPE_CHECKING:
+    from console.buildlog import BuildEvent, BuildStep
 
 RED = "\x1b[31m"
 YELLOW = "\x1b[33m"
@@ -94,6 +86,15 @@ class BuildView:
         self.out.flush()
 
     def show(self, event: BuildEvent) -> None:
+        from console.buildlog import (
+            BuildDone,
+            BuildError,
+            BuildOutput,
+            BuildPull,
+            BuildStep,
+            BuildWarning,
+        )
+
         match event:
             case BuildStep():
                 self.step = event
@@ -131,6 +132,11 @@ class BuildView:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    # Here, not at the top: docker, requests and pydantic would slow every CLI start.
+    from console.buildlog import BuildDone, BuildError
+    from console.profiles import load_profile
+    from console.runtime.build import ImageBuild, failure_message
+
     profile = load_profile(args.name)
     if profile.runtime != "docker" or profile.image is None:
         raise ConsoleError(

@@ -8,23 +8,17 @@ keeps only the answer. The transcript is kept on disk like in the TUI.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import sys
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from console.chat import (
-    Answer,
-    ChatClient,
-    ChatSession,
-    ChatSettings,
-    ContentDelta,
-    ReasoningDelta,
-    StreamError,
-    Transcript,
-    tool_calls_text,
-)
 from console.errors import ConsoleError
+
+if TYPE_CHECKING:
+    from console.chat import Answer, ChatSession, ChatSettings
+
+# console.chat (and httpx with it) is imported inside the functions: every CLI
+# start builds this parser, few of them chat.
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -57,6 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_chat(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from console.chat import ChatSettings
     from console.session import Session
 
     session = Session.create(url=args.chat_url or getattr(args, "url", None))
@@ -70,6 +67,8 @@ def run_chat(args: argparse.Namespace) -> int:
 async def _chat(
     url: str, api_key: str | None, args: argparse.Namespace, settings: ChatSettings
 ) -> int:
+    from console.chat import ChatClient, ChatSession, Transcript
+
     chat = ChatSession(
         ChatClient(url, api_key=api_key),
         model=args.model,
@@ -89,6 +88,8 @@ async def _chat(
 
 
 async def _one(chat: ChatSession, text: str, out: TextIO, err: TextIO) -> Answer:
+    from console.chat import Answer, ContentDelta, ReasoningDelta, StreamError, tool_calls_text
+
     answer = Answer(t_request=0.0)
     in_reasoning = False
     async with contextlib.aclosing(chat.send(text, answer=answer)) as events:
@@ -119,6 +120,8 @@ async def _one(chat: ChatSession, text: str, out: TextIO, err: TextIO) -> Answer
 
 
 async def _repl(chat: ChatSession) -> int:
+    import asyncio
+
     print(
         f"chatting with {chat.client.url}; an empty line or ctrl+d ends, ctrl+c stops an answer",
         file=sys.stderr,

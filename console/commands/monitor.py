@@ -16,13 +16,19 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-import httpx
-
-from console import metrics as M
 from console.errors import ConsoleError, UsageError
-from console.gpu import GpuSample, GpuSampler
+from console.session import DEFAULT_URL
+
+if TYPE_CHECKING:
+    import httpx
+
+    from console import metrics as M
+    from console.gpu import GpuSample, GpuSampler
+
+# httpx, prometheus_client (console.metrics) and psutil (console.gpu) are imported
+# inside the functions: every CLI start builds this parser, few runs monitor.
 
 GIB = 2**30
 
@@ -41,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--url",
         dest="monitor_url",
         metavar="URL",
-        help=f"server base URL (default {M.DEFAULT_URL})",
+        help=f"server base URL (default {DEFAULT_URL})",
     )
     p.add_argument("--once", action="store_true", help="two scrapes --interval apart, one report")
     p.add_argument("--json", action="store_true", help="JSON (one object per sample)")
@@ -74,6 +80,8 @@ def build_report(
     error: str | M.MetricsError | None,
 ) -> dict[str, Any]:
     """The monitor JSON object; every key is present, null where unknown."""
+    from console import metrics as M
+
     hint = error.hint if isinstance(error, M.MetricsError) else None
     if isinstance(error, M.MetricsError):
         error = error.message
@@ -107,6 +115,11 @@ def collect_once(
     wait: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
     """Two scrapes ``interval`` apart -> one report (ok false on any scrape error)."""
+    import httpx
+
+    from console import metrics as M
+    from console.gpu import GpuSampler
+
     base = M.base_url(url)
     own = client is None
     c = client or httpx.Client(timeout=M.DEFAULT_TIMEOUT)
@@ -263,6 +276,8 @@ def _emit(report: dict[str, Any], as_json: bool, out: IO[str], redraw: bool) -> 
 
 
 def run_monitor(args: argparse.Namespace) -> int:
+    from console import metrics as M
+
     url = M.base_url(args.monitor_url or getattr(args, "url", None) or M.DEFAULT_URL)
     if not args.interval > 0:
         raise UsageError(f"--interval {args.interval}: must be a positive number of seconds")
@@ -282,6 +297,11 @@ def run_monitor(args: argparse.Namespace) -> int:
 
 def _live(url: str, interval: float, as_json: bool, record: IO[str] | None, out: IO[str]) -> int:
     """Scrape every ``interval`` s (never overlapping) until interrupted."""
+    import httpx
+
+    from console import metrics as M
+    from console.gpu import GpuSampler
+
     tracker = M.MetricsTracker(window_s=60.0, stale_after_s=max(3 * interval, 5.0))
     sampler = GpuSampler()
     redraw = out.isatty() and not as_json

@@ -1,4 +1,8 @@
-"""``vllm-console profiles list|show|check|render``: inspect profiles from scripts."""
+"""``vllm-console profiles list|show|check|render``: inspect profiles from scripts.
+
+The profiles package (pydantic, yaml, the lint rules) is imported inside the
+handlers: every ``vllm-console`` start builds this parser, and most need none of it.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +10,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from console.errors import ConsoleError
-from console.profiles import catalogue, loader, render
-from console.profiles.lint import Finding, has_errors, lint, probe_python
-from console.profiles.loader import ProfileError
-from console.profiles.schema import Profile
+
+if TYPE_CHECKING:
+    from console.profiles.lint import Finding
+    from console.profiles.schema import Profile
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -55,6 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _origin(profile: Profile) -> str:
+    from console.profiles import loader
+
     if not profile.source:
         return "?"
     try:
@@ -65,6 +69,8 @@ def _origin(profile: Profile) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from console.profiles import loader
+
     profiles, errors = loader.discover()
     if args.json:
         rows = [
@@ -103,6 +109,8 @@ def _prune(value: Any) -> Any:
 
 
 def _display_data(profile: Profile) -> dict[str, Any]:
+    from console.profiles import render
+
     data = profile.model_dump(mode="json", exclude_none=True)
     data["serve"]["env"] = render.display_env(profile)
     args = data["serve"].get("engine_args", {})
@@ -113,6 +121,10 @@ def _display_data(profile: Profile) -> dict[str, Any]:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    import yaml
+
+    from console.profiles import loader, render
+
     profile = loader.load_profile(args.name)
     data = _display_data(profile)
     command = render.display_argv(profile)
@@ -131,6 +143,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def _load_targets(refs: list[str]) -> tuple[list[Profile], list[tuple[str, ConsoleError]]]:
+    from console.profiles import loader
+
     if not refs:
         profiles, errors = loader.discover()
         return profiles, [(_error_source(e), e) for e in errors]
@@ -145,6 +159,8 @@ def _load_targets(refs: list[str]) -> tuple[list[Profile], list[tuple[str, Conso
 
 
 def _error_source(exc: ConsoleError) -> str:
+    from console.profiles.loader import ProfileError
+
     if isinstance(exc, ProfileError) and exc.problems:
         return exc.problems[0].file
     return str(exc).split(":", 1)[0]
@@ -156,6 +172,9 @@ def _finding_lines(f: Finding) -> list[str]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from console.profiles import catalogue
+    from console.profiles.lint import has_errors, lint, probe_python
+
     profiles, failures = _load_targets(args.refs)
     results: list[dict[str, Any]] = []
     failed = bool(failures)
@@ -203,6 +222,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    from console.profiles import loader, render
+
     profile = loader.load_profile(args.name)
     if args.fmt == "argv":
         argv = render.display_argv(profile)  # docker: the container args after the image
