@@ -10,6 +10,10 @@ Scope: ``w`` switches between "last 60 s" (counter differences over the
 window) and "since start" (the server's lifetime counters). When nothing
 happened in the window, ratio figures fall back to since-start values and
 say so, rather than showing blanks.
+
+Idle cost: a poll changes few of the figures, so every widget is touched only
+when what it shows changes, and the tiles, gauges and status line have fixed
+sizes: a change repaints that one line instead of laying the screen out again.
 """
 
 from __future__ import annotations
@@ -181,7 +185,7 @@ class DashboardScreen(Screen):
     """Live figures of the session's server."""
 
     DEFAULT_CSS = """
-    DashboardScreen #dash-status { height: 1; padding: 0 1; background: $boost; }
+    DashboardScreen #dash-status { height: 1; width: 1fr; padding: 0 1; background: $boost; }
     DashboardScreen #dash-status.-down { background: $error 30%; }
     DashboardScreen #dash-status.-stale { background: $warning 25%; }
     DashboardScreen #dash-grid {
@@ -243,6 +247,8 @@ class DashboardScreen(Screen):
         self._visible = asyncio.Event()
         self._wake = asyncio.Event()
         self._url: str | None = None
+        self._shown: dict[tuple[str, str], Any] = {}
+        """What each widget attribute was last set to: unchanged figures cost nothing."""
 
     # -- layout --------------------------------------------------------------
 
@@ -443,6 +449,22 @@ class DashboardScreen(Screen):
 
     # -- rendering -----------------------------------------------------------
 
+    def _changed(self, key: tuple[str, str], value: Any) -> bool:
+        """True (and remembered) when ``value`` differs from what ``key`` shows."""
+        if key in self._shown and self._shown[key] == value:
+            return False
+        self._shown[key] = value
+        return True
+
+    def _subtitle(self, selector: str, text: str) -> None:
+        """Set a panel's border subtitle; setting one repaints the whole panel."""
+        if self._changed((selector, "subtitle"), text):
+            self.query_one(selector).border_subtitle = text
+
+    def _display(self, selector: str, shown: bool) -> None:
+        if self._changed((selector, "display"), shown):
+            self.query_one(selector).display = shown
+
     def render_figures(self) -> None:
         """Push the tracker's figures into the widgets, in the current scope."""
         self._render_status()
@@ -467,10 +489,12 @@ class DashboardScreen(Screen):
         cap_tile = self.query_one("#kv-capacity", StatTile)
         cap_tile.set(cap, "from log" if kv.capacity_source == "log" else "")
         if kv.max_concurrency:
-            cap_tile.tooltip = (
+            tip = (
                 f"KV cache holds {cap} tokens: {kv.max_concurrency:.1f} requests "
                 "of the maximum model length at once."
             )
+            if self._changed(("#kv-capacity", "tooltip"), tip):
+                cap_tile.tooltip = tip
         r = window.requests
         req = None
         if r.running is not None:
@@ -491,7 +515,7 @@ class DashboardScreen(Screen):
             tp, tnote = (since.throughput if since else M.ThroughputFigures()), "since attach"
         self.query_one("#gen-tps", StatTile).set(fmt_rate(tp.generation_tokens_per_s))
         self.query_one("#prompt-tps", StatTile).set(fmt_rate(tp.prompt_tokens_per_s))
-        self.query_one("#panel-throughput").border_subtitle = note(tnote)
+        self._subtitle("#panel-throughput", note(tnote))
 
         # Latency
         lat_w, lat_l = window.latency, lifetime.latency
@@ -512,7 +536,7 @@ class DashboardScreen(Screen):
         self.query_one("#req-count", StatTile).set(
             None if e2e.value is None else f"{e2e.value.count:,}"
         )
-        self.query_one("#panel-latency").border_subtitle = note(e2e.note)
+        self._subtitle("#panel-latency", note(e2e.note))
         pre = window.preemptions if scope == WINDOW else lifetime.preemptions
         count = pre.window if scope == WINDOW else pre.lifetime
         self.query_one("#preempt", StatTile).set(None if count is None else f"{count:,}")
@@ -524,11 +548,10 @@ class DashboardScreen(Screen):
     ) -> None:
         spec_w, spec_l = window.spec_decode, lifetime.spec_decode
         absent = spec_l is None
-        self.query_one("#spec-absent").display = absent
-        self.query_one("#spec-body").display = not absent
-        panel = self.query_one("#panel-spec")
+        self._display("#spec-absent", absent)
+        self._display("#spec-body", not absent)
         if absent or spec_l is None:
-            panel.border_subtitle = ""
+            self._subtitle("#panel-spec", "")
             return
         k = spec_l.num_speculative_tokens
         chosen = pick(
@@ -538,7 +561,7 @@ class DashboardScreen(Screen):
             empty=_empty_spec,
         )
         s: M.SpecDecodeStats | None = chosen.value
-        panel.border_subtitle = note(f"{chosen.note} · k={k}")
+        self._subtitle("#panel-spec", note(f"{chosen.note} · k={k}"))
         if s is None or s.drafts == 0:
             self.query_one("#spec-mal", StatTile).set(None)
             self.query_one("#spec-dar", StatTile).set(None)
@@ -560,31 +583,37 @@ class DashboardScreen(Screen):
         self.query_one(AcceptanceBars).set(per)
 
     def _render_status(self) -> None:
+        down, stale, text = self._status_line()
+        if not self._changed(("#dash-status", "line"), (down, stale, text)):
+            return
         status = self.query_one("#dash-status", Static)
+        status.set_class(down, "-down")
+        status.set_class(stale, "-stale")
+        # One fixed-size line: repaint it, no layout pass.
+        status.update(text, layout=False)
+
+    def _status_line(self) -> tuple[bool, bool, str]:
+        """(down, stale, text) of the status line."""
         url = self._url or self._session_url()
         age = self.tracker.age(self.clock())
-        status.set_class(self.up is False, "-down")
-        status.set_class(False, "-stale")
         scope = f"[{SCOPE_LABEL[self.scope]} · w]"
         if self.up is None:
-            status.update(f"connecting to {url}…")
-            return
+            return False, False, f"connecting to {url}…"
         if self.up is False:
             err = self.tracker.last_error
             data = f" · figures {fmt_age(age)} old" if age is not None else " · no data yet"
-            status.update(f"● DOWN {url}: {_short(err)}{data} · retrying {scope}")
-            return
+            return True, False, f"● DOWN {url}: {_short(err)}{data} · retrying {scope}"
         bits = [f"● up {url}"]
         if self.info is not None:
             if self.info.model:
                 bits.append(self.info.model)
             if self.info.version:
                 bits.append(f"vLLM {self.info.version}")
-        if age is not None and age > 5:
-            status.set_class(True, "-stale")
+        stale = age is not None and age > 5
+        if stale and age is not None:
             bits.append(f"stale: {fmt_age(age)} old")
         bits.append(scope)
-        status.update(" · ".join(bits))
+        return False, stale, " · ".join(bits)
 
 
 def _short(err: Exception | None) -> str:

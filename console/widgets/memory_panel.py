@@ -8,7 +8,7 @@ allocations are two separate figures; the pool is never called "GPU memory".
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -76,7 +76,17 @@ class MemoryPanel(Vertical):
         yield StatTile("GPU load", id="mem-load", label_width=10, classes="mem-line")
         yield Static("", id="mem-note")
 
+    _last: GpuView | None = None
+
     def show(self, view: GpuView) -> None:
+        """Show one reading; an identical reading (the usual case, once a
+        second) touches nothing, so it costs no repaint."""
+        # The age shows only once stale, in whole seconds; below that it changes nothing.
+        age = view.age_s
+        key = replace(view, age_s=round(age) if age is not None and age > 5 else None)
+        if key == self._last:
+            return
+        self._last = key
         gauge = self.query_one("#mem-gauge", Gauge)
         alloc = self.query_one("#mem-alloc", StatTile)
         procs = self.query_one("#mem-procs", Static)
@@ -88,7 +98,7 @@ class MemoryPanel(Vertical):
             gauge.label = "GPU mem"
             gauge.set(None, "no GPU")
             load.set(None)
-            note.update(view.reason or "no NVIDIA GPU visible (NVML unavailable)")
+            _update(note, view.reason or "no NVIDIA GPU visible (NVML unavailable)")
             return
         if view.unified:
             gauge.label = "host pool"
@@ -111,11 +121,12 @@ class MemoryPanel(Vertical):
                 alloc.set("0.0 GiB", "no GPU processes")
             alloc.tooltip = "Sum of per-process GPU allocations (NVML compute processes)."
             if view.processes:
-                procs.update(
+                _update(
+                    procs,
                     "\n".join(
                         f"  {p.pid:>7} {p.name[:24]:<24} {gib(p.used_bytes)} GiB"
                         for p in view.processes
-                    )
+                    ),
                 )
                 procs.set_class(True, "-has-procs")
         else:
@@ -136,7 +147,13 @@ class MemoryPanel(Vertical):
             bits.append("unified memory")
         if view.age_s is not None and view.age_s > 5:
             bits.append(f"stale: {view.age_s:.0f} s old")
-        note.update(" · ".join(bits))
+        _update(note, " · ".join(bits))
+
+
+def _update(widget: Static, text: str) -> None:
+    """Update a text line only when it changes: an update lays the panel out again."""
+    if widget.content != text:
+        widget.update(text)
 
 
 def _frac(used: float | None, total: float | None) -> float | None:
