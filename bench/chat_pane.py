@@ -27,11 +27,12 @@ import contextlib
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import psutil
+from textual.await_complete import AwaitComplete
 from textual.widgets import Markdown
 from textual.worker import WorkerCancelled
 
@@ -48,6 +49,40 @@ CAP_S = 45.0
 """Both variants are stopped this long after the request; tokens not shown by
 then count with their lag at that moment (a lower bound), the same for both."""
 SIZE = (100, 40)
+
+
+class AnswerProbe(MarkdownProbe):
+    """``MarkdownProbe`` for an answer split over several Markdown widgets.
+
+    The chat view closes a long answer's Markdown at a paragraph break and
+    continues in a new one; each mark counts the text of the widgets before it
+    in the same message, and all of a message's widgets share one series.
+    """
+
+    def _wrap(self, original: Callable[..., AwaitComplete]) -> Callable[..., AwaitComplete]:
+        probe = self
+
+        def wrapped(widget: Markdown, markdown: str) -> AwaitComplete:
+            inner = original(widget, markdown)
+            parent = widget.parent
+            key, before = id(widget), 0
+            if widget.has_class("answer") and parent is not None:
+                key = id(parent)
+                for sibling in parent.query_children(".answer"):
+                    if sibling is widget:
+                        break
+                    before += len(sibling.source)  # type: ignore[attr-defined]
+            length = before + len(widget.source)
+
+            async def done() -> None:
+                await inner
+                widget.call_after_refresh(
+                    lambda: probe.marks.setdefault(key, []).append((time.monotonic(), length))
+                )
+
+            return AwaitComplete(done())
+
+        return wrapped
 
 
 @contextlib.contextmanager
@@ -71,7 +106,7 @@ async def run_mode(url: str, mode: str) -> dict[str, Any]:
     app = ConsoleApp(Session.create(url=url, remember=False), start_mode="chat")
     cap = CAP_S
     patch = naive_answers() if mode == "naive" else contextlib.nullcontext()
-    with MarkdownProbe() as probe, patch:
+    with AnswerProbe() as probe, patch:
         async with app.run_test(size=SIZE) as pilot:
             await pilot.pause()
             screen = app.screen

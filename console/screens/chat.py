@@ -9,9 +9,11 @@ arrive, so quitting mid-answer loses nothing.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
@@ -43,6 +45,26 @@ from console.widgets.chat_settings import ChatSettingsPanel
 
 if TYPE_CHECKING:
     from console.session import Session
+
+
+WRITE_EVERY_S = 0.05
+"""Streamed text reaches the view at most this often: one Markdown write per
+tick, however many tokens arrived (at 1,000 tokens/s a write per token costs
+more than the rendering)."""
+
+STATS_EVERY_S = 0.25
+"""The live token count is redrawn at most this often."""
+
+
+@dataclass
+class _Pending:
+    """What arrived from the stream since the view was last written to."""
+
+    content: list[str] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
+    tools: bool = False
+    usage: bool = False
+    stats_at: float = 0.0
 
 
 class ChatScreen(Screen):
@@ -225,6 +247,36 @@ class ChatScreen(Screen):
         log.anchor()  # a new message brings the view back to the bottom
         self._show_status("sending…")
         answer = Answer(t_request=time.monotonic())
+        pending = _Pending()
+        finished = asyncio.Event()
+
+        async def flush(*, final: bool = False) -> None:
+            """Hand what arrived since the last flush to the view, in one write each."""
+            if pending.reasoning:
+                text, pending.reasoning = "".join(pending.reasoning), []
+                await view.add_reasoning(text)
+            if pending.content:
+                text, pending.content = "".join(pending.content), []
+                await view.add_content(text)
+            if pending.tools:
+                pending.tools = False
+                view.show_tool_calls(answer.tool_calls)
+            now = time.monotonic()
+            if pending.usage and not final and now - pending.stats_at >= STATS_EVERY_S:
+                pending.usage, pending.stats_at = False, now
+                view.show_stats(answer, live=True)
+
+        async def writer() -> None:
+            """Flush every tick until the stream ends. Never cancelled (a write cut
+            short would leave the view half-updated): it is told to finish instead."""
+            done = False
+            while not done:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(finished.wait(), WRITE_EVERY_S)
+                done = finished.is_set()  # then this flush is the last
+                await flush(final=done)
+
+        writing = asyncio.create_task(writer())
         first = True
         try:
             async with contextlib.aclosing(chat.send(text, answer=answer)) as events:
@@ -233,13 +285,13 @@ class ChatScreen(Screen):
                         first = False
                         self._show_status("generating…  (Esc stops)")
                     if isinstance(event, ContentDelta):
-                        await view.add_content(event.text)
+                        pending.content.append(event.text)
                     elif isinstance(event, ReasoningDelta):
-                        await view.add_reasoning(event.text)
+                        pending.reasoning.append(event.text)
                     elif isinstance(event, ToolCallDelta):
-                        view.show_tool_calls(answer.tool_calls)
+                        pending.tools = True
                     elif isinstance(event, Usage):
-                        view.show_stats(answer, live=True)
+                        pending.usage = True
                     elif isinstance(event, StreamError):
                         self.notify(
                             f"{event.message} (the conversation so far is kept)",
@@ -248,7 +300,9 @@ class ChatScreen(Screen):
                             timeout=12,
                         )
         finally:
+            finished.set()
             self.generating = False
+            await asyncio.shield(writing)  # its last flush writes what is left
             await view.finish(answer)
             state = "stopped" if answer.stopped else "error" if answer.error else "done"
             self._show_status(state)

@@ -2,12 +2,16 @@
 
 The answer streams through ``MarkdownStream`` (``Markdown.get_stream``), which
 merges fragments when they arrive faster than Markdown can re-render; at
-hundreds of tokens/s plain ``Markdown.append`` falls behind. Reasoning streams
-into its own collapsible so it never mixes with the answer.
+hundreds of tokens/s plain ``Markdown.append`` falls behind. A long answer is
+split at paragraph breaks (outside code fences) into a sequence of Markdown
+widgets, only the last one streaming: each append then re-parses and
+re-lays-out a short tail instead of a document that keeps growing. Reasoning
+streams into its own collapsible so it never mixes with the answer.
 """
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from rich.text import Text
@@ -16,6 +20,34 @@ from textual.containers import Vertical
 from textual.widgets import Collapsible, Markdown, Static
 
 from console.chat import format_tool_call
+
+SEGMENT_CHARS = 1200
+"""A streamed answer's live Markdown is closed at the first paragraph break
+after this many characters, and a new one continues it."""
+
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+
+
+def split_point(text: str, start: int, in_fence: bool, min_cut: int) -> tuple[int, int, bool]:
+    """The first place at or after ``min_cut`` where ``text`` can be cut: just
+    after a blank line outside a code fence.
+
+    Scans the complete lines from ``start`` (a line start, where the fence state
+    is ``in_fence``). Returns the cut (0: none yet), where to resume, and the
+    fence state there; each line is scanned once however the text arrives.
+    """
+    pos = start
+    while True:
+        end = text.find("\n", pos)
+        if end < 0:
+            return 0, pos, in_fence
+        line = text[pos:end]
+        pos = end + 1
+        if _FENCE.match(line):
+            in_fence = not in_fence
+        elif not in_fence and pos >= min_cut and not line.strip():
+            return pos, pos, in_fence
+
 
 if TYPE_CHECKING:
     from textual.widgets._markdown import MarkdownStream
@@ -100,6 +132,11 @@ class AssistantMessage(Vertical):
         self.model = model
         self._answer_stream: MarkdownStream | None = None
         self._reasoning_stream: MarkdownStream | None = None
+        self._live = ""
+        """The text of the answer's live (last) Markdown segment."""
+        self._scan = 0
+        """Where the next split-point scan of ``_live`` starts (a line start)."""
+        self._in_fence = False
 
     def compose(self) -> ComposeResult:
         with Collapsible(title="Reasoning", collapsed=False, classes="reasoning-box"):
@@ -114,13 +151,37 @@ class AssistantMessage(Vertical):
             self._reasoning_stream = Markdown.get_stream(self.query_one(".reasoning", Markdown))
         await self._reasoning_stream.write(text)
 
+    @property
+    def answer_text(self) -> str:
+        """The answer as shown, across its Markdown segments."""
+        return "".join(m.source for m in self.query(".answer").results(Markdown))
+
     async def add_content(self, text: str) -> None:
         if self._answer_stream is None:
-            self._answer_stream = Markdown.get_stream(self.query_one(".answer", Markdown))
+            self._answer_stream = Markdown.get_stream(self.query(".answer").first(Markdown))
             if self._reasoning_stream is not None:
                 # The thinking is over: fold it away, the answer is what matters now.
                 self.query_one(Collapsible).collapsed = True
-        await self._answer_stream.write(text)
+        written = len(self._live)
+        self._live += text
+        while True:
+            cut, self._scan, self._in_fence = split_point(
+                self._live, self._scan, self._in_fence, SEGMENT_CHARS
+            )
+            if not cut:
+                break
+            await self._answer_stream.write(self._live[written:cut])
+            await self._next_segment()
+            self._live, written, self._scan = self._live[cut:], 0, 0
+        await self._answer_stream.write(self._live[written:])
+
+    async def _next_segment(self) -> None:
+        """Close the live answer segment and continue the answer in a new one."""
+        assert self._answer_stream is not None
+        await self._answer_stream.stop()
+        segment = Markdown(classes="answer")
+        await self.mount(segment, after=self.query(".answer").last(Markdown))
+        self._answer_stream = Markdown.get_stream(segment)
 
     def show_tool_calls(self, calls: dict[int, ToolCall]) -> None:
         self.add_class("-has-tools")
@@ -145,7 +206,7 @@ class AssistantMessage(Vertical):
         if answer.tool_calls:
             self.show_tool_calls(answer.tool_calls)
         if not answer.content and not answer.tool_calls and not answer.error:
-            await self.query_one(".answer", Markdown).update("*(no text)*")
+            await self.query(".answer").first(Markdown).update("*(no text)*")
         self.show_stats(answer)
 
     async def show_finished(self, answer: Answer) -> None:
@@ -155,5 +216,5 @@ class AssistantMessage(Vertical):
             await self.query_one(".reasoning", Markdown).update(answer.reasoning)
             self.query_one(Collapsible).collapsed = True
         if answer.content:
-            await self.query_one(".answer", Markdown).update(answer.content)
+            await self.query(".answer").first(Markdown).update(answer.content)
         await self.finish(answer)
