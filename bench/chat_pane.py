@@ -7,9 +7,11 @@ transcript on disk, AssistantMessage) in a headless app. Display lag of
 token i = the first screen refresh that shows it − the moment the source was
 due to produce it. Two variants in the same run:
 
-- ``stream``: the console as shipped — ``MarkdownStream`` (Markdown.get_stream),
-  which merges fragments while the widget is busy;
-- ``naive``: the same screen with the answer's ``add_content`` replaced by
+- ``stream``: the console as shipped — deltas coalesced into one write per
+  ``WRITE_EVERY_S`` tick, through ``MarkdownStream`` (Markdown.get_stream),
+  the answer split into Markdown segments at paragraph breaks;
+- ``naive``: the same screen writing every delta as it comes
+  (``write_every_s = None``), with the answer's ``add_content`` replaced by
   ``Markdown.update(whole_text)`` per token, which re-parses the whole answer
   each time and falls behind.
 
@@ -89,16 +91,19 @@ class AnswerProbe(MarkdownProbe):
 def naive_answers() -> Iterator[None]:
     """Make AssistantMessage re-render the whole answer with ``Markdown.update`` per token."""
     original = AssistantMessage.add_content
+    cadence = ChatScreen.write_every_s
 
     async def add_content(self: AssistantMessage, text: str) -> None:
         self._naive_text = getattr(self, "_naive_text", "") + text  # type: ignore[attr-defined]
         await self.query_one(".answer", Markdown).update(self._naive_text)  # type: ignore[attr-defined]
 
     AssistantMessage.add_content = add_content  # type: ignore[method-assign]
+    ChatScreen.write_every_s = None  # every delta to the view as it comes
     try:
         yield
     finally:
         AssistantMessage.add_content = original  # type: ignore[method-assign]
+        ChatScreen.write_every_s = cadence
 
 
 async def run_mode(url: str, mode: str) -> dict[str, Any]:

@@ -117,6 +117,10 @@ class ChatScreen(Screen):
     client_factory: ClassVar[Callable[..., ChatClient]] = ChatClient
     """Builds the HTTP client (``url``, ``api_key=``); tests replay recorded streams here."""
 
+    write_every_s: ClassVar[float | None] = WRITE_EVERY_S
+    """How often streamed text is written to the view; None: every delta as it
+    comes (the benchmark's naive baseline)."""
+
     generating: reactive[bool] = reactive(False)
     """True while an answer streams (Esc stops it)."""
 
@@ -272,11 +276,12 @@ class ChatScreen(Screen):
             done = False
             while not done:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(finished.wait(), WRITE_EVERY_S)
+                    await asyncio.wait_for(finished.wait(), self.write_every_s)
                 done = finished.is_set()  # then this flush is the last
                 await flush(final=done)
 
-        writing = asyncio.create_task(writer())
+        per_delta = self.write_every_s is None
+        writing = None if per_delta else asyncio.create_task(writer())
         first = True
         try:
             async with contextlib.aclosing(chat.send(text, answer=answer)) as events:
@@ -299,10 +304,15 @@ class ChatScreen(Screen):
                             severity="error",
                             timeout=12,
                         )
+                    if per_delta:
+                        await flush()
         finally:
             finished.set()
             self.generating = False
-            await asyncio.shield(writing)  # its last flush writes what is left
+            if writing is None:
+                await flush(final=True)
+            else:
+                await asyncio.shield(writing)  # its last flush writes what is left
             await view.finish(answer)
             state = "stopped" if answer.stopped else "error" if answer.error else "done"
             self._show_status(state)
