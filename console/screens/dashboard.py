@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -247,6 +248,8 @@ class DashboardScreen(Screen):
         self._visible = asyncio.Event()
         self._wake = asyncio.Event()
         self._url: str | None = None
+        self._last_page: tuple[str, list[str], M.MetricsSample] | None = None
+        """(URL, its ``vllm:`` lines, their sample) of the last page parsed."""
         self._shown: dict[tuple[str, str], Any] = {}
         """What each widget attribute was last set to: unchanged figures cost nothing."""
 
@@ -375,7 +378,7 @@ class DashboardScreen(Screen):
                 sample: M.MetricsSample | None = None
                 error: Exception | None = None
                 try:
-                    sample = await M.ascrape(client, url, timeout=min(5.0, 2 * self.poll_s + 1))
+                    sample = await self._scrape(client, url, timeout=min(5.0, 2 * self.poll_s + 1))
                 except M.MetricsError as exc:
                     error = exc
                 if sample is not None and self.info is None:
@@ -385,6 +388,27 @@ class DashboardScreen(Screen):
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self.poll_s)
+
+    async def _scrape(
+        self, client: httpx.AsyncClient, url: str, *, timeout: float
+    ) -> M.MetricsSample:
+        """:func:`console.metrics.ascrape`, but a page whose ``vllm:`` lines are
+        the same as last time (an idle server) is not parsed again: the
+        previous figures, re-stamped. Parsing is most of a poll's cost."""
+        target = M.metrics_url(url)
+        try:
+            response = await client.get(target, headers=M.auth_headers(), timeout=timeout)
+        except httpx.HTTPError as exc:
+            raise M._http_error(target, exc) from exc
+        text = M._check_response(target, response)
+        key = [line for line in text.splitlines() if line.startswith("vllm:")]
+        now = time.time()
+        last = self._last_page
+        if last is not None and last[0] == target and last[1] == key and text.endswith("\n"):
+            return dataclasses.replace(last[2], timestamp=now)
+        sample = M.parse_metrics(text, timestamp=now, url=target)
+        self._last_page = (target, key, sample)
+        return sample
 
     @work(
         thread=True, exclusive=True, group="dashboard-gpu", exit_on_error=False, description="GPU"
