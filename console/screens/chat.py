@@ -129,6 +129,9 @@ class ChatScreen(Screen):
         self.chat: ChatSession | None = None
         """The headless conversation (None until the first message is sent)."""
         self._worker: Worker | None = None
+        self._receiving = False
+        """True while the answer's events come in (Esc cancels them); the view
+        is finished after that, with ``generating`` still True until it is."""
         self._served_model: str | None = None
         """What ``/v1/models`` listed first, shown before the first answer."""
 
@@ -237,6 +240,7 @@ class ChatScreen(Screen):
         chat.settings, system = settings_system
         chat.set_system(system)
         self.generating = True
+        self._receiving = True
         self._worker = self._answer(text)
         return self._worker
 
@@ -308,15 +312,18 @@ class ChatScreen(Screen):
                         await flush()
         finally:
             finished.set()
-            self.generating = False
-            if writing is None:
-                await flush(final=True)
-            else:
-                await asyncio.shield(writing)  # its last flush writes what is left
-            await view.finish(answer)
-            state = "stopped" if answer.stopped else "error" if answer.error else "done"
-            self._show_status(state)
-            self.post_message(self.AnswerDone(answer))
+            self._receiving = False  # Esc no longer cancels: what is left is quick and must land
+            try:
+                if writing is None:
+                    await flush(final=True)
+                else:
+                    await asyncio.shield(writing)  # its last flush writes what is left
+                await view.finish(answer)
+                state = "stopped" if answer.stopped else "error" if answer.error else "done"
+                self._show_status(state)
+            finally:
+                self.generating = False
+                self.post_message(self.AnswerDone(answer))
 
     class AnswerDone(Message):
         """An answer finished (complete, stopped or failed); tests wait on it."""
@@ -340,7 +347,7 @@ class ChatScreen(Screen):
 
     def action_stop(self) -> None:
         """Stop the answer being generated; otherwise leave the input field."""
-        if self.generating and self._worker is not None:
+        if self.generating and self._receiving and self._worker is not None:
             self._worker.cancel()
             self.notify("stopped; the partial answer is kept")
             return
