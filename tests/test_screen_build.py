@@ -171,3 +171,42 @@ async def test_real_build_by_key_then_cancel(tmp_path: Path, docker_engine, busy
         assert "CANCELLED" in status and str(screen.log_path) in status
         # The log file on disk has what the screen showed, as it happened.
         assert "first-step-output" in screen.log_path.read_text()
+
+
+async def test_log_view_bounds_each_tick_and_paces_a_flooding_thread() -> None:
+    """A tick moves at most ``chunk`` lines; a thread that floods the view waits
+    for the UI instead of queueing without end; every line is counted and the
+    newest ``max_lines`` end up shown."""
+    import threading
+
+    from textual.app import App, ComposeResult
+
+    class One(App[None]):
+        def compose(self) -> ComposeResult:
+            yield LogView(max_lines=3_000, chunk=500, flush_interval=0.05, id="lv")
+
+    app = One()
+    async with app.run_test(size=(80, 24)) as pilot:
+        view = app.query_one(LogView)
+        view.push_lines(f"early {i}" for i in range(400))  # UI thread: never waits
+        view.flush(limit=100)
+        assert view._total == 100 and len(view.shown_lines) == 100
+        view.flush()
+        assert view._total == 400
+        most_queued = 0
+
+        def flood() -> None:
+            nonlocal most_queued
+            for i in range(20_000):
+                view.push(f"line {i}")
+                most_queued = max(most_queued, len(view._pending))
+
+        feeder = threading.Thread(target=flood)
+        feeder.start()
+        await wait_until(pilot, lambda: not feeder.is_alive(), timeout=60, what="the feeder")
+        feeder.join()
+        await wait_until(pilot, lambda: view._total == 20_400, timeout=30, what="all lines")
+        # Paced: the queue stayed near one tick's worth (the hard cap is max_lines).
+        assert most_queued <= 2 * view.chunk
+        assert view.lines[-1] == "line 19999" and len(view.lines) == 3_000
+        assert view.shown_lines == view.lines
