@@ -210,3 +210,30 @@ async def test_log_view_bounds_each_tick_and_paces_a_flooding_thread() -> None:
         assert most_queued <= 2 * view.chunk
         assert view.lines[-1] == "line 19999" and len(view.lines) == 3_000
         assert view.shown_lines == view.lines
+
+
+async def test_log_view_measures_wide_and_tabbed_lines() -> None:
+    """The log's scrollable width covers the widest line: ASCII by length,
+    tabs expanded, double-width characters counted twice."""
+    from rich.cells import cell_len
+    from textual.app import App, ComposeResult
+    from textual.widgets import Log
+
+    class One(App[None]):
+        def compose(self) -> ComposeResult:
+            yield LogView(id="lv")
+
+    app = One()
+    async with app.run_test(size=(40, 12)) as pilot:
+        view = app.query_one(LogView)
+        log = view.query_one(Log)
+        view.write_lines(["a" * 50])
+        await pilot.pause()
+        assert log.virtual_size.width == 50
+        view.write_lines(["\tx" * 10])
+        await pilot.pause()
+        assert log.virtual_size.width == len(("\tx" * 10).expandtabs()) == 81
+        wide = "模型" * 40
+        view.write_lines([wide])
+        await pilot.pause()
+        assert log.virtual_size.width == cell_len(wide) == 160
