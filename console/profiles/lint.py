@@ -579,3 +579,7 @@ def lint(
 
 def has_errors(findings: list[Finding]) -> bool:
     return any(f.severity == "error" for f in findings)
+
+
+# The multi-node rules join the registry (they import ``rule`` from here).
+from console.profiles import lint_cluster as _lint_cluster  # noqa: E402, F401
