@@ -78,6 +78,11 @@ def _start_args(parser: argparse.ArgumentParser) -> None:
         help="seconds to wait for readiness (default 900)",
     )
     parser.add_argument("--port", type=int, metavar="P", help="serve on this port instead")
+    parser.add_argument(
+        "--cluster-only",
+        action="store_true",
+        help="multi-node Ray profiles: start the nodes and wait until all joined, no server",
+    )
 
 
 def _profile(name: str, port: int | None = None) -> Profile:
@@ -107,13 +112,19 @@ def _start(args: argparse.Namespace, *, restart: bool) -> int:
         printed += 1
         _print_line(line)
 
-    print(f"{profile.name}: starting on {profile.url} ({profile.runtime})", flush=True)
+    where = profile.runtime
+    if profile.cluster is not None:
+        where = f"{len(profile.cluster.nodes)} nodes, {profile.cluster.backend} backend"
+    print(f"{profile.name}: starting on {profile.url} ({where})", flush=True)
     try:
         if restart:
             stopped = runtime.down(profile)
             if stopped.state is not ServerState.ABSENT:
                 _report(stopped)
-        status = runtime.up(profile, on_line=on_line, wait=True, timeout=args.timeout)
+        if getattr(args, "cluster_only", False):
+            status = _cluster_only(profile, on_line, args.timeout)
+        else:
+            status = runtime.up(profile, on_line=on_line, wait=True, timeout=args.timeout)
     except KeyboardInterrupt:
         print(f"interrupted; stopping {profile.name}", file=sys.stderr, flush=True)
         _report(runtime.down(profile))
@@ -140,6 +151,18 @@ def _start(args: argparse.Namespace, *, restart: bool) -> int:
     raise ConsoleError(f"{profile.name} stopped while in the foreground: {final.detail}")
 
 
+def _cluster_only(profile: Profile, on_line: Any, timeout: float) -> ServerStatus:
+    from console.runtime.cluster import ClusterRuntime
+
+    if profile.cluster is None or profile.cluster.backend != "ray":
+        raise ConsoleError(
+            f"--cluster-only needs a profile with cluster.backend: ray ({profile.name} has "
+            f"{'no cluster section' if profile.cluster is None else 'backend vllm'})",
+            exit_code=2,
+        )
+    return ClusterRuntime().up(profile, on_line=on_line, timeout=timeout, serve=False)
+
+
 def _up(args: argparse.Namespace) -> int:
     return _start(args, restart=False)
 
@@ -163,9 +186,10 @@ def _as_dict(status: ServerStatus) -> dict[str, Any]:
 
 
 def _all_statuses() -> list[ServerStatus]:
+    from console.runtime.cluster import ClusterRuntime
     from console.runtime.local import LocalRuntime
 
-    found = LocalRuntime().servers()
+    found = LocalRuntime().servers() + ClusterRuntime().servers()
     try:
         from console.runtime.docker import DockerRuntime
 

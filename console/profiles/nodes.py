@@ -125,7 +125,7 @@ def ray_start_args(spec: ClusterSpec, rank: int) -> list[str]:
     if node.address:
         args.append(f"--node-ip-address={node.address}")
     args.append(f"--num-gpus={node.gpus}")
-    return args + list(spec.ray_args)
+    return args + list(spec.ray_args) + (list(spec.ray_head_args) if rank == 0 else [])
 
 
 def ray_serve_args(profile: Profile, resolve: R.Resolver) -> list[str]:
@@ -231,8 +231,7 @@ def docker_lines(profile: Profile) -> list[str]:
     plan = launches(profile, R.display_value)
     order = list(reversed(plan))
     out: list[str] = [
-        f"# {profile.name}: {len(plan)} nodes, backend {spec.backend}; "
-        "workers first, then the head"
+        f"# {profile.name}: {len(plan)} nodes, backend {spec.backend}; workers first, then the head"
     ]
     entry = profile.image.entrypoint if profile.image else None
     for launch in order:

@@ -178,6 +178,8 @@ class ClusterSpec(_Strict):
     """vLLM executor: the head's rendezvous port (``--master-port``)."""
     ray_args: list[str] = Field(default_factory=list)
     """Extra ``ray start`` arguments on every node (e.g. ``--num-cpus=1``)."""
+    ray_head_args: list[str] = Field(default_factory=list)
+    """Extra ``ray start`` arguments on the head only (e.g. ``--include-dashboard=false``)."""
 
     @field_validator("nodes")
     @classmethod

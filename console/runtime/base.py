@@ -68,6 +68,10 @@ class ServerRuntime(Protocol):
 
 def runtime_for(profile: Profile) -> ServerRuntime:
     """The runtime that serves ``profile``."""
+    if profile.cluster is not None:
+        from console.runtime.cluster import ClusterRuntime
+
+        return ClusterRuntime()
     if profile.runtime == "docker":
         from console.runtime.docker import DockerRuntime
 

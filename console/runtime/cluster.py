@@ -114,6 +114,18 @@ def exit_text(code: int | None) -> str:
     return f"exited with code {code}"
 
 
+_ERRORISH = re.compile(r"Error|Exception|ERROR|CRITICAL|Traceback|Killed|fatal|failed", re.I)
+
+
+def log_error(path: Path) -> str:
+    """The root cause in a node's log, or a plain note when its log has no error
+    (a node killed from outside ends mid-log)."""
+    reason = failure_reason(tail_lines(path, 400))
+    if _ERRORISH.search(reason):
+        return reason
+    return "no error in its log (stopped from outside?)"
+
+
 def session_members(pid: int) -> list[psutil.Process]:
     """Every process still in the session ``pid`` leads (what the node started)."""
     out: list[psutil.Process] = []
@@ -384,7 +396,7 @@ class ClusterRuntime:
     def _dead_detail(self, dead: list[NodeProc]) -> str:
         parts = []
         for proc in dead:
-            reason = failure_reason(tail_lines(Path(proc.log), 400))
+            reason = log_error(Path(proc.log))
             parts.append(f"{proc.label} {exit_text(proc.exit_code)}: {reason} (log: {proc.log})")
         return "; ".join(parts)
 
@@ -529,7 +541,9 @@ class ClusterRuntime:
         started = time.monotonic()
         notes = self._stop_procs(procs, timeout=timeout)
         state.remove(profile.name, self.servers_dir)
-        how = f"stopped {len(procs)} processes in reverse order ({time.monotonic() - started:.1f} s)"
+        how = (
+            f"stopped {len(procs)} processes in reverse order ({time.monotonic() - started:.1f} s)"
+        )
         if notes:
             how += "; " + "; ".join(notes)
         return self._status(rec, ServerState.STOPPED, how)
@@ -567,9 +581,7 @@ class ClusterRuntime:
         server = next((p for p in procs if p.role == "server"), None) or next(
             (p for p in procs if p.rank == 0), procs[0]
         )
-        ok = (
-            health_in_netns(server.netns, rec.url) if server.netns else healthy(rec.url)
-        )
+        ok = health_in_netns(server.netns, rec.url) if server.netns else healthy(rec.url)
         if ok:
             return self._status(rec, ServerState.READY, f"ready at {rec.url} ({len(procs)} nodes)")
         return self._status(rec, ServerState.STARTING, f"starting ({len(procs)} node processes)")
@@ -612,4 +624,3 @@ def health_in_netns(netns: str, url: str) -> bool:
     except (OSError, subprocess.SubprocessError):
         return False
     return proc.returncode == 0
-

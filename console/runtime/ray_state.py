@@ -105,8 +105,10 @@ def _run_probe(python: str, netns: str | None, address: str, timeout: float) -> 
     out = proc.stdout[:MAX_OUTPUT].decode("utf-8", "replace").strip().splitlines()
     if not out:
         err = proc.stderr[-2000:].decode("utf-8", "replace").strip().splitlines()
-        return {"error": f"the Ray probe printed nothing (exit {proc.returncode})"
-                + (f": {err[-1]}" if err else "")}
+        return {
+            "error": f"the Ray probe printed nothing (exit {proc.returncode})"
+            + (f": {err[-1]}" if err else "")
+        }
     try:
         data = json.loads(out[-1])
     except ValueError:
@@ -145,17 +147,19 @@ def _from_ray(profile: Profile, data: dict[str, Any]) -> list[ClusterNode]:
         out.append(_node(node.name, entry, sanitize))
     for addr, entry in by_addr.items():
         if addr not in seen:
-            out.append(_node(sanitize.clean(str(entry.get("NodeID", "?"))[:12]), entry, sanitize))
+            out.append(
+                _node(sanitize.clean_line(str(entry.get("NodeID", "?"))[:12]), entry, sanitize)
+            )
     return out
 
 
 def _node(name: str, entry: dict[str, Any], sanitize: Any) -> ClusterNode:
     res = entry.get("Resources") if isinstance(entry.get("Resources"), dict) else {}
     alive = bool(entry.get("Alive"))
-    reason = sanitize.clean(str(entry.get("DeathReasonMessage") or ""))[:200]
+    reason = sanitize.clean_line(str(entry.get("DeathReasonMessage") or ""))[:200]
     return ClusterNode(
         name=name,
-        address=sanitize.clean(str(entry.get("NodeManagerAddress") or ""))[:64] or None,
+        address=sanitize.clean_line(str(entry.get("NodeManagerAddress") or ""))[:64] or None,
         state="alive" if alive else "dead",
         alive=alive,
         cpus=_num(res.get("CPU")),
@@ -163,7 +167,7 @@ def _node(name: str, entry: dict[str, Any], sanitize: Any) -> ClusterNode:
         object_store_bytes=_num(res.get("object_store_memory")),
         memory_bytes=_num(res.get("memory")),
         detail="" if alive else reason,
-        node_id=sanitize.clean(str(entry.get("NodeID") or ""))[:64] or None,
+        node_id=sanitize.clean_line(str(entry.get("NodeID") or ""))[:64] or None,
     )
 
 
@@ -179,7 +183,9 @@ def probe(profile: Profile, *, timeout: float = 20.0) -> ClusterView:
     if "error" in data:
         from console import sanitize
 
-        return ClusterView(spec.backend, source="ray", error=sanitize.clean(str(data["error"])))
+        return ClusterView(
+            spec.backend, source="ray", error=sanitize.clean_line(str(data["error"]))
+        )
     how = f"{data.get('how', 'ray')} (Ray {data.get('ray', '?')}) at {address}"
     return ClusterView(spec.backend, _from_ray(profile, data), source=how)
 
@@ -194,9 +200,7 @@ def _host_memory() -> dict[str, int] | None:
         key, _, rest = line.partition(":")
         parts = rest.split()
         if key in ("MemTotal", "MemAvailable") and parts:
-            values["total_bytes" if key == "MemTotal" else "available_bytes"] = (
-                int(parts[0]) * 1024
-            )
+            values["total_bytes" if key == "MemTotal" else "available_bytes"] = int(parts[0]) * 1024
     return values or None
 
 
@@ -210,7 +214,7 @@ def _rss(pids: list[int]) -> int | None:
             try:
                 total += proc.memory_info().rss
                 found = True
-            except Exception:  # noqa: BLE001 - psutil: gone or not ours
+            except Exception:
                 continue
     return total if found else None
 
@@ -242,6 +246,7 @@ def view(profile: Profile, record: ServerRecord | None) -> ClusterView:
             shown.state = "running" if not gone else "exited"
             shown.gpus = float(node.gpus)
         if gone:
-            shown.detail = "; ".join(f"{p.role} pid {p.pid} {exit_text(p.exit_code)}" for p in gone)
+            ours = "; ".join(f"{p.role} pid {p.pid} {exit_text(p.exit_code)}" for p in gone)
+            shown.detail = "; ".join(x for x in (shown.detail, ours) if x)
     result.host_memory = _host_memory()
     return result
