@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "console.commands.server",
     "console.commands.build",
     "console.commands.monitor",
+    "console.commands.history",
     "console.commands.chat",
     "console.commands.bench",
     "console.commands.tui",

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import sys
@@ -264,7 +265,7 @@ def run_replay(args: argparse.Namespace) -> int:
         store.close()
     if not source.frames:
         raise ConsoleError(f"{server}: no samples to replay in that span")
-    from console.app import ReplayApp
+    from console.screens.replay import ReplayApp
 
     ReplayApp(source, speed=args.speed).run()
     return 0
@@ -297,13 +298,114 @@ def _follow_logs(profile: Any, recorder: Any, stop: threading.Event) -> None:
         stop.wait(2.0)
 
 
+class Watch:
+    """A recorder with its store and alert hook, as ``monitor`` and ``record`` set it up."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        history: bool = True,
+        on_alert: str | None = None,
+        down_after: int | None = None,
+        say: Any = None,
+    ) -> None:
+        from console.config import load_config
+        from console.history.alerts import AlertCommand, parse_command
+        from console.history.recorder import Recorder
+
+        config = load_config()
+        argv = parse_command(on_alert) if on_alert else config.alerts.on_alert
+        self.store = open_store(config) if history and config.history.enabled else None
+        self.alert = (
+            AlertCommand(argv, report=lambda line: print(line, file=sys.stderr)) if argv else None
+        )
+        hooks: list[Any] = [h for h in (say, self.alert) if h is not None]
+        self.recorder = Recorder(
+            server_key(url),
+            url=url,
+            store=self.store,
+            settings=config.alerts,
+            down_after=down_after,
+            on_event=hooks,
+        )
+        self._warned = False
+
+    def feed(self, sample: Any) -> list[Any]:
+        out = self.recorder.feed(sample)
+        self._warn()
+        return out
+
+    def feed_error(self, message: str) -> list[Any]:
+        out = self.recorder.feed_error(message)
+        self._warn()
+        return out
+
+    def _warn(self) -> None:
+        if self.recorder.store_error and not self._warned:
+            print(f"warning: {self.recorder.store_error}", file=sys.stderr)
+            self._warned = True
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+        if self.alert is not None:
+            self.alert.wait(10.0)
+
+
+def run_check(
+    url: str,
+    *,
+    interval: float,
+    as_json: bool,
+    on_alert: str | None = None,
+    history: bool = True,
+) -> int:
+    """``monitor --check``: two scrapes ``interval`` apart against the alert thresholds.
+
+    Exit 1 when an alert fired (a threshold crossed, the server down), else 0.
+    A failed scrape is ``down`` at once (no waiting for ``down_after``).
+    """
+    import httpx
+
+    from console import metrics as M
+    from console.history.events import is_alert
+
+    watch = Watch(url, history=history, on_alert=on_alert, down_after=1)
+    try:
+        with httpx.Client(timeout=M.DEFAULT_TIMEOUT) as client:
+            for i in range(2):
+                if i:
+                    time.sleep(interval)
+                try:
+                    watch.feed(M.scrape(url, client=client))
+                except M.MetricsError as exc:
+                    watch.feed_error(exc.message)
+                    break
+    finally:
+        watch.close()
+    alerts = [e for e in watch.recorder.events if is_alert(e)]
+    if as_json:
+        doc = {"url": url, "ok": not alerts, "alerts": [e.to_dict() for e in alerts]}
+        print(json.dumps(_strict(doc), allow_nan=False))
+    elif alerts:
+        for ev in alerts:
+            print(f"ALERT {url} " + event_line(ev))
+    else:
+        print(f"OK {url}: no alert threshold crossed")
+    return 1 if alerts else 0
+
+
+def event_line(ev: Any) -> str:
+    from console import sanitize
+
+    return f"{_fmt_when(ev.ts)} {ev.severity} {ev.kind}: {sanitize.clean_line(ev.message)}"
+
+
 def run_record(args: argparse.Namespace) -> int:
     import httpx
 
     from console import metrics as M
-    from console.config import load_config
-    from console.history.alerts import AlertCommand, parse_command
-    from console.history.recorder import Recorder
 
     if bool(args.record_url) == bool(args.record_profile):
         raise UsageError("record needs exactly one of --url URL or --profile NAME")
@@ -318,19 +420,9 @@ def run_record(args: argparse.Namespace) -> int:
     else:
         url = args.record_url
     url = M.base_url(url)
-    config = load_config()
-    store = open_store(config)
-    hooks: list[Any] = []
-    say = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
-    if not args.quiet:
-        hooks.append(lambda ev: say(f"{_fmt_when(ev.ts)} {ev.severity} {ev.kind}: {ev.message}"))
-    argv = parse_command(args.on_alert) if args.on_alert else config.alerts.on_alert
-    alert = AlertCommand(argv, report=lambda line: print(line, file=sys.stderr)) if argv else None
-    if alert is not None:
-        hooks.append(alert)
-    recorder = Recorder(
-        server_key(url), url=url, store=store, settings=config.alerts, on_event=hooks
-    )
+    say = None if args.quiet else (lambda ev: print(event_line(ev), flush=True))
+    watch = Watch(url, on_alert=args.on_alert, say=say)
+    recorder = watch.recorder
     stop = threading.Event()
 
     def _term(*_: object) -> None:
@@ -341,23 +433,24 @@ def run_record(args: argparse.Namespace) -> int:
         threading.Thread(
             target=_follow_logs, args=(profile, recorder, stop), daemon=True, name="record-logs"
         ).start()
-    say(f"recording {url} every {args.interval:g} s into {store.path}")
+    where = watch.store.path if watch.store else "nowhere (history disabled in the config)"
+    if not args.quiet:
+        print(f"recording {url} every {args.interval:g} s into {where}", flush=True)
     info_known = False
     next_at = time.monotonic()
     try:
         with httpx.Client(timeout=min(M.DEFAULT_TIMEOUT, max(args.interval, 1.0))) as client:
             while not stop.is_set():
                 try:
-                    recorder.feed(M.scrape(url, client=client))
-                    if not info_known:
-                        recorder.note_info(M.fetch_server_info(url, client=client))
-                        info_known = True
+                    watch.feed(M.scrape(url, client=client))
                 except M.MetricsError as exc:
-                    recorder.feed_error(exc.message)
+                    watch.feed_error(exc.message)
                     info_known = False
-                if recorder.store_error:
-                    print(f"warning: {recorder.store_error}", file=sys.stderr)
-                    recorder.store_error = None
+                else:
+                    if not info_known:
+                        with contextlib.suppress(M.MetricsError):
+                            recorder.note_info(M.fetch_server_info(url, client=client))
+                            info_known = True
                 next_at += args.interval
                 delay = next_at - time.monotonic()
                 if delay < 0:
@@ -367,7 +460,5 @@ def run_record(args: argparse.Namespace) -> int:
         pass
     finally:
         stop.set()
-        store.close()
-        if alert is not None:
-            alert.wait(5.0)
+        watch.close()
     return 0

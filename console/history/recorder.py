@@ -16,6 +16,7 @@ show once, and the events still reach the hooks.
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -89,6 +90,8 @@ class Recorder:
         """Every event this recorder produced, in order (bounded to the last 1,000)."""
         self.store_error: str | None = None
         self._parser = L.LogParser()
+        self._lock = threading.RLock()
+        """Samples and log lines may arrive from different threads (``record --profile``)."""
         self._spec_noted = False
         self._write(lambda s: s.note_server(server, url=url))
 
@@ -111,6 +114,10 @@ class Recorder:
 
     def feed(self, sample: M.MetricsSample) -> list[Event]:
         """One good scrape: row + page stored (durable on return), events detected."""
+        with self._lock:
+            return self._feed(sample)
+
+    def _feed(self, sample: M.MetricsSample) -> list[Event]:
         figures = M.derive(sample, self.previous)
         row = row_for(self.server, sample, figures)
         self._write(lambda s: s.add_sample(row, sample.series))
@@ -126,13 +133,18 @@ class Recorder:
         """A failed scrape: stored as a gap (never as zeros)."""
         ts = self.clock() if at is None else at
         row = SampleRow(server=self.server, ts=ts, ok=False, error=message)
-        self._write(lambda s: s.add_sample(row))
-        self.samples += 1
-        return self._emit(self.detector.on_error(ts, message))
+        with self._lock:
+            self._write(lambda s: s.add_sample(row))
+            self.samples += 1
+            return self._emit(self.detector.on_error(ts, message))
 
     def feed_log_line(self, line: str, *, at: float | None = None) -> list[Event]:
         """One server log line, through the one log parser."""
         ts = self.clock() if at is None else at
+        with self._lock:
+            return self._emit(self._log(ts, line))
+
+    def _log(self, ts: float, line: str) -> list[Event]:
         out: list[Event] = []
         for ev in self._parser.feed(line):
             if isinstance(ev, L.ServerVersion) and (ev.version or ev.model):
@@ -140,7 +152,7 @@ class Recorder:
                     lambda s, ev=ev: s.note_server(self.server, version=ev.version, model=ev.model)
                 )
             out += self.detector.on_log(ts, ev)
-        return self._emit(out)
+        return out
 
     def note_info(self, info: M.ServerInfo) -> None:
         """What /version and /v1/models said (model and version in the server record)."""

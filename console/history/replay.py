@@ -118,10 +118,15 @@ class ReplaySource:
         the segment's first good frame, then from the last frame at or before the
         window's start up to ``index``."""
         first = self._segment_start(index)
-        cutoff = self.frames[index].ts - window_s
+        # The tracker drops old samples only when a good one arrives.
+        last_good = next(
+            (f.ts for f in reversed(self.frames[: index + 1]) if f.sample is not None),
+            self.frames[index].ts,
+        )
+        cutoff = last_good - window_s
         begin = first
         for j in range(first, index + 1):
-            if self.frames[j].ts <= cutoff:
+            if self.frames[j].ts <= cutoff and self.frames[j].sample is not None:
                 begin = j
         if begin > first:
             yield self.frames[first]
