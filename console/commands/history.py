@@ -74,6 +74,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--on-alert", metavar="CMD", help="run CMD (argv, no shell) with each alert as JSON"
     )
     rec.add_argument("--quiet", action="store_true", help="print nothing per event")
+    rec.add_argument(
+        "--print-samples",
+        action="store_true",
+        help="print 'stored TS' once each sample is durable (for scripts and tests)",
+    )
     rec.set_defaults(func=run_record)
 
 
@@ -442,7 +447,10 @@ def run_record(args: argparse.Namespace) -> int:
         with httpx.Client(timeout=min(M.DEFAULT_TIMEOUT, max(args.interval, 1.0))) as client:
             while not stop.is_set():
                 try:
-                    watch.feed(M.scrape(url, client=client))
+                    sample = M.scrape(url, client=client)
+                    watch.feed(sample)
+                    if args.print_samples and watch.store is not None:
+                        print(f"stored {sample.timestamp!r}", flush=True)
                 except M.MetricsError as exc:
                     watch.feed_error(exc.message)
                     info_known = False
