@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "console.commands.server",
     "console.commands.build",
     "console.commands.monitor",
+    "console.commands.history",
     "console.commands.chat",
     "console.commands.bench",
     "console.commands.tui",
@@ -59,7 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(func(args) or 0)
     except ConsoleError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from console.sanitize import clean
+
+        # A ConsoleError may quote a server's or a container's words (error bodies).
+        print(f"error: {clean(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
