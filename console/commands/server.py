@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from console.errors import ConsoleError
 from console.runtime.base import ServerState, ServerStatus, runtime_for
 from console.runtime.provenance import provenance_lines
+from console.validate import port_number
 
 if TYPE_CHECKING:
     from console.profiles.schema import Profile
@@ -82,7 +83,7 @@ def _start_args(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="seconds to wait for readiness (default 900)",
     )
-    parser.add_argument("--port", type=int, metavar="P", help="serve on this port instead")
+    parser.add_argument("--port", type=port_number, metavar="P", help="serve on this port instead")
 
 
 def add_docker_host_arg(parser: argparse.ArgumentParser) -> None:

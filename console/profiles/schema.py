@@ -7,7 +7,7 @@ Field names mirror what users already write by hand (docker run options,
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -79,7 +79,7 @@ class ContainerSpec(_Strict):
     network: str | None = None
     shm_size: str | None = None
     cap_add: list[str] = Field(default_factory=list)
-    ports: dict[str, int] = Field(default_factory=dict)
+    ports: dict[str, Annotated[int, Field(ge=1, le=65535)]] = Field(default_factory=dict)
     extra_args: list[str] = Field(default_factory=list)
 
 
@@ -112,7 +112,7 @@ class ServeSpec(_Strict):
     model: str
     served_model_name: str | None = None
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int = Field(8000, ge=1, le=65535)
     speculative_config: dict[str, Any] | None = None
     engine_args: dict[str, Any] = Field(default_factory=dict)
     """Flag (without ``--``) to value; ``true`` is a bare flag, ``false`` is ``--no-<flag>``."""
