@@ -20,6 +20,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from console.errors import ConsoleError, UsageError
 from console.session import DEFAULT_URL
+from console.validate import server_url
 
 if TYPE_CHECKING:
     import httpx
@@ -45,6 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--url",
+        type=server_url,
         dest="monitor_url",
         metavar="URL",
         help=f"server base URL (default {DEFAULT_URL})",
