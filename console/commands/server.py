@@ -84,6 +84,12 @@ def _start_args(parser: argparse.ArgumentParser) -> None:
         help="seconds to wait for readiness (default 900)",
     )
     parser.add_argument("--port", type=port_number, metavar="P", help="serve on this port instead")
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="keep a background recorder writing the server's history until `down` "
+        "(docs/history.md)",
+    )
 
 
 def add_docker_host_arg(parser: argparse.ArgumentParser) -> None:
@@ -157,6 +163,11 @@ def _start(args: argparse.Namespace, *, restart: bool) -> int:
             hint=f"full log: {status.log_path}" if status.log_path else None,
         )
     _report(status)
+    if getattr(args, "record", False):
+        from console.history import background
+
+        pid = background.start(profile.name, profile.url)
+        print(f"{profile.name}: recording its history (recorder pid {pid})", flush=True)
     if args.detach:
         print(f"detached; stop it with `vllm-console down {profile.name}`", flush=True)
         return 0
@@ -168,6 +179,7 @@ def _start(args: argparse.Namespace, *, restart: bool) -> int:
     except KeyboardInterrupt:
         print(f"stopping {profile.name}", file=sys.stderr, flush=True)
         _report(runtime.down(profile))
+        _stop_recorder(profile.name)
         return 0
     final = runtime.status(profile)
     raise ConsoleError(f"{profile.name} stopped while in the foreground: {final.detail}")
@@ -185,7 +197,16 @@ def _down(args: argparse.Namespace) -> int:
     profile = _profile(args.name, docker_host=args.docker_host)
     status = runtime_for(profile).down(profile, timeout=args.timeout)
     _report(status)
+    _stop_recorder(profile.name)
     return 0
+
+
+def _stop_recorder(name: str) -> None:
+    """End the profile's ``up --record`` recorder, if one runs."""
+    from console.history import background
+
+    if background.stop(name):
+        print(f"{name}: history recorder stopped", flush=True)
 
 
 def _as_dict(status: ServerStatus) -> dict[str, Any]:

@@ -25,8 +25,9 @@ def _pid_file(name: str) -> Path:
     return paths.state_dir() / "recorders" / f"{name}.pid"
 
 
-def _argv(name: str) -> list[str]:
-    return [sys.executable, "-m", "console", "record", "--profile", name, "--quiet"]
+def _argv(name: str, url: str | None = None) -> list[str]:
+    argv = [sys.executable, "-m", "console", "record", "--profile", name, "--quiet"]
+    return argv + (["--url", url] if url else [])
 
 
 def _ours(pid: int, name: str) -> psutil.Process | None:
@@ -36,7 +37,7 @@ def _ours(pid: int, name: str) -> psutil.Process | None:
     except (psutil.Error, OSError):
         return None
     tail = _argv(name)[1:]
-    return proc if cmd[-len(tail) :] == tail else None
+    return proc if cmd[1 : 1 + len(tail)] == tail else None
 
 
 def running(name: str) -> int | None:
@@ -48,15 +49,16 @@ def running(name: str) -> int | None:
     return pid if _ours(pid, name) is not None else None
 
 
-def start(name: str) -> int:
-    """Start the profile's recorder (or return the one already running)."""
+def start(name: str, url: str | None = None) -> int:
+    """Start the profile's recorder (or return the one already running); ``url``
+    when the server does not listen where the profile says (``up --port``)."""
     pid = running(name)
     if pid is not None:
         return pid
     log = paths.ensure(paths.logs_dir()) / f"record-{name}.log"
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            _argv(name),
+            _argv(name, url),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
