@@ -248,13 +248,13 @@ class ImageBuild:
     def _run(self, log: IO[str]) -> Iterator[BuildEvent]:
         log.write(
             f"# vllm-console build of profile {self.profile.name} -> {self.tag}\n"
-            f"# engine {engine_address()}, network {self.network_mode}, "
+            f"# engine {engine_address(self.profile.docker_host)}, network {self.network_mode}, "
             f"no-cache {self.no_cache}, started {datetime.now(UTC).isoformat()}\n"
         )
         log.flush()
         if self.check_patches:
             check_patch_sources(self.profile)
-        api = connect_api()
+        api = connect_api(host=self.profile.docker_host)
         self._api = api
         parser = BuildLogParser(started=time.monotonic())
         workdir = Path(tempfile.mkdtemp(prefix=f"ctx-{self.profile.name}-", dir=log_dir()))
