@@ -150,6 +150,12 @@ def cmd_build(args: argparse.Namespace) -> int:
             "image to build",
             hint="`vllm-console build` is for docker-runtime profiles with an 'image' section",
         )
+    if not profile.image.needs_build:
+        print(
+            f"profile {profile.name} runs the stock image {profile.image.base} as it is: "
+            "nothing to build (the engine pulls it on first start, or `docker pull` it now)"
+        )
+        return 0
     build = ImageBuild(
         profile,
         no_cache=args.no_cache,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Strict(BaseModel):
@@ -48,12 +48,12 @@ class Patch(_Strict):
 
 
 class ImageSpec(_Strict):
-    """How the server image is built (docker runtime)."""
+    """The server image (docker runtime): a stock image run as it is, or one built on it."""
 
     base: str
-    """Base image, e.g. ``vllm/vllm-openai:v0.20.0``."""
-    tag: str
-    """Tag the built image gets."""
+    """Base image, e.g. ``vllm/vllm-openai:v0.20.0``; run directly when nothing is built."""
+    tag: str | None = None
+    """Tag the built image gets (required when there is something to build)."""
     vllm_ref: str | None = None
     """vLLM release or commit the base image carries (recorded as a label)."""
     patches: list[Patch] = Field(default_factory=list)
@@ -67,6 +67,35 @@ class ImageSpec(_Strict):
     network_mode: str = "host"
     """Build network: ``host`` by default so pip in RUN steps reaches its index."""
     build_args: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def needs_build(self) -> bool:
+        """True when the recipe changes the base image; a stock image runs as it is."""
+        return bool(
+            self.patches
+            or self.pip
+            or self.steps
+            or self.ca_certificates
+            or self.build_args
+            or self.entrypoint is not None
+            or self.workdir
+        )
+
+    @property
+    def run_image(self) -> str:
+        """The image the container starts from: the built tag, or the stock base."""
+        if self.needs_build and self.tag:
+            return self.tag
+        return self.base
+
+    @model_validator(mode="after")
+    def _tag_when_built(self) -> ImageSpec:
+        if self.needs_build and not self.tag:
+            raise ValueError(
+                "image.tag is required when the image is built (patches, pip, steps, "
+                "ca_certificates, build_args, entrypoint or workdir); a stock image needs none"
+            )
+        return self
 
 
 class ContainerSpec(_Strict):

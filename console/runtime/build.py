@@ -190,6 +190,12 @@ class ImageBuild:
     ) -> None:
         self.profile = profile
         self.image = _image(profile)
+        if not self.image.needs_build:
+            raise ConsoleError(
+                f"profile {profile.name} runs the stock image {self.image.base} as it is: "
+                "nothing to build",
+                hint="add image.pip, image.patches or image.steps to build on it",
+            )
         self.no_cache = no_cache
         self.network_mode = network_mode or self.image.network_mode
         self.check_patches = check_patches
@@ -204,7 +210,7 @@ class ImageBuild:
 
     @property
     def tag(self) -> str:
-        return self.image.tag
+        return self.image.tag or self.image.base
 
     def cancel(self) -> None:
         """Stop the build (safe from any thread, before or during iteration)."""

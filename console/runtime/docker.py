@@ -376,13 +376,20 @@ class DockerRuntime:
             raise ConsoleError(
                 f"profile {profile.name}: a docker-runtime profile needs an 'image' section"
             )
-        tag = profile.image.tag
+        ref = profile.image.run_image
         try:
-            return self._call(self.client.images.get, tag)
+            return self._call(self.client.images.get, ref)
         except docker.errors.ImageNotFound:
+            if profile.image.needs_build:
+                raise self._missing_image(profile) from None
+        # A stock image: pulled the way `docker run` would (one pull, its own errors).
+        try:
+            return self._call(self.client.images.pull, ref)
+        except docker.errors.APIError as exc:
             raise ConsoleError(
-                f"image {tag} of profile {profile.name} is not on the engine at {self.address}",
-                hint=f"build it first: vllm-console build {profile.name}",
+                f"stock image {ref} of profile {profile.name} is not on the engine at "
+                f"{self.address} and could not be pulled: {_short_api_error(exc)}",
+                hint=f"docker pull {ref} (or docker load it), then start again",
             ) from None
 
     def _create(self, profile: Profile, image: Any, name: str) -> Any:
@@ -433,7 +440,7 @@ class DockerRuntime:
             ) from None
 
     def _missing_image(self, profile: Profile) -> ConsoleError:
-        tag = profile.image.tag if profile.image else "?"
+        tag = profile.image.run_image if profile.image else "?"
         return ConsoleError(
             f"image {tag} is not on the engine at {self.address}",
             hint=f"build it first: vllm-console build {profile.name}",
