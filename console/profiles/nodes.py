@@ -164,7 +164,7 @@ def tensor_times_pipeline(profile: Profile) -> int:
 
 
 def node_image(profile: Profile, node: NodeSpec) -> str | None:
-    return node.image or (profile.image.tag if profile.image else None)
+    return node.image or (profile.image.run_image if profile.image else None)
 
 
 def container_name(profile: Profile, node: NodeSpec) -> str:
@@ -193,7 +193,9 @@ def _run_lines(profile: Profile, launch: NodeLaunch, entrypoint: str | None) -> 
     name = container_name(profile, launch.node)
     head = [_docker(launch.node), "run", "-d", "--name", R.shell_quote(name), "--network", "host"]
     if c.gpus is not None:
-        head += ["--gpus", R.shell_quote(c.gpus)]
+        # docker parses --gpus as CSV: a device list needs its own double quotes
+        gpus = f'"{c.gpus}"' if "," in c.gpus and not c.gpus.startswith('"') else c.gpus
+        head += ["--gpus", R.shell_quote(gpus)]
     head.append(f"--ipc={R.shell_quote(c.ipc or 'host')}")
     if c.shm_size:
         head.append(f"--shm-size={R.shell_quote(c.shm_size)}")
