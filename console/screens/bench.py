@@ -238,7 +238,7 @@ class BenchScreen(Screen):
             self.notify(f"bench complete; results in {self.json_path}", title="bench")
 
     def _show_result(self, result: BenchResult) -> None:
-        from console.bench_report import (
+        from console.bench.report import (
             arm_line,
             config_line,
             equality,
