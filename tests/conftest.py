@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.vllm_server",
     "tests.fixtures.docker_engine",
     "tests.fixtures.hostile_server",
+    "tests.fixtures.sshd",
 ]

@@ -13,6 +13,7 @@ import sys
 from typing import TYPE_CHECKING, TextIO
 
 from console.errors import ConsoleError
+from console.validate import server_url
 
 if TYPE_CHECKING:
     from console.chat import Answer, ChatSession, ChatSettings
@@ -35,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("message", nargs="?", metavar="MESSAGE", help="the message to send")
     parser.add_argument(
         "--url",
+        type=server_url,
         dest="chat_url",
         metavar="URL",
         help="server URL (default: the active profile's, else http://127.0.0.1:8000)",

@@ -35,7 +35,7 @@ from console.buildlog import (
     BuildStep,
     BuildWarning,
 )
-from console.messages import ActiveProfileChanged, BuildRequested
+from console.screens.messages import ActiveProfileChanged, BuildRequested
 from console.widgets.log_view import LogView
 
 if TYPE_CHECKING:
@@ -165,6 +165,12 @@ class BuildScreen(Screen):
             self.notify(
                 f"profile {profile.name} runs a local vLLM process: there is no image to build",
                 severity="warning",
+            )
+            return
+        if not profile.image.needs_build:
+            self.notify(
+                f"profile {profile.name} runs the stock image {profile.image.base}: "
+                "nothing to build",
             )
             return
         self._reset(profile.image.tag)

@@ -28,14 +28,14 @@ from textual.widgets import Footer, Header, Static
 from textual.worker import get_current_worker
 
 from console import logs as L
-from console.messages import (
+from console.runtime.base import ServerState, ServerStatus
+from console.runtime.provenance import provenance_lines
+from console.screens.messages import (
     ActiveProfileChanged,
     ServerAction,
     ServerActionRequested,
     ServerStatusChanged,
 )
-from console.runtime.base import ServerState, ServerStatus
-from console.runtime.provenance import provenance_lines
 from console.server_client import ServerClient, check_health
 from console.widgets.log_view import LogView
 from console.widgets.startup_progress import Phase, StartupProgress
@@ -85,7 +85,7 @@ def image_summary(profile: Profile | None, status: ServerStatus | None) -> str:
         if lines:
             return (
                 "image "
-                + (profile.image.tag if profile and profile.image else "")
+                + (profile.image.run_image if profile and profile.image else "")
                 + "\n"
                 + ("\n".join(lines))
             )
@@ -93,6 +93,8 @@ def image_summary(profile: Profile | None, status: ServerStatus | None) -> str:
         return "attached by URL: no log, so earlier phases and the image are unknown"
     if profile.runtime == "docker" and profile.image is not None:
         ref = f", vLLM {profile.image.vllm_ref}" if profile.image.vllm_ref else ""
+        if not profile.image.needs_build:
+            return f"image: {profile.image.base} (stock{ref})"
         return f"image: {profile.image.tag} (from {profile.image.base}{ref})"
     local = profile.serve.local
     where = local.vllm or local.python or (f"runtime {local.runtime}" if local.runtime else "PATH")
@@ -227,7 +229,7 @@ class ServerScreen(Screen):
 
     @work(thread=True, exclusive=True, group="server-life", exit_on_error=False)
     def _lifecycle(self, action: ServerAction) -> None:
-        from console.runtime.base import runtime_for
+        from console.runtime import runtime_for
 
         profile = self.profile
         assert profile is not None
@@ -257,7 +259,7 @@ class ServerScreen(Screen):
 
     @work(thread=True, exclusive=True, group="server-life", exit_on_error=False)
     def _attach_runtime(self) -> None:
-        from console.runtime.base import runtime_for
+        from console.runtime import runtime_for
 
         profile = self.profile
         assert profile is not None
@@ -271,7 +273,7 @@ class ServerScreen(Screen):
     @work(thread=True, exclusive=True, group="server-follow", exit_on_error=False)
     def _follow(self, skip: int = 0, follow: bool = True) -> None:
         """Replay the log from the start (skipping lines already shown), then follow."""
-        from console.runtime.base import runtime_for
+        from console.runtime import runtime_for
 
         profile = self.profile
         if profile is None:
