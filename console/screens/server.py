@@ -17,7 +17,6 @@ import contextlib
 import dataclasses
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import httpx
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -29,14 +28,15 @@ from textual.widgets import Footer, Header, Static
 from textual.worker import get_current_worker
 
 from console import logs as L
-from console.messages import (
+from console.runtime.base import ServerState, ServerStatus
+from console.runtime.provenance import provenance_lines
+from console.screens.messages import (
     ActiveProfileChanged,
     ServerAction,
     ServerActionRequested,
     ServerStatusChanged,
 )
-from console.runtime.base import ServerState, ServerStatus
-from console.runtime.provenance import provenance_lines
+from console.server_client import ServerClient, check_health
 from console.widgets.cluster_panel import ClusterPanel
 from console.widgets.log_view import LogView
 from console.widgets.startup_progress import Phase, StartupProgress
@@ -308,7 +308,7 @@ class ServerScreen(Screen):
 
     @work(thread=True, exclusive=True, group="server-life", exit_on_error=False)
     def _lifecycle(self, action: ServerAction) -> None:
-        from console.runtime.base import runtime_for
+        from console.runtime import runtime_for
 
         profile = self.profile
         assert profile is not None
@@ -338,7 +338,7 @@ class ServerScreen(Screen):
 
     @work(thread=True, exclusive=True, group="server-life", exit_on_error=False)
     def _attach_runtime(self) -> None:
-        from console.runtime.base import runtime_for
+        from console.runtime import runtime_for
 
         profile = self.profile
         assert profile is not None
@@ -352,7 +352,7 @@ class ServerScreen(Screen):
     @work(thread=True, exclusive=True, group="server-follow", exit_on_error=False)
     def _follow(self, skip: int = 0, follow: bool = True) -> None:
         """Replay the log from the start (skipping lines already shown), then follow."""
-        from console.runtime.base import runtime_for
+        from console.runtime import runtime_for
 
         profile = self.profile
         if profile is None:
@@ -382,16 +382,14 @@ class ServerScreen(Screen):
         """No profile: the server's state is whatever ``/health`` says."""
         url = self.url
         session = getattr(self.app, "session", None)
-        headers = session.headers() if session is not None else {}
-        try:
-            async with httpx.AsyncClient(timeout=3.0, headers=headers) as client:
-                response = await client.get(url.rstrip("/") + "/health")
-            state = ServerState.READY if response.status_code == 200 else ServerState.STARTING
-            detail = (
-                "" if response.status_code == 200 else f"/health answered {response.status_code}"
-            )
-        except httpx.HTTPError as exc:
-            state, detail = ServerState.ABSENT, f"no answer from {url}: {type(exc).__name__}"
+        async with ServerClient(url, api_key=getattr(session, "api_key", None)) as client:
+            health = await client.health()
+        if health.ok:
+            state, detail = ServerState.READY, ""
+        elif health.answered:
+            state, detail = ServerState.STARTING, health.detail
+        else:
+            state, detail = ServerState.ABSENT, health.detail
         self.post_message(
             StatusReported(ServerStatus("(url)", "attached", state, url, detail=detail))
         )
@@ -503,12 +501,7 @@ def _someone_elses_server(status: ServerStatus, url: str, app: object) -> Server
     """A server the console did not start may still answer on the profile's
     address (started by hand, or by another tool): say so instead of ABSENT."""
     session = getattr(app, "session", None)
-    headers = session.headers() if session is not None else {}
-    try:
-        response = httpx.get(url.rstrip("/") + "/health", timeout=3.0, headers=headers)
-    except httpx.HTTPError:
-        return status
-    if response.status_code != 200:
+    if not check_health(url, api_key=getattr(session, "api_key", None)).ok:
         return status
     return dataclasses.replace(
         status,
