@@ -58,7 +58,10 @@ if TYPE_CHECKING:
     from console.profiles.nodes import NodeLaunch
     from console.profiles.schema import NodeSpec, Profile
 
-LAUNCHER = Path(__file__).with_name("vllm_launcher.py")
+LAUNCHER = Path(__file__).resolve().parent.parent / "data" / "launchers" / "vllm_cli.py"
+"""Run by path with the node's Python; alone in its folder, because the folder of a
+script run by path comes first on sys.path (console/runtime/select.py would
+shadow the standard library's select)."""
 POLL_S = 0.5
 RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0"}
 JOINED = re.compile(r"rank 0 in world size (\d+) is assigned as")
