@@ -89,6 +89,12 @@ class NodeProc:
         return f"{self.role} {self.name} (rank {self.rank}, pid {self.pid}{where})"
 
 
+def server_proc(procs: list[NodeProc]) -> NodeProc:
+    """The process whose log is the server's: vllm serve on a Ray head, else rank 0."""
+    server = next((p for p in procs if p.role == "server"), None)
+    return server or next((p for p in procs if p.rank == 0), procs[0])
+
+
 def _alive(proc: NodeProc) -> psutil.Process | None:
     child = _CHILDREN.get(proc.pid)
     if child is not None and child.poll() is not None:
@@ -230,12 +236,9 @@ class ClusterRuntime:
 
     def _save(self, rec: ServerRecord, procs: list[NodeProc]) -> ServerRecord:
         extra = {**rec.extra, "procs": [asdict(p) for p in procs]}
-        serving = next((p for p in procs if p.role == "server" or p.rank == 0), procs[0])
-        server = next((p for p in procs if p.role == "server"), None) or serving
-        new = ServerRecord(
-            **{**asdict(rec), "extra": extra, "pid": server.pid, "create_time": server.create_time}
-        )
-        new = ServerRecord(**{**asdict(new), "log": server.log})
+        server = server_proc(procs)
+        fields = {"extra": extra, "pid": server.pid, "create_time": server.create_time}
+        new = ServerRecord(**{**asdict(rec), **fields, "log": server.log})
         state.save(new, self.servers_dir)
         return new
 
@@ -449,9 +452,7 @@ class ClusterRuntime:
         deadline: float,
         timeout: float,
     ) -> ServerStatus:
-        server = next((p for p in procs if p.role == "server"), None) or next(
-            p for p in procs if p.rank == 0
-        )
+        server = server_proc(procs)
         reader = LogTail(Path(server.log))
         saw_ready = False
         joined = False
@@ -581,9 +582,7 @@ class ClusterRuntime:
             )
         if not rec.extra.get("serve", True):
             return self._status(rec, ServerState.READY, f"Ray cluster up ({len(procs)} nodes)")
-        server = next((p for p in procs if p.role == "server"), None) or next(
-            (p for p in procs if p.rank == 0), procs[0]
-        )
+        server = server_proc(procs)
         ok = health_in_netns(server.netns, rec.url) if server.netns else healthy(rec.url)
         if ok:
             return self._status(rec, ServerState.READY, f"ready at {rec.url} ({len(procs)} nodes)")
@@ -602,9 +601,11 @@ class ClusterRuntime:
                 hint=f"start it with `vllm-console up {profile.name}`",
             )
         reader = LogTail(Path(rec.log))
+        procs = self.procs(rec)
         while True:
             yield from reader.read()
-            if not follow or self.status_of(rec).state is not ServerState.READY:
+            # following ends when a node process ends (a cheap check, no HTTP)
+            if not follow or self._dead(procs):
                 yield from reader.flush()
                 return
             time.sleep(POLL_S)
