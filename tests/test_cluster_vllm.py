@@ -103,6 +103,7 @@ def test_gemma_tp2_over_two_namespaces_monitor_chat_kill_down(tmp_path: Path, ca
             print(f"two-node vLLM ready after {time.monotonic() - started:.0f} s")
 
             url = f"http://127.0.0.1:{port}"
+            capsys.readouterr()
             assert main(["monitor", "--url", url, "--once", "--json", "--no-history"]) == 0
             report = json.loads(capsys.readouterr().out)
             assert report["ok"] is True and report["server"]["model"] == "gemma3-270m"
@@ -118,6 +119,7 @@ def test_gemma_tp2_over_two_namespaces_monitor_chat_kill_down(tmp_path: Path, ca
             out = capsys.readouterr().out
             assert code == 0 and out.strip(), out
             print(f"chat through TP=2 answered: {out.strip()!r}")
+            capsys.readouterr()
 
             # rank 1's node dies: every process in its namespace, by PID
             for pid in netns_pids(nodes.netns[1]):
@@ -127,6 +129,7 @@ def test_gemma_tp2_over_two_namespaces_monitor_chat_kill_down(tmp_path: Path, ca
                 return runtime.status(profile).state is ServerState.FAILED
 
             wait_for(failed, 60, "the cluster to show as failed", step=1.0)
+            capsys.readouterr()
             assert main(["status", str(path)]) == 1
             shown = capsys.readouterr().out
             assert "failed" in shown and "worker b (rank 1" in shown, shown

@@ -129,7 +129,9 @@ _ERRORISH = re.compile(r"Error|Exception|ERROR|CRITICAL|Traceback|Killed|fatal|f
 def log_error(path: Path) -> str:
     """The root cause in a node's log, or a plain note when its log has no error
     (a node killed from outside ends mid-log)."""
-    reason = failure_reason(tail_lines(path, 400))
+    from console.sanitize import clean_line
+
+    reason = clean_line(failure_reason(tail_lines(path, 400)))  # a log is untrusted text
     if _ERRORISH.search(reason):
         return reason
     return "no error in its log (stopped from outside?)"
