@@ -21,6 +21,8 @@ from console import paths
 
 if TYPE_CHECKING:
     from console.profiles.schema import Profile
+    from console.runtime.base import ServerStatus
+    from console.sampler import MetricsSampler
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 """vLLM's default bind; used when neither ``--url`` nor a profile says otherwise."""
@@ -102,6 +104,9 @@ class Session:
     """The loaded active profile (None when attached by URL only or not loadable)."""
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
     """Free slots screens may share (e.g. the last server status); not persisted."""
+    server_status: ServerStatus | None = field(default=None, repr=False)
+    """The last status a runtime reported for the active profile's server."""
+    _samplers: dict[str, MetricsSampler] = field(default_factory=dict, repr=False)
 
     @classmethod
     def create(
@@ -137,6 +142,49 @@ class Session:
         if self.api_key:
             return {"Authorization": f"Bearer {self.api_key}"}
         return {}
+
+    # -- sampling ---------------------------------------------------------------
+
+    @property
+    def sampler(self) -> MetricsSampler:
+        """The running ``/metrics`` sampler of the session's server URL.
+
+        Sampling belongs to the session, not to a screen: it starts on first
+        use and keeps going while other screens show. A URL change (another
+        profile) starts the new URL's sampler and stops the old one.
+        """
+        from console.sampler import MetricsSampler
+
+        url = self.url
+        current = self._samplers.get(url)
+        if current is None:
+            for old in self._samplers.values():
+                old.stop(timeout=0)
+            self._samplers.clear()
+            current = self._samplers[url] = MetricsSampler(url, headers=self.headers())
+        return current.start()
+
+    def samplers(self) -> list[MetricsSampler]:
+        """Every sampler this session runs (one per server URL)."""
+        return list(self._samplers.values())
+
+    @property
+    def server_pid(self) -> int | None:
+        """PID of the session's server when a runtime of this console reported it."""
+        st = self.server_status
+        if st is None or st.pid is None or st.profile != self.profile_name:
+            return None
+        return st.pid
+
+    def note_log_event(self, event: object) -> None:
+        """A server log event (KV capacity on servers whose /metrics lack it)."""
+        self.sampler.note_log_event(event)
+
+    def close(self) -> None:
+        """Stop every sampler (the app calls this on exit)."""
+        for sampler in self._samplers.values():
+            sampler.stop()
+        self._samplers.clear()
 
     @property
     def label(self) -> str:
