@@ -286,9 +286,10 @@ class ConsoleApp(App[None]):
         self.screen.post_message(forwarded)
 
     @on(ProfileSwitchRequested)
-    def _switch_profile(self, request: ProfileSwitchRequested) -> None:
+    async def _switch_profile(self, request: ProfileSwitchRequested) -> None:
+        # Loading parses YAML and validates: off the UI thread.
         try:
-            profile = load_profile_by_name(request.name)
+            profile = await asyncio.to_thread(load_profile_by_name, request.name)
         except Exception as exc:
             self.notify(error_text(exc), title=f"profile {request.name}", severity="error")
             return

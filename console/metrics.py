@@ -27,8 +27,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from console import metric_names as N
 from console.errors import ConsoleError
+from console.session import DEFAULT_URL
 
-DEFAULT_URL = "http://127.0.0.1:8000"
+__all__ = ["DEFAULT_URL"]  # re-exported: the one default lives in console.session
 DEFAULT_TIMEOUT = 5.0
 QUANTILES = (0.5, 0.9, 0.99)
 

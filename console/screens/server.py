@@ -37,6 +37,7 @@ from console.messages import (
 )
 from console.runtime.base import ServerState, ServerStatus
 from console.runtime.provenance import provenance_lines
+from console.screens.base import session_of
 from console.widgets.log_view import LogView
 from console.widgets.startup_progress import Phase, StartupProgress
 
@@ -130,6 +131,7 @@ class ServerScreen(Screen):
         Binding("x", "server('stop')", "Stop"),
         Binding("r", "server('restart')", "Restart"),
         Binding("a", "attach", "Re-attach"),
+        Binding("m", "metrics_polls", "/metrics lines"),
     ]
 
     def __init__(self) -> None:
@@ -149,7 +151,9 @@ class ServerScreen(Screen):
                 yield StartupProgress(id="srv-phases")
                 yield Static("", id="srv-image")
                 yield Static("", id="srv-failure", classes="-empty")
-            log = LogView(id="srv-log", max_lines=50_000)
+            log = LogView(
+                id="srv-log", max_lines=50_000, hide=L.METRICS_POLL, hide_what="GET /metrics"
+            )
             log.border_title = "Server log"
             yield log
         yield Footer()
@@ -162,11 +166,11 @@ class ServerScreen(Screen):
 
     @property
     def profile(self) -> Profile | None:
-        return getattr(getattr(self.app, "session", None), "profile", None)
+        return session_of(self).profile
 
     @property
     def url(self) -> str:
-        return getattr(getattr(self.app, "session", None), "url", "http://127.0.0.1:8000")
+        return session_of(self).url
 
     # -- actions ---------------------------------------------------------------
 
@@ -186,6 +190,11 @@ class ServerScreen(Screen):
             self._reset_log()
         self._lifecycle(action)
         self._render_status()
+
+    def action_metrics_polls(self) -> None:
+        """Show or hide the access-log lines of ``/metrics`` polls (the console's own)."""
+        shown = self.query_one(LogView).toggle_hidden()
+        self.notify("GET /metrics lines shown" if shown else "GET /metrics lines hidden")
 
     @on(ServerActionRequested)
     def _requested(self, request: ServerActionRequested) -> None:
@@ -300,8 +309,7 @@ class ServerScreen(Screen):
     async def _probe_url(self) -> None:
         """No profile: the server's state is whatever ``/health`` says."""
         url = self.url
-        session = getattr(self.app, "session", None)
-        headers = session.headers() if session is not None else {}
+        headers = session_of(self).headers()
         try:
             async with httpx.AsyncClient(timeout=3.0, headers=headers) as client:
                 response = await client.get(url.rstrip("/") + "/health")
@@ -334,8 +342,11 @@ class ServerScreen(Screen):
     @on(LogEvents)
     def _events(self, message: LogEvents) -> None:
         phases = self.query_one(StartupProgress)
+        session = session_of(self)
         for ev in message.events:
             self.events.append(ev)
+            # KV capacity from the log reaches the dashboard on servers whose /metrics lack it.
+            session.note_log_event(ev)
             if message := apply_event(phases, ev):
                 self._show_failure(message)
 
