@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from console import __version__
 from console.errors import ConsoleError
+from console.validate import server_url
 
 # Each module defines ``register(subparsers) -> None`` and sets ``func`` on the
 # parsers it adds; ``func(args) -> int`` returns the exit status.
@@ -23,6 +24,7 @@ COMMAND_MODULES = (
     "console.commands.server",
     "console.commands.build",
     "console.commands.monitor",
+    "console.commands.history",
     "console.commands.chat",
     "console.commands.bench",
     "console.commands.tui",
@@ -37,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vllm-console {__version__}")
     parser.add_argument(
         "--url",
+        type=server_url,
         help="attach the TUI to a running vLLM server (API key: VLLM_API_KEY or OPENAI_API_KEY)",
     )
     parser.add_argument("--profile", help="the profile the TUI starts with")
@@ -57,7 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(func(args) or 0)
     except ConsoleError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from console.sanitize import clean
+
+        # A ConsoleError may quote a server's or a container's words (error bodies).
+        print(f"error: {clean(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

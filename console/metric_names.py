@@ -25,6 +25,8 @@ PREFIX_QUERIES: Names = ("vllm:prefix_cache_queries_total", "vllm:gpu_prefix_cac
 PREFIX_HITS: Names = ("vllm:prefix_cache_hits_total", "vllm:gpu_prefix_cache_hits_total")
 PREEMPTIONS: Names = ("vllm:num_preemptions_total",)
 REQUEST_SUCCESS: Names = ("vllm:request_success_total",)
+# Requests the frontend turned away (queue limits, v0.33+; absent before).
+ADMISSION_REJECTIONS: Names = ("vllm:admission_rejections_total",)
 
 # Speculative decoding counters: registered only with --speculative-config.
 SPEC_DRAFTS: Names = ("vllm:spec_decode_num_drafts_total",)

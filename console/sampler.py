@@ -240,11 +240,14 @@ class MetricsSampler:
                 self.info = fetch_info(client, self.url, min(self.timeout_s, 3.0))
         return self.record(sample, error)
 
-    def record(self, sample: M.MetricsSample | None, error: Exception | None) -> Tick:
+    def record(
+        self, sample: M.MetricsSample | None, error: Exception | None, *, at: float | None = None
+    ) -> Tick:
         """Take one poll's outcome (a sample or the error): update the figures and
-        history, tell the subscribers. Replays call this with recorded pages."""
+        history, tell the subscribers. Replays call this with recorded pages and
+        the time each poll ended (``at``; default: now)."""
         with self._lock:
-            tick = self._record(sample, error)
+            tick = self._record(sample, error, self._clock() if at is None else at)
             subscribers = list(self._subscribers)
         for callback in subscribers:
             callback(tick)
@@ -263,9 +266,8 @@ class MetricsSampler:
         self._last_page = (key, sample)
         return sample
 
-    def _record(self, sample: M.MetricsSample | None, error: Exception | None) -> Tick:
+    def _record(self, sample: M.MetricsSample | None, error: Exception | None, now: float) -> Tick:
         """Feed the tracker and the history; called under the lock."""
-        now = self._clock()
         tracker = self.tracker
         self.polls += 1
         interval: M.Figures | None = None

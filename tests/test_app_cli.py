@@ -1,21 +1,15 @@
 """The TUI-side commands as a user runs them: ``chat`` one-shot (real server),
-``web`` (textual-serve on loopback, never port 8000)."""
+``web`` never on port 8000 (the rest of web mode: tests/test_web.py)."""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
-
-from console.commands.tui import WEB_PORT
-from tests.fixtures.vllm_server import free_port
 
 
 @pytest.fixture
@@ -72,39 +66,6 @@ def test_web_refuses_vllms_port(env: dict[str, str]) -> None:
     proc = cli("web", "--port", "8000", env=env, timeout=60)
     assert proc.returncode == 2
     assert "8000" in proc.stderr
-
-
-def test_web_serves_the_console_on_loopback(env: dict[str, str]) -> None:
-    assert WEB_PORT != 8000
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "console", "web", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        page = None
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                page = httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        assert page is not None, f"web did not answer on port {port}: rc={proc.poll()}"
-        assert page.status_code == 200
-        assert "textual" in page.text.lower()
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            _out, err = proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            _out, err = proc.communicate()
-    assert "NO authentication" in err
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from console.errors import UsageError
+from console.validate import server_url
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,14 +26,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--url", help="arm A: a running server's base URL")
+    src.add_argument("--url", type=server_url, help="arm A: a running server's base URL")
     src.add_argument(
         "--profiles",
         nargs=2,
         metavar=("A", "B"),
         help="two profiles; each server is started, warmed, measured and stopped in turn",
     )
-    p.add_argument("--url-b", help="arm B: a second running server (with --url)")
+    p.add_argument("--url-b", type=server_url, help="arm B: a second running server (with --url)")
     p.add_argument(
         "--ports",
         nargs=2,

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from console.errors import ConsoleError
 from console.session import DEFAULT_URL
+from console.validate import server_url
 
 if TYPE_CHECKING:
     from console.chat import Answer, ChatSession, ChatSettings
@@ -36,6 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("message", nargs="?", metavar="MESSAGE", help="the message to send")
     parser.add_argument(
         "--url",
+        type=server_url,
         dest="chat_url",
         metavar="URL",
         help=f"server URL (default: the active profile's, else {DEFAULT_URL})",
@@ -90,31 +92,37 @@ async def _chat(
 
 async def _one(chat: ChatSession, text: str, out: TextIO, err: TextIO) -> Answer:
     from console.chat import Answer, ContentDelta, ReasoningDelta, StreamError, tool_calls_text
+    from console.sanitize import StreamCleaner, clean
 
     answer = Answer(t_request=0.0)
     in_reasoning = False
+    # The model's text is untrusted: no escape sequence of it reaches the terminal.
+    # One cleaner per stream, so a sequence split over two deltas is held back whole.
+    content_cleaner, reasoning_cleaner = StreamCleaner(), StreamCleaner()
     async with contextlib.aclosing(chat.send(text, answer=answer)) as events:
         async for event in events:
             if isinstance(event, ReasoningDelta):
                 if not in_reasoning:
                     err.write("[reasoning] ")
                     in_reasoning = True
-                err.write(event.text)
+                err.write(reasoning_cleaner.feed(event.text))
                 err.flush()
             elif isinstance(event, ContentDelta):
                 if in_reasoning:
-                    err.write("\n")
+                    err.write(reasoning_cleaner.flush() + "\n")
                     in_reasoning = False
-                out.write(event.text)
+                out.write(content_cleaner.feed(event.text))
                 out.flush()
             elif isinstance(event, StreamError):
                 out.write("\n")
-                err.write(f"error: the server stopped the answer: {event.message}\n")
+                err.write(f"error: the server stopped the answer: {clean(event.message)}\n")
+    err.write(reasoning_cleaner.flush())
+    out.write(content_cleaner.flush())
     if answer.content and not answer.content.endswith("\n"):
         out.write("\n")
         out.flush()
     if answer.tool_calls:
-        err.write(tool_calls_text(answer.tool_calls) + "\n")
+        err.write(clean(tool_calls_text(answer.tool_calls)) + "\n")
     err.write(f"[{answer.stats_line()}]\n")
     err.flush()
     return answer
@@ -122,6 +130,8 @@ async def _one(chat: ChatSession, text: str, out: TextIO, err: TextIO) -> Answer
 
 async def _repl(chat: ChatSession) -> int:
     import asyncio
+
+    from console.sanitize import clean
 
     print(
         f"chatting with {chat.client.url}; an empty line or ctrl+d ends, ctrl+c stops an answer",
@@ -139,7 +149,7 @@ async def _repl(chat: ChatSession) -> int:
         try:
             await task
         except ConsoleError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {clean(str(exc))}", file=sys.stderr)
         except (KeyboardInterrupt, asyncio.CancelledError):
             task.cancel()
             with contextlib.suppress(BaseException):

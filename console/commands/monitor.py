@@ -20,6 +20,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from console.errors import ConsoleError, UsageError
 from console.session import DEFAULT_URL
+from console.validate import server_url
 
 if TYPE_CHECKING:
     import httpx
@@ -45,6 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--url",
+        type=server_url,
         dest="monitor_url",
         metavar="URL",
         help=f"server base URL (default {DEFAULT_URL})",
@@ -55,6 +57,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--interval", type=float, default=1.0, metavar="S", help="seconds between scrapes (1)"
     )
     p.add_argument("--record", metavar="FILE", help="append one JSON line per sample to FILE")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="one check (two scrapes --interval apart) against the config's alert "
+        "thresholds: exit 1 if one is crossed or the server is down, 0 otherwise",
+    )
+    p.add_argument(
+        "--on-alert",
+        metavar="CMD",
+        help="run CMD for each alert, the event as JSON on stdin (argv, no shell)",
+    )
+    p.add_argument(
+        "--no-history", action="store_true", help="do not write the history file (docs/history.md)"
+    )
     p.set_defaults(func=run_monitor)
 
 
@@ -180,6 +196,8 @@ def _spec_line(label: str, s: dict[str, Any] | None) -> str:
 
 def render_text(r: dict[str, Any]) -> str:
     """A compact plain-text view of one report."""
+    from console import sanitize
+
     srv = r.get("server") or {}
     head = f"vllm-console monitor  {r['url']}"
     if srv.get("version"):
@@ -233,6 +251,10 @@ def render_text(r: dict[str, Any]) -> str:
         else:
             parts.append(f"memory {_gib(d.get('mem_used'))}/{_gib(d.get('mem_total'))} GiB")
         lines.append("  ".join(parts))
+    for ev in r.get("events") or []:
+        when = time.strftime("%H:%M:%S", time.localtime(ev["ts"]))
+        msg = sanitize.clean_line(ev["message"])
+        lines.append(f"  event     {when} {ev['severity']} {ev['kind']}: {msg}")
     if r.get("gpu_status"):
         lines.append(f"  gpu       none ({r['gpu_status']})")
     hm = r.get("host_memory")
@@ -284,21 +306,43 @@ def run_monitor(args: argparse.Namespace) -> int:
     url = M.base_url(args.monitor_url or getattr(args, "url", None) or M.DEFAULT_URL)
     if not args.interval > 0:
         raise UsageError(f"--interval {args.interval}: must be a positive number of seconds")
+    if args.check:
+        from console.commands.history import run_check
+
+        return run_check(
+            url,
+            interval=args.interval,
+            as_json=args.json,
+            on_alert=args.on_alert,
+            history=not args.no_history,
+        )
+    from console.commands.history import Watch
+
     record = _open_record(args.record)
     out = sys.stdout
+    watch = None if args.once else Watch(url, history=not args.no_history, on_alert=args.on_alert)
     try:
         if args.once:
             report = collect_once(url, interval=args.interval)
             _write_record(record, report)
             _emit(report, args.json, out, redraw=False)
             return 0 if report["ok"] else 1
-        return _live(url, args.interval, args.json, record, out)
+        return _live(url, args.interval, args.json, record, out, watch)
     finally:
+        if watch is not None:
+            watch.close()
         if record is not None:
             record.close()
 
 
-def _live(url: str, interval: float, as_json: bool, record: IO[str] | None, out: IO[str]) -> int:
+def _live(
+    url: str,
+    interval: float,
+    as_json: bool,
+    record: IO[str] | None,
+    out: IO[str],
+    watch: Any = None,
+) -> int:
     """Scrape every ``interval`` s (never overlapping) until interrupted."""
     import httpx
 
@@ -315,11 +359,16 @@ def _live(url: str, interval: float, as_json: bool, record: IO[str] | None, out:
             while True:
                 error: M.MetricsError | None = None
                 try:
-                    tracker.feed(M.scrape(url, client=client))
+                    sample = M.scrape(url, client=client)
+                    tracker.feed(sample)
+                    if watch is not None:
+                        watch.feed(sample)
                     if server is None:
                         server = M.fetch_server_info(url, client=client)
                 except M.MetricsError as exc:
                     tracker.feed_error(exc)
+                    if watch is not None:
+                        watch.feed_error(exc.message)
                     error = exc
                     server = None
                 gpu = sampler.sample()
@@ -336,6 +385,8 @@ def _live(url: str, interval: float, as_json: bool, record: IO[str] | None, out:
                     windowed = build_report(
                         url, figures=tracker.window(), server=server, gpu=gpu, error=error
                     )
+                    if watch is not None:
+                        windowed["events"] = [e.to_dict() for e in watch.recorder.events[-3:]]
                     _emit(windowed, False, out, redraw)
                 next_at += interval
                 delay = next_at - time.monotonic()

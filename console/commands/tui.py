@@ -7,11 +7,13 @@ fast and work without a terminal.
 from __future__ import annotations
 
 import argparse
+import errno
 import shlex
 import sys
 from typing import TYPE_CHECKING
 
-from console.errors import ConsoleError, UsageError
+from console.errors import ConsoleError
+from console.validate import port_number
 
 if TYPE_CHECKING:
     from console.runtime.base import ServerStatus
@@ -56,15 +58,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     web = subparsers.add_parser(
         "web",
-        help="serve the TUI to a browser on loopback (no authentication)",
+        help="serve the TUI to a browser on loopback, behind a one-time token",
         description=(
-            "Serve the console to a web browser with textual-serve. It has no "
-            "authentication: it binds to 127.0.0.1 unless --host says otherwise; "
-            "from another machine use an SSH tunnel (ssh -L 8765:127.0.0.1:8765 box)."
+            "Serve the console to a web browser with textual-serve. It binds to "
+            "127.0.0.1 unless --host says otherwise and prints, once, a URL with a "
+            "random token: only that URL opens the console. Requests whose Host or "
+            "Origin is not this server's address are refused (403). From another "
+            "machine use an SSH tunnel (ssh -L 8765:127.0.0.1:8765 box)."
         ),
     )
     web.add_argument("--host", default=WEB_HOST, help=f"address to bind (default {WEB_HOST})")
-    web.add_argument("--port", type=int, default=WEB_PORT, help=f"port (default {WEB_PORT})")
+    web.add_argument(
+        "--port", type=port_number, default=WEB_PORT, help=f"port (default {WEB_PORT})"
+    )
+    web.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also accept this Host name (a reverse proxy or DNS name); repeatable",
+    )
+    web.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="no token: anyone who can reach the port controls your servers",
+    )
     web.set_defaults(func=run_web)
 
 
@@ -163,21 +181,38 @@ def web_command(args: argparse.Namespace) -> list[str]:
 
 
 def run_web(args: argparse.Namespace) -> int:
-    """Serve the TUI to a browser with textual-serve, on loopback by default."""
-    from textual_serve.server import Server
+    """Serve the TUI to a browser (console/web.py), on loopback by default."""
+    from console import web
 
-    if args.port == 8000:
-        raise UsageError("port 8000 is vLLM's default port; pick another (default 8765)")
-    loopback = args.host in ("127.0.0.1", "localhost", "::1")
-    print(
-        "warning: the web console has NO authentication: anyone who can reach "
-        f"{args.host}:{args.port} controls your servers."
-        + ("" if loopback else " It is NOT bound to loopback."),
-        file=sys.stderr,
-    )
-    # textual-serve runs a shell command line; every part is quoted.
-    server = Server(
-        shlex.join(web_command(args)), host=args.host, port=args.port, title="vllm-console"
-    )
-    server.serve()
+    web.check_bind(args.host, args.port)
+    if not web.is_loopback(args.host):
+        print(
+            f"warning: {args.host} is not a loopback address: the web console is reachable "
+            "from other machines, over plain HTTP (the token travels unencrypted).",
+            file=sys.stderr,
+        )
+    if args.no_auth:
+        print(
+            "warning: --no-auth: the web console has NO authentication: anyone who can "
+            f"reach {args.host}:{args.port} controls your servers.",
+            file=sys.stderr,
+        )
+    token = None if args.no_auth else web.new_token()
+    try:
+        # textual-serve runs a shell command line; every part is quoted.
+        web.serve(
+            shlex.join(web_command(args)),
+            host=args.host,
+            port=args.port,
+            token=token,
+            extra_hosts=args.allow_host,
+            say=lambda line: print(line, flush=True),
+        )
+    except OSError as exc:
+        # Not this machine's address: bad usage (2); port taken: a finding (1).
+        raise ConsoleError(
+            f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}",
+            exit_code=2 if exc.errno == errno.EADDRNOTAVAIL else 1,
+            hint="pick another --port, or an address of this machine for --host",
+        ) from None
     return 0

@@ -21,6 +21,7 @@ from console.errors import ConsoleError
 from console.profiles import yamlsrc
 from console.profiles.schema import Profile
 from console.profiles.userpath import expand_home
+from console.validate import bad_name
 
 SUFFIXES = (".yaml", ".yml")
 _MAX_DEPTH = 32
@@ -45,13 +46,15 @@ class Problem:
 class ProfileError(ConsoleError):
     """A profile that cannot be loaded; ``problems`` locate every fault."""
 
-    def __init__(self, problems: list[Problem], *, hint: str | None = None) -> None:
+    def __init__(
+        self, problems: list[Problem], *, hint: str | None = None, exit_code: int = 1
+    ) -> None:
         self.problems = problems
         if len(problems) == 1:
             message = str(problems[0])
         else:
             message = f"{len(problems)} problems:\n" + "\n".join(f"  {p}" for p in problems)
-        super().__init__(message, hint=hint)
+        super().__init__(message, hint=hint, exit_code=exit_code)
 
 
 def shipped_profiles_dir() -> Path:
@@ -77,13 +80,37 @@ def _looks_like_path(ref: str) -> bool:
     return ref.endswith(SUFFIXES) or os.sep in ref or "/" in ref
 
 
+def _twins_error(files: list[Path]) -> ProfileError:
+    """Two files of one folder define one name (``x.yaml`` and ``x.yml``)."""
+    return ProfileError(
+        [
+            Problem(
+                str(files[0]),
+                None,
+                "",
+                f"{files[1]} defines profile {files[0].stem!r} too; keep one of the two files",
+            )
+        ],
+        exit_code=2,
+    )
+
+
 def find_file(name: str, *, skip: Path | None = None) -> Path | None:
-    """The file that defines profile ``name`` (user folder first), not ``skip``."""
+    """The file that defines profile ``name`` (user folder first), not ``skip``.
+
+    Both ``name.yaml`` and ``name.yml`` in one folder is an error naming both:
+    one would silently shadow the other."""
     for folder in search_dirs():
-        for suffix in SUFFIXES:
-            candidate = folder / f"{name}{suffix}"
-            if candidate.is_file() and candidate.resolve() != skip:
-                return candidate
+        found = [
+            folder / f"{name}{suffix}"
+            for suffix in SUFFIXES
+            if (folder / f"{name}{suffix}").is_file()
+            and (folder / f"{name}{suffix}").resolve() != skip
+        ]
+        if len(found) > 1:
+            raise _twins_error(found)
+        if found:
+            return found[0]
     return None
 
 
@@ -310,7 +337,27 @@ def load_file(path: str | os.PathLike[str]) -> Profile:
     """The profile in one file, its ``extends:`` resolved."""
     raw = _resolve(expand_home(path))
     _check_name(raw)
+    _check_name_is_plain(raw)
     return _validate(raw)
+
+
+def _check_name_is_plain(raw: _Raw) -> None:
+    """The name becomes file names (server record, logs): a plain identifier only."""
+    name = raw.data.get("name")
+    if not isinstance(name, str):
+        return  # the schema reports a name that is not text
+    why = bad_name(name)
+    if why is None:
+        return
+    if ("name",) in raw.origins:
+        file, line = _origin(raw, ("name",))
+        field = "name"
+    else:
+        file, line, field = str(raw.path), None, "name (from the file name)"
+    raise ProfileError(
+        [Problem(file, line, field, f"{name!r} {why}")],
+        exit_code=2,
+    )
 
 
 def _check_name(raw: _Raw) -> None:
@@ -356,10 +403,15 @@ def _scan() -> tuple[list[Profile], list[ConsoleError]]:
     errors: list[ConsoleError] = []
     seen_stems: set[str] = set()
     for folder in search_dirs():
-        for path in _files(folder):
+        files = _files(folder)
+        for path in files:
             if path.stem in seen_stems:
                 continue  # overridden by a higher-priority folder
             seen_stems.add(path.stem)
+            twins = [p for p in files if p.stem == path.stem]
+            if len(twins) > 1:
+                errors.append(_twins_error(twins))
+                continue
             try:
                 profile = load_file(path)
             except ConsoleError as exc:

@@ -145,12 +145,16 @@ class SamplerTicked(Message):
 
 
 class MetricsPolled(Message):
-    """A recorded scrape to replay (tests, replays): a sample, or the error instead."""
+    """A recorded scrape to replay (tests, replays): a sample, or the error instead,
+    and when the poll ended (``at``; default: the screen's clock)."""
 
-    def __init__(self, sample: M.MetricsSample | None, error: Exception | None) -> None:
+    def __init__(
+        self, sample: M.MetricsSample | None, error: Exception | None, at: float | None = None
+    ) -> None:
         super().__init__()
         self.sample = sample
         self.error = error
+        self.at = at
 
 
 class GpuSampled(Message):
@@ -465,7 +469,7 @@ class DashboardScreen(Screen):
         """A recorded poll: through a sampler of the screen's own, never started."""
         if self.sampler is None:
             self.sampler = MetricsSampler(session_of(self).url, clock=self.clock)
-        tick = self.sampler.record(event.sample, event.error)
+        tick = self.sampler.record(event.sample, event.error, at=event.at)
         if tick.point is not None:
             self.query_one(ThroughputChart).add_point(tick.point)
         self._show(tick)
