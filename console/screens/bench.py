@@ -25,8 +25,8 @@ from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Log
 
 from console import paths
 from console.errors import ConsoleError, UsageError
-from console.messages import BenchRequested
 from console.screens.base import session_of
+from console.screens.messages import BenchRequested
 
 if TYPE_CHECKING:
     # Imported when a bench runs, not at console start-up (httpx, metrics parser).
@@ -266,7 +266,7 @@ class BenchScreen(Screen):
             self.notify(f"bench complete; results in {self.json_path}", title="bench")
 
     def _show_result(self, result: BenchResult) -> None:
-        from console.bench_report import (
+        from console.bench.report import (
             arm_line,
             config_line,
             equality,

@@ -39,8 +39,8 @@ from console.chat import (
     Usage,
 )
 from console.errors import ConsoleError
-from console.messages import ActiveProfileChanged, ChatRequested, ServerStatusBroadcast
 from console.screens.base import session_of
+from console.screens.messages import ActiveProfileChanged, ChatRequested, ServerStatusBroadcast
 from console.widgets.chat_message import AssistantMessage, UserMessage
 from console.widgets.chat_settings import ChatSettingsPanel
 

@@ -42,9 +42,9 @@ from textual.worker import get_current_worker
 from console import metrics as M
 from console import procmem
 from console.gpu import GpuSample, default_sampler
-from console.messages import ActiveProfileChanged, ServerStatusBroadcast
 from console.sampler import MetricsSampler, Tick
 from console.screens.base import session_of
+from console.screens.messages import ActiveProfileChanged, ServerStatusBroadcast
 from console.widgets.acceptance_bars import FORMULA, AcceptanceBars
 from console.widgets.gauge import Gauge
 from console.widgets.memory_panel import GpuView, MemoryPanel, ProcessAlloc
