@@ -133,7 +133,8 @@ class ServerScreen(Screen):
         Binding("x", "server('stop')", "Stop"),
         Binding("r", "server('restart')", "Restart"),
         Binding("a", "attach", "Re-attach"),
-        Binding("m", "metrics_polls", "/metrics lines"),
+        # Named in the log's status line ("… GET /metrics hidden · m"), not the footer.
+        Binding("m", "metrics_polls", "/metrics lines", show=False),
     ]
 
     def __init__(self) -> None:
@@ -154,7 +155,11 @@ class ServerScreen(Screen):
                 yield Static("", id="srv-image")
                 yield Static("", id="srv-failure", classes="-empty")
             log = LogView(
-                id="srv-log", max_lines=50_000, hide=L.METRICS_POLL, hide_what="GET /metrics"
+                id="srv-log",
+                max_lines=50_000,
+                hide=L.METRICS_POLL,
+                hide_what="GET /metrics",
+                hide_key="m",
             )
             log.border_title = "Server log"
             yield log

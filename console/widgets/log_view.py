@@ -110,6 +110,7 @@ class LogView(Vertical):
         chunk: int = 2_000,
         hide: re.Pattern[str] | None = None,
         hide_what: str = "",
+        hide_key: str = "",
         name: str | None = None,
         id: str | None = None,
         classes: str | None = None,
@@ -136,6 +137,8 @@ class LogView(Vertical):
         console's own ``GET /metrics`` polls in a server log)."""
         self.hide_what = hide_what
         """What the hidden lines are, for the status line."""
+        self.hide_key = hide_key
+        """The key that toggles them, named in the status line."""
         self.show_hidden = False
         self._hidden = 0
         """Lines seen that ``hide`` matches."""
@@ -301,7 +304,8 @@ class LogView(Vertical):
             text += f" · filter {self.filter_text!r}: {log.line_count:,} shown"
         if self.hide is not None and self._hidden:
             state = "shown" if self.show_hidden else "hidden"
-            text += f" · {self._hidden:,} {self.hide_what} {state}"
+            key = f" ({self.hide_key})" if self.hide_key else ""
+            text += f" · {self._hidden:,} {self.hide_what} {state}{key}"
         text += " · / filter"
         if text != self._status:
             self._status = text
