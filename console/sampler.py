@@ -26,14 +26,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-import httpx
-
 from console import metrics as M
+from console import server_client as SC
 
 POLL_S = 1.0
 WINDOW_S = 60.0
 HISTORY_S = 300.0
 TIMEOUT_S = 5.0
+STALL_AFTER_S = 3.0
+"""No good sample for longer than this (a poll failing or still in flight): stalled."""
 
 
 class ChartPoint(NamedTuple):
@@ -79,6 +80,8 @@ class Tick:
     """Timestamp of the latest good sample (kept across failed polls)."""
     down_since: float | None
     """When the current run of failed polls began (None while up)."""
+    started_at: float = 0.0
+    """When the sampler's first poll began (a stall before any good sample counts from it)."""
     point: ChartPoint | None = None
     """The chart point this poll added to the history (None: none, e.g. the first sample)."""
 
@@ -90,32 +93,26 @@ class Tick:
         """How old the latest good sample is at ``now``."""
         return None if self.latest_at is None else max(0.0, now - self.latest_at)
 
-    def stalled_for(self, now: float) -> float | None:
-        """Seconds since polls began failing (None while polls succeed)."""
-        return None if self.down_since is None else max(0.0, now - self.down_since)
+    def stalled_for(self, now: float, after_s: float = STALL_AFTER_S) -> float | None:
+        """Seconds without a good sample (failing polls, or one still in flight),
+        once over ``after_s``; None while samples keep coming. The last good
+        figures stay shown meanwhile, with this as their caveat."""
+        since = self.latest_at if self.latest_at is not None else self.started_at
+        gap = max(0.0, now - since)
+        return gap if gap > after_s else None
 
 
 Subscriber = Callable[[Tick], None]
-Fetch = Callable[[httpx.Client, str, float], str]
+Fetch = Callable[[SC.SyncServerClient, float], str]
 
 
-def fetch_metrics_text(client: httpx.Client, url: str, timeout: float) -> str:
-    """The text of ``url``'s ``/metrics`` page; MetricsError names the URL.
-
-    The one place this module does HTTP, so switching to the shared server
-    client is one function.
-    """
-    target = M.metrics_url(url)
+def fetch_metrics_text(client: SC.SyncServerClient, timeout: float) -> str:
+    """The text of the server's ``/metrics`` page within ``timeout`` s and the
+    client's size cap; MetricsError names the URL and the limit."""
     try:
-        response = client.get(target, headers=M.auth_headers(), timeout=timeout)
-    except httpx.HTTPError as exc:
-        raise M._http_error(target, exc) from exc
-    return M._check_response(target, response)
-
-
-def fetch_info(client: httpx.Client, url: str, timeout: float) -> M.ServerInfo:
-    """``/version`` and ``/v1/models`` of the server (MetricsError if unreachable)."""
-    return M.fetch_server_info(url, client=client, timeout=timeout)
+        return client.metrics_page(dataclasses.replace(SC.METRICS, deadline_s=timeout))
+    except SC.ServerError as exc:
+        raise M.MetricsError(exc.message, url=exc.url, hint=exc.hint) from None
 
 
 class MetricsSampler:
@@ -125,7 +122,7 @@ class MetricsSampler:
         self,
         url: str,
         *,
-        headers: dict[str, str] | None = None,
+        api_key: str | None = None,
         poll_s: float = POLL_S,
         window_s: float = WINDOW_S,
         history_s: float = HISTORY_S,
@@ -134,7 +131,7 @@ class MetricsSampler:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.url = M.base_url(url)
-        self.headers = dict(headers or {})
+        self.api_key = api_key
         self.poll_s = poll_s
         self.timeout_s = timeout_s
         self.history_s = history_s
@@ -154,6 +151,7 @@ class MetricsSampler:
         self._thread: threading.Thread | None = None
         self._last_page: tuple[list[str], M.MetricsSample] | None = None
         self._down_since: float | None = None
+        self._started_at: float | None = None
 
     def __repr__(self) -> str:
         return f"MetricsSampler({self.url!r}, polls={self.polls}, running={self.running})"
@@ -213,7 +211,7 @@ class MetricsSampler:
         self._wake.set()
 
     def _run(self) -> None:
-        with httpx.Client(headers=self.headers, timeout=self.timeout_s) as client:
+        with SC.SyncServerClient(self.url, api_key=self.api_key) as client:
             next_at = time.monotonic()
             while not self._stop.is_set():
                 self.poll_once(client)
@@ -227,8 +225,10 @@ class MetricsSampler:
 
     # -- one poll ----------------------------------------------------------------
 
-    def poll_once(self, client: httpx.Client) -> Tick:
+    def poll_once(self, client: SC.SyncServerClient) -> Tick:
         """Scrape once, update the figures and history, tell the subscribers."""
+        if self._started_at is None:
+            self._started_at = self._clock()
         sample: M.MetricsSample | None = None
         error: Exception | None = None
         try:
@@ -237,7 +237,9 @@ class MetricsSampler:
             error = exc
         if sample is not None and self.info is None:
             with contextlib.suppress(M.MetricsError):
-                self.info = fetch_info(client, self.url, min(self.timeout_s, 3.0))
+                self.info = M.fetch_server_info(
+                    self.url, client=client, timeout=min(self.timeout_s, 3.0)
+                )
         return self.record(sample, error)
 
     def record(
@@ -253,10 +255,10 @@ class MetricsSampler:
             callback(tick)
         return tick
 
-    def _scrape(self, client: httpx.Client) -> M.MetricsSample:
+    def _scrape(self, client: SC.SyncServerClient) -> M.MetricsSample:
         """Fetch and parse; a page whose ``vllm:`` lines equal the last one's (an
         idle server) is not parsed again: the previous sample, re-stamped."""
-        text = self._fetch(client, self.url, self.timeout_s)
+        text = self._fetch(client, self.timeout_s)
         now = self._clock()
         key = [line for line in text.splitlines() if line.startswith("vllm:")]
         last = self._last_page
@@ -311,6 +313,7 @@ class MetricsSampler:
             reset_at=tracker.reset_at,
             latest_at=latest.timestamp if latest is not None else None,
             down_since=self._down_since,
+            started_at=self._started_at if self._started_at is not None else now,
             point=point,
         )
         self.last = tick

@@ -386,6 +386,8 @@ class DashboardScreen(Screen):
         if self.live:
             self._follow()
             self.sample_gpu()
+            # A poll stuck in flight sends no tick: the stall still shows, by the clock.
+            self.set_interval(1.0, self._render_status_if_shown)
 
     def on_unmount(self) -> None:
         self._visible.clear()
@@ -422,6 +424,10 @@ class DashboardScreen(Screen):
                 self._show(last)
             else:
                 self.render_figures()
+
+    def _render_status_if_shown(self) -> None:
+        if self._visible.is_set() and self.tick is not None:
+            self._render_status()
 
     def _ticked(self, tick: Tick) -> None:
         """Called in the sampler's thread after each poll: on to the UI while shown."""
@@ -677,11 +683,13 @@ class DashboardScreen(Screen):
         if tick is None or self.up is None:
             return False, False, f"connecting to {url}…"
         age = tick.age(now)
+        stalled = tick.stalled_for(now)
+        stall = f"stalled for {fmt_age(stalled)}" if stalled is not None else ""
         if self.up is False:
-            stalled = tick.stalled_for(now)
-            stall = f" · stalled for {fmt_age(stalled)}" if stalled is not None else ""
-            data = f" · figures {fmt_age(age)} old" if age is not None else " · no data yet"
-            text = f"● DOWN {url}: {_short(tick.error)}{stall}{data} · retrying {scope}"
+            data = (
+                "no data yet" if age is None else f"stalled for {fmt_age(age)}, last figures kept"
+            )
+            text = f"● DOWN {url}: {_short(tick.error)} · {data} · retrying {scope}"
             return True, False, text
         bits = [f"● up {url}"]
         info = tick.info
@@ -692,11 +700,11 @@ class DashboardScreen(Screen):
                 bits.append(f"vLLM {info.version}")
         if tick.reset_at is not None and now - tick.reset_at < 120:
             bits.append(f"⟲ restarted {fmt_age(max(0.0, now - tick.reset_at))} ago")
-        stale = age is not None and age > 5
-        if stale and age is not None:
-            bits.append(f"stale: {fmt_age(age)} old")
+        if stall:
+            # A poll still in flight (a slow or dripping server): the last good figures stay.
+            bits.append(stall)
         bits.append(scope)
-        return False, stale, " · ".join(bits)
+        return False, bool(stall), " · ".join(bits)
 
 
 def _short(err: Exception | None) -> str:
