@@ -123,8 +123,10 @@ def test_server_down_is_a_gap_then_back_with_a_stall_time() -> None:
         down = sampler.last
         assert down is not None and "cannot reach" in str(down.error)
         assert down.point is not None and down.point.gap
-        assert down.down_since is not None
-        assert down.stalled_for(down.down_since + 3) == pytest.approx(3.0)
+        # Stalled: counted from the last good sample, once over 3 s.
+        assert down.down_since is not None and down.latest_at is not None
+        assert down.stalled_for(down.latest_at + 1) is None
+        assert down.stalled_for(down.latest_at + 5) == pytest.approx(5.0)
         # The last good figures are kept, marked stale.
         assert down.window is not None and down.window.stale
         server = _serve(Up, port)
