@@ -197,7 +197,17 @@ class Reply:
 
 
 def error_message(body: str) -> str:
-    """The message of an error body: ``{"error": {"message"}}``, ``{"detail"}`` or text."""
+    """The message of an error body: ``{"error": {"message"}}``, ``{"detail"}`` or text.
+
+    Made terminal-safe and one line here (``console.sanitize.clean_line``): it
+    ends up in our own error messages, which every screen and command shows.
+    """
+    from console.sanitize import clean_line
+
+    return clean_line(_error_message(body))
+
+
+def _error_message(body: str) -> str:
     try:
         data = json.loads(body)
     except ValueError:
