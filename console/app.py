@@ -56,11 +56,13 @@ from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 from textual.worker import Worker, WorkerState
 
 from console.errors import ConsoleError
+from console.sanitize import clean, clean_line
 from console.screens.base import with_worker_errors
 from console.screens.messages import (
     ActiveProfileChanged,
@@ -313,6 +315,29 @@ class ConsoleApp(App[None]):
                 screen.post_message(make())  # type: ignore[arg-type]
 
     # -- errors --------------------------------------------------------------
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Every notice, from any screen, goes through the one sanitiser.
+
+        Notices quote servers and containers (error bodies, model names, log
+        lines): escape sequences are dropped and Textual markup is never
+        interpreted (``[@click=...]`` in an error body must not become an action).
+        """
+        super().notify(
+            clean(message),
+            title=clean_line(title),
+            severity=severity,
+            timeout=timeout,
+            markup=False,
+        )
 
     @on(Worker.StateChanged)
     def _worker_failed(self, event: Worker.StateChanged) -> None:

@@ -39,6 +39,7 @@ from textual.worker import get_current_worker
 
 from console import metrics as M
 from console.gpu import GpuSample, default_sampler
+from console.sanitize import clean_line
 from console.screens.messages import ActiveProfileChanged, ServerStatusBroadcast
 from console.widgets.acceptance_bars import FORMULA, AcceptanceBars
 from console.widgets.gauge import Gauge
@@ -630,9 +631,9 @@ class DashboardScreen(Screen):
         bits = [f"● up {url}"]
         if self.info is not None:
             if self.info.model:
-                bits.append(self.info.model)
+                bits.append(clean_line(self.info.model))  # the server's words: untrusted
             if self.info.version:
-                bits.append(f"vLLM {self.info.version}")
+                bits.append(f"vLLM {clean_line(self.info.version)}")
         stale = age is not None and age > 5
         if stale and age is not None:
             bits.append(f"stale: {fmt_age(age)} old")
@@ -643,5 +644,5 @@ class DashboardScreen(Screen):
 def _short(err: Exception | None) -> str:
     if err is None:
         return "no answer"
-    text = str(err).split("\n", 1)[0]
+    text = clean_line(str(err).split("\n", 1)[0])
     return text if len(text) <= 70 else text[:67] + "…"

@@ -30,6 +30,7 @@ from textual.worker import get_current_worker
 from console import logs as L
 from console.runtime.base import ServerState, ServerStatus
 from console.runtime.provenance import provenance_lines
+from console.sanitize import clean, clean_line
 from console.screens.messages import (
     ActiveProfileChanged,
     ServerAction,
@@ -341,7 +342,7 @@ class ServerScreen(Screen):
 
     def _show_failure(self, message: str) -> None:
         box = self.query_one("#srv-failure", Static)
-        box.update(Text(f"✗ {message}") if message else "")
+        box.update(Text(f"✗ {clean(message)}") if message else "")
         box.set_class(not message, "-empty")
 
     # -- rendering -----------------------------------------------------------------
@@ -367,7 +368,7 @@ class ServerScreen(Screen):
             if st.container_id:
                 text.append(f" · container {st.container_id[:12]}")
             if st.detail and st.state != ServerState.FAILED:
-                text.append(f" · {st.detail}", style="dim")
+                text.append(f" · {clean_line(st.detail)}", style="dim")
             if st.log_path:
                 text.append(f"\nlog file: {st.log_path}", style="dim")
         self.query_one("#srv-status", Static).update(text)
