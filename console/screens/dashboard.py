@@ -41,6 +41,7 @@ from console import metrics as M
 from console.gpu import GpuSample, default_sampler
 from console.sanitize import clean_line
 from console.screens.messages import ActiveProfileChanged, ServerStatusBroadcast
+from console.server_client import METRICS, ServerClient, ServerError
 from console.widgets.acceptance_bars import FORMULA, AcceptanceBars
 from console.widgets.gauge import Gauge
 from console.widgets.memory_panel import GpuView, MemoryPanel, ProcessAlloc
@@ -397,11 +398,11 @@ class DashboardScreen(Screen):
         the same as last time (an idle server) is not parsed again: the
         previous figures, re-stamped. Parsing is most of a poll's cost."""
         target = M.metrics_url(url)
+        server = ServerClient(url, http=client)  # the one client: deadline and size cap
         try:
-            response = await client.get(target, headers=M.auth_headers(), timeout=timeout)
-        except httpx.HTTPError as exc:
-            raise M._http_error(target, exc) from exc
-        text = M._check_response(target, response)
+            text = await server.metrics_page(dataclasses.replace(METRICS, deadline_s=timeout))
+        except ServerError as exc:
+            raise M.MetricsError(exc.message, url=exc.url, hint=exc.hint) from None
         key = [line for line in text.splitlines() if line.startswith("vllm:")]
         now = time.time()
         last = self._last_page
