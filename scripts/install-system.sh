@@ -6,6 +6,8 @@ command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
+# sshd for the remote-Docker tests (they start their own on a loopback port)
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
 # headless browser for the web-mode tests (tests/test_web.py)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -eq 0 ]; then

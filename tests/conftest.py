@@ -4,4 +4,5 @@ own plugin modules so each area owns its fixtures."""
 pytest_plugins = [
     "tests.fixtures.vllm_server",
     "tests.fixtures.docker_engine",
+    "tests.fixtures.sshd",
 ]

@@ -172,7 +172,9 @@ def test_build_can_be_cancelled_mid_step(tmp_path, docker_engine, busybox_image)
 
 def test_missing_base_image_says_what_to_do(tmp_path, docker_engine) -> None:
     path = write_profile(
-        tmp_path, "bb-nobase", {"base": "local/does-not-exist:1", "tag": "vct/nobase:1"}
+        tmp_path,
+        "bb-nobase",
+        {"base": "local/does-not-exist:1", "tag": "vct/nobase:1", "steps": ["RUN true"]},
     )
     with pytest.raises(ConsoleError) as info:
         build_image(load_profile(str(path)))

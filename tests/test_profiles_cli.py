@@ -10,7 +10,16 @@ import pytest
 from console.cli import main
 
 DATA = Path(__file__).parent / "data" / "profiles"
-PRESETS = ["gemma3-270m-cpu", "gemma3-270m-cpu-ngram", "gemma4-26b-baseline", "gemma4-26b-mtp"]
+PRESETS = sorted(
+    [
+        "gemma3-270m-cpu",
+        "gemma3-270m-cpu-ngram",
+        "gemma4-26b-baseline",
+        "gemma4-26b-mtp",
+        *(f"gemma4-{size}-{arm}" for size in ("26b-a4b", "31b", "e4b", "e2b", "26b-nvfp4-gb10")
+          for arm in ("mtp", "baseline")),
+    ]
+)  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
@@ -35,9 +44,11 @@ def test_list(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = cli(capsys, "list", "--json")
     rows = json.loads(out)
     assert [r["name"] for r in rows] == PRESETS
-    mtp = rows[-1]
+    by_name = {r["name"]: r for r in rows}
+    mtp = by_name["gemma4-26b-mtp"]
     assert (mtp["runtime"], mtp["origin"], mtp["speculative"]) == ("docker", "shipped", True)
-    assert rows[2]["extends"] == "gemma4-26b-mtp"
+    assert by_name["gemma4-26b-baseline"]["extends"] == "gemma4-26b-mtp"
+    assert by_name["gemma4-e2b-baseline"]["extends"] == "gemma4-e2b-mtp"
 
 
 def test_list_reports_a_broken_user_file(
@@ -94,7 +105,10 @@ def test_check_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert result["ok"] is True and result["profile"] == "gemma4-26b-mtp"
     rules = {f["rule_id"] for f in result["findings"]}
     assert {"flashinfer-log-env", "public-bind-no-api-key", "default-flag"} <= rules
-    assert set(result["findings"][0]) == {"rule_id", "severity", "message", "fix", "field"}
+    assert set(result["findings"][0]) == {
+        "rule_id", "severity", "message", "fix", "field", "source", "versions"
+    }  # fmt: skip
+    assert all(f["source"].startswith(("https://", "docs/")) for f in result["findings"])
 
 
 def test_check_exits_1_on_lint_error(capsys: pytest.CaptureFixture[str], user_dir: Path) -> None:
@@ -164,3 +178,68 @@ def test_bad_usage_exits_2(capsys: pytest.CaptureFixture[str], args: tuple[str, 
         main(["profiles", *args])
     assert info.value.code == 2
     capsys.readouterr()
+
+
+# --- stock images and version-aware lint ------------------------------------------------------
+
+
+def test_check_on_stock_0251_names_the_v2_runner_and_its_source(
+    capsys: pytest.CaptureFixture[str], user_dir: Path
+) -> None:
+    (user_dir / "mine.yaml").write_text(
+        "extends: gemma4-26b-a4b-mtp\n"
+        "image: {base: 'vllm/vllm-openai:v0.25.1', vllm_ref: null}\n"
+        "serve: {env: {VLLM_USE_V2_MODEL_RUNNER: null}}\n"
+    )
+    code, out, _ = cli(capsys, "check", "mine", "--no-probe")
+    assert code == 1
+    assert "error   gemma4-moe-mtp-v1-runner" in out
+    assert "VLLM_USE_V2_MODEL_RUNNER: '1'" in out
+    assert "source: https://github.com/vllm-project/vllm/issues/48848" in out
+    (user_dir / "mine.yaml").write_text(
+        "extends: gemma4-26b-a4b-mtp\nimage: {base: 'vllm/vllm-openai:v0.25.1', vllm_ref: null}\n"
+    )
+    code, out, _ = cli(capsys, "check", "mine", "--no-probe")
+    assert code == 0 and "gemma4-moe-mtp-v1-runner" not in out
+
+
+def test_check_refuses_stock_020_without_the_patch(
+    capsys: pytest.CaptureFixture[str], user_dir: Path
+) -> None:
+    (user_dir / "old.yaml").write_text(
+        "extends: gemma4-e4b-mtp\nimage: {base: 'vllm/vllm-openai:v0.20.0', vllm_ref: null}\n"
+    )
+    code, out, _ = cli(capsys, "check", "old", "--no-probe")
+    assert code == 1
+    assert "error   gemma4-mtp-vllm" in out and "pull/41745" in out
+
+
+def test_explain_prints_a_rule_with_its_source(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = cli(capsys, "check", "--explain", "gemma4-moe-mtp-v1-runner")
+    assert code == 0
+    assert "applies to: vLLM 0.25.0 and later" in out
+    assert "https://github.com/vllm-project/vllm/issues/48848" in out
+    code, out, _ = cli(capsys, "check", "--explain", "all")
+    assert code == 0 and out.count("  source:") >= 20
+    code, _, err = cli(capsys, "check", "--explain", "no-such-rule")
+    assert code == 2 and "no lint rule 'no-such-rule'" in err and "Traceback" not in err
+
+
+def test_stock_preset_runs_its_image_and_has_nothing_to_build(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = cli(capsys, "render", "gemma4-e2b-mtp", "--as", "docker")
+    assert code == 0
+    assert "\nvllm/vllm-openai:v0.33.0 \\\ngoogle/gemma-4-E2B-it \\\n" in out
+    assert main(["build", "gemma4-e2b-mtp"]) == 0
+    assert "nothing to build" in capsys.readouterr().out
+
+
+def test_a_built_image_still_needs_its_tag(
+    capsys: pytest.CaptureFixture[str], user_dir: Path
+) -> None:
+    (user_dir / "x.yaml").write_text(
+        "runtime: docker\nimage: {base: b, pip: [{packages: [x]}]}\nserve: {model: m}\n"
+    )
+    code, _, err = cli(capsys, "show", "x")
+    assert code == 1 and "image.tag is required when the image is built" in err

@@ -31,6 +31,12 @@ ALL_RULES = {
     "speculative-config",
     "eager-with-spec",
     "literal-secret",
+    "gemma4-mtp-draft-quant",
+    "gemma4-moe-mtp-v1-runner",
+    "gemma4-mtp-method",
+    "gemma4-mtp-tool-calls",
+    "gemma4-mtp-k",
+    "per-request-spec-metrics",
 }
 """Each has a test below; a new rule must be added here, tested and documented."""
 
@@ -144,11 +150,107 @@ def test_gemma4_mtp_needs_vllm_021_or_the_pr() -> None:
     unpatched = mtp(image={"patches": []})
     assert [f.severity for f in fired(rule, unpatched)] == ["error"]
     assert fired(rule, load_profile("gemma4-26b-mtp")) == []  # v0.20 + PR 41745
-    leaky = mtp(image={"patches": [], "base": "vllm/vllm-openai:v0.22.0", "vllm_ref": None})
-    found = fired(rule, leaky)
-    assert [f.severity for f in found] == ["warning"] and "47091" in found[0].message
-    fixed = mtp(image={"patches": [], "base": "vllm/vllm-openai:v0.25.0", "vllm_ref": None})
-    assert fired(rule, fixed) == []
+    # stock 0.20.0 without the patch is refused, with the PR as its source
+    stock_020 = stock("gemma4-26b-a4b-mtp", "v0.20.0")
+    found = fired(rule, stock_020)
+    assert [f.severity for f in found] == ["error"] and found[0].source.endswith("/41745")
+    assert fired(rule, stock("gemma4-26b-a4b-mtp", "v0.21.0")) == []
+
+
+def stock(name: str, tag: str, **changes: Any) -> Profile:
+    """Preset ``name`` on the stock image ``vllm/vllm-openai:TAG`` (no build)."""
+    data = load_profile(name).model_dump()
+    data = deep_merge(data, {"image": {"base": f"vllm/vllm-openai:{tag}", "vllm_ref": None}})
+    return Profile.model_validate(deep_merge(data, changes))
+
+
+def test_quantized_target_leaks_into_the_draft_on_021_to_024() -> None:
+    rule = "gemma4-mtp-draft-quant"
+    for tag in ("v0.21.0", "v0.22.0", "v0.24.0"):
+        found = fired(rule, stock("gemma4-26b-nvfp4-gb10-mtp", tag))
+        assert [f.severity for f in found] == ["error"], tag
+        assert "47091" in found[0].message and found[0].source.endswith("/pull/47091")
+    assert fired(rule, stock("gemma4-26b-nvfp4-gb10-mtp", "v0.25.0")) == []
+    assert fired(rule, stock("gemma4-26b-a4b-mtp", "v0.22.0")) == []  # BF16 target
+
+
+def test_moe_mtp_on_0251_names_the_v2_runner_and_its_source() -> None:
+    rule = "gemma4-moe-mtp-v1-runner"
+    crash = stock(
+        "gemma4-26b-a4b-mtp", "v0.25.1", serve={"env": {"VLLM_USE_V2_MODEL_RUNNER": None}}
+    )
+    [found] = fired(rule, crash)
+    assert found.severity == "error"
+    assert "VLLM_USE_V2_MODEL_RUNNER" in found.fix
+    assert found.source == "https://github.com/vllm-project/vllm/issues/48848"
+    assert found.versions.startswith("0.25.0")
+    # with the env set (as the preset has it) the finding is gone
+    assert fired(rule, stock("gemma4-26b-a4b-mtp", "v0.25.1")) == []
+    # before 0.25 the V1 runner worked; dense models are not affected
+    assert fired(rule, stock("gemma4-26b-a4b-mtp", "v0.24.0", serve=crash.serve.model_dump(
+        include={"env"}))) == []  # fmt: skip
+    assert fired(rule, stock("gemma4-31b-mtp", "v0.25.1")) == []
+    # later releases: the fix release is not verified, so it only warns
+    later = stock(
+        "gemma4-26b-a4b-mtp", "v0.27.0", serve={"env": {"VLLM_USE_V2_MODEL_RUNNER": None}}
+    )
+    assert [f.severity for f in fired(rule, later)] == ["warning"]
+
+
+def test_transformers_rule_fires_only_where_the_image_lacks_58() -> None:
+    rule = "gemma4-assistant-transformers"
+    assert [f.severity for f in fired(rule, stock("gemma4-e2b-mtp", "v0.20.0"))] == ["error"]
+    # 0.21-0.28: vLLM's own floor is below 5.8, the image's transformers is unknown: advice
+    assert [f.severity for f in fired(rule, stock("gemma4-e2b-mtp", "v0.25.1"))] == ["info"]
+    # from 0.29 vLLM itself requires transformers >= 5.10.4: nothing to say
+    for tag in ("v0.29.0", "v0.33.0"):
+        assert fired(rule, stock("gemma4-e2b-mtp", tag)) == [], tag
+    pinned_old = stock("gemma4-e2b-mtp", "v0.33.0", image={
+        "tag": "me/x:1", "pip": [{"packages": ["transformers==5.7.0"]}]})  # fmt: skip
+    assert [f.severity for f in fired(rule, pinned_old)] == ["error"]
+
+
+def test_explicit_mtp_method() -> None:
+    rule = "gemma4-mtp-method"
+    assert fired(rule, load_profile("gemma4-26b-a4b-mtp")) == []  # no method (recipes' form)
+    assert fired(rule, load_profile("gemma4-26b-mtp")) == []  # method mtp + model: accepted
+    no_model = variant("gemma4-26b-a4b-mtp", {"serve": {"speculative_config": {
+        "model": None, "method": "mtp"}}})  # fmt: skip
+    assert [f.severity for f in fired(rule, no_model)] == ["error"]
+    ascend = variant("gemma4-26b-a4b-mtp", {
+        "image": {"base": "quay.io/ascend/vllm-ascend:v0.23.0"},
+        "serve": {"speculative_config": {"method": "mtp"}}})  # fmt: skip
+    [found] = fired(rule, ascend)
+    assert found.severity == "warning" and "vllm-ascend" in found.source
+
+
+def test_mtp_with_tool_parser_on_021_to_024() -> None:
+    rule = "gemma4-mtp-tool-calls"
+    tools = {"serve": {"engine_args": {"tool-call-parser": "gemma4",
+                                       "enable-auto-tool-choice": True}}}  # fmt: skip
+    assert [f.severity for f in fired(rule, stock("gemma4-e4b-mtp", "v0.24.0", **tools))] == [
+        "warning"
+    ]
+    assert fired(rule, stock("gemma4-e4b-mtp", "v0.25.1", **tools)) == []
+    assert fired(rule, stock("gemma4-e4b-baseline", "v0.24.0", **tools)) == []
+
+
+def test_k_far_from_the_recommendation() -> None:
+    rule = "gemma4-mtp-k"
+    for name in ("gemma4-e2b-mtp", "gemma4-e4b-mtp", "gemma4-26b-a4b-mtp", "gemma4-31b-mtp"):
+        assert fired(rule, load_profile(name)) == [], name
+    k = {"serve": {"speculative_config": {"num_speculative_tokens": 7}}}
+    [found] = fired(rule, variant("gemma4-e2b-mtp", k))
+    assert "recommendation is 2" in found.message
+    assert fired(rule, variant("gemma4-31b-mtp", k)) == []  # 31B: 4-8
+
+
+def test_per_request_metrics_advice() -> None:
+    rule = "per-request-spec-metrics"
+    off = {"serve": {"engine_args": {"per-request-spec-decode-metrics": None}}}
+    assert [f.severity for f in fired(rule, stock("gemma4-e4b-mtp", "v0.33.0", **off))] == ["info"]
+    assert fired(rule, stock("gemma4-e4b-mtp", "v0.33.0")) == []  # the presets turn it on
+    assert fired(rule, stock("gemma4-e4b-baseline", "v0.33.0")) == []
 
 
 def test_speculative_quantization_with_bf16_assistant() -> None:
@@ -282,11 +384,28 @@ def test_errors_come_first() -> None:
     assert order == sorted(order, key=["error", "warning", "info"].index)
 
 
-def test_every_rule_is_listed_and_documented() -> None:
+def test_every_rule_is_listed_documented_and_sourced() -> None:
+    from console.profiles.lint import rules_markdown
+
     assert {r.id for r in RULES} == ALL_RULES
-    doc = (Path(__file__).parent.parent / "docs" / "profiles.md").read_text(encoding="utf-8")
+    docs = Path(__file__).parent.parent / "docs"
+    page = (docs / "lint-rules.md").read_text(encoding="utf-8")
+    assert page == rules_markdown(), "docs/lint-rules.md is stale: scripts/gen_lint_docs.py"
+    assert "lint-rules.md" in (docs / "profiles.md").read_text(encoding="utf-8")
     for r in RULES:
-        assert f"`{r.id}`" in doc, f"docs/profiles.md does not document {r.id}"
+        assert f"`{r.id}`" in page
+        assert r.source.startswith(("https://", "docs/")) and r.verified, r.id
+
+
+def test_stock_presets_have_no_findings_on_their_image() -> None:
+    for name in (
+        "gemma4-26b-a4b-mtp", "gemma4-26b-a4b-baseline", "gemma4-31b-mtp", "gemma4-31b-baseline",
+        "gemma4-e4b-mtp", "gemma4-e4b-baseline", "gemma4-e2b-mtp", "gemma4-e2b-baseline",
+        "gemma4-26b-nvfp4-gb10-mtp", "gemma4-26b-nvfp4-gb10-baseline",
+    ):  # fmt: skip
+        profile = load_profile(name)
+        assert profile.image is not None and not profile.image.needs_build
+        assert run(profile) == [], name
 
 
 def test_parse_version() -> None:

@@ -20,7 +20,16 @@ from console.profiles import (
 from console.profiles.loader import deep_merge, load_file
 
 DATA = Path(__file__).parent / "data" / "profiles"
-PRESETS = ["gemma3-270m-cpu", "gemma3-270m-cpu-ngram", "gemma4-26b-baseline", "gemma4-26b-mtp"]
+PRESETS = sorted(
+    [
+        "gemma3-270m-cpu",
+        "gemma3-270m-cpu-ngram",
+        "gemma4-26b-baseline",
+        "gemma4-26b-mtp",
+        *(f"gemma4-{size}-{arm}" for size in ("26b-a4b", "31b", "e4b", "e2b", "26b-nvfp4-gb10")
+          for arm in ("mtp", "baseline")),
+    ]
+)  # fmt: skip
 
 
 @pytest.fixture(autouse=True)

@@ -15,6 +15,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING, TextIO
 
+from console.commands.server import add_docker_host_arg
 from console.errors import ConsoleError
 
 if TYPE_CHECKING:
@@ -33,8 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "build",
         help="build a profile's server image (live log, progress bar)",
-        description="Build the image of a docker-runtime profile on the engine at DOCKER_HOST. "
-        "The full log is saved under the state folder (builds/).",
+        description="Build the image of a docker-runtime profile on its engine (--docker-host, "
+        "the profile's docker_host, DOCKER_HOST or the default socket). The full log is saved "
+        "under the state folder (builds/).",
     )
     p.add_argument("name", metavar="NAME|PATH", help="profile name or YAML file")
     p.add_argument("--no-cache", action="store_true", help="rebuild every step")
@@ -48,6 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="do not check that PR patches can be fetched before building",
     )
+    add_docker_host_arg(p)
     p.set_defaults(func=cmd_build)
 
 
@@ -134,16 +137,25 @@ class BuildView:
 def cmd_build(args: argparse.Namespace) -> int:
     # Here, not at the top: docker, requests and pydantic would slow every CLI start.
     from console.buildlog import BuildDone, BuildError
+    from console.commands.server import with_docker_host
     from console.profiles import load_profile
     from console.runtime.build import ImageBuild, failure_message
 
     profile = load_profile(args.name)
+    if profile.runtime == "docker":
+        profile = with_docker_host(profile, args.docker_host)
     if profile.runtime != "docker" or profile.image is None:
         raise ConsoleError(
             f"profile {profile.name} runs on the {profile.runtime} runtime and has no "
             "image to build",
             hint="`vllm-console build` is for docker-runtime profiles with an 'image' section",
         )
+    if not profile.image.needs_build:
+        print(
+            f"profile {profile.name} runs the stock image {profile.image.base} as it is: "
+            "nothing to build (the engine pulls it on first start, or `docker pull` it now)"
+        )
+        return 0
     build = ImageBuild(
         profile,
         no_cache=args.no_cache,

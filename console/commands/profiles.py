@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +41,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--no-probe",
         action="store_true",
         help="check flags against the shipped catalogue instead of asking the runtime's vLLM",
+    )
+    p.add_argument(
+        "--explain",
+        metavar="RULE",
+        help="print what a lint rule checks, the vLLM versions it applies to and its source "
+        "('all' for every rule), then exit",
     )
     p.set_defaults(func=cmd_check)
 
@@ -168,13 +175,44 @@ def _error_source(exc: ConsoleError) -> str:
 
 def _finding_lines(f: Finding) -> list[str]:
     field = f" [{f.field}]" if f.field else ""
-    return [f"  {f.severity:<7} {f.rule_id}{field}: {f.message}", f"          fix: {f.fix}"]
+    lines = [f"  {f.severity:<7} {f.rule_id}{field}: {f.message}", f"          fix: {f.fix}"]
+    if f.source:
+        lines.append(f"          source: {f.source} · applies to vLLM: {f.versions}")
+    return lines
+
+
+def explain_lines(rule_id: str) -> list[str]:
+    """``--explain``: one rule's (or every rule's) facts, versions and source."""
+    from console.profiles.lint import RULES
+
+    chosen = RULES if rule_id == "all" else [r for r in RULES if r.id == rule_id]
+    if not chosen:
+        known = ", ".join(r.id for r in RULES)
+        raise ConsoleError(
+            f"profiles check --explain: no lint rule {rule_id!r}",
+            hint=f"known rules: {known} (or 'all')",
+            exit_code=2,
+        )
+    out: list[str] = []
+    for r in chosen:
+        out += [
+            f"{r.id} ({r.severity}): {r.summary}",
+            f"  applies to: vLLM {r.versions}",
+            f"  source:     {r.source}",
+            f"  verified:   {r.verified}",
+            *("  " + line for line in textwrap.wrap(r.explain, 86)),
+            "",
+        ]
+    return out
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     from console.profiles import catalogue
     from console.profiles.lint import has_errors, lint, probe_python
 
+    if args.explain:
+        print("\n".join(explain_lines(args.explain)).rstrip())
+        return 0
     profiles, failures = _load_targets(args.refs)
     results: list[dict[str, Any]] = []
     failed = bool(failures)

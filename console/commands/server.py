@@ -36,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     up.add_argument("name", metavar="NAME", help="profile name or YAML file")
     _start_args(up)
+    add_docker_host_arg(up)
     up.set_defaults(func=_up)
 
     down = subparsers.add_parser("down", help="stop a profile's server")
@@ -43,11 +44,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     down.add_argument(
         "--timeout", type=float, default=20.0, metavar="S", help="seconds before SIGKILL"
     )
+    add_docker_host_arg(down)
     down.set_defaults(func=_down)
 
     restart = subparsers.add_parser("restart", help="stop, then start a profile's server")
     restart.add_argument("name", metavar="NAME")
     _start_args(restart)
+    add_docker_host_arg(restart)
     restart.set_defaults(func=_restart)
 
     status = subparsers.add_parser(
@@ -55,6 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     status.add_argument("name", metavar="NAME", nargs="?")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    add_docker_host_arg(status)
     status.set_defaults(func=_status)
 
     logs = subparsers.add_parser(
@@ -64,6 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     logs.add_argument("-f", "--follow", action="store_true", help="keep following new lines")
     logs.add_argument("--parse", metavar="FILE", help="parse a saved vLLM log into events")
     logs.add_argument("--json", action="store_true", help="with --parse: JSON lines")
+    add_docker_host_arg(logs)
     logs.set_defaults(func=_logs)
 
 
@@ -79,15 +84,48 @@ def _start_args(parser: argparse.ArgumentParser) -> None:
         help="seconds to wait for readiness (default 900)",
     )
     parser.add_argument("--port", type=port_number, metavar="P", help="serve on this port instead")
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="keep a background recorder writing the server's history until `down` "
+        "(docs/history.md)",
+    )
 
 
-def _profile(name: str, port: int | None = None) -> Profile:
+def add_docker_host_arg(parser: argparse.ArgumentParser) -> None:
+    """``--docker-host``: the engine for this command, over the profile's ``docker_host``."""
+    parser.add_argument(
+        "--docker-host",
+        metavar="URL",
+        help="Docker engine to use, e.g. ssh://user@gpu-box[:port] (over the profile's "
+        "docker_host and DOCKER_HOST)",
+    )
+
+
+def with_docker_host(profile: Profile, host: str | None) -> Profile:
+    """``profile`` aimed at the engine ``host`` (``--docker-host``), when one is given."""
+    if not host:
+        return profile
+    from console.runtime.enginehost import check_host
+
+    check_host(host, field="--docker-host")
+    if profile.runtime != "docker":
+        raise ConsoleError(
+            f"--docker-host: profile {profile.name} runs on the {profile.runtime} runtime, "
+            "not in Docker",
+            hint="drop --docker-host, or use a docker-runtime profile",
+            exit_code=2,
+        )
+    return profile.model_copy(update={"docker_host": host})
+
+
+def _profile(name: str, port: int | None = None, docker_host: str | None = None) -> Profile:
     from console.profiles import load_profile, with_overrides
 
     profile = load_profile(name)
     if port is not None:
         profile = with_overrides(profile, port=port)
-    return profile
+    return with_docker_host(profile, docker_host)
 
 
 def _print_line(line: str) -> None:
@@ -99,7 +137,7 @@ def _report(status: ServerStatus) -> None:
 
 
 def _start(args: argparse.Namespace, *, restart: bool) -> int:
-    profile = _profile(args.name, args.port)
+    profile = _profile(args.name, args.port, args.docker_host)
     runtime = runtime_for(profile)
     printed = 0
 
@@ -125,6 +163,11 @@ def _start(args: argparse.Namespace, *, restart: bool) -> int:
             hint=f"full log: {status.log_path}" if status.log_path else None,
         )
     _report(status)
+    if getattr(args, "record", False):
+        from console.history import background
+
+        pid = background.start(profile.name, profile.url)
+        print(f"{profile.name}: recording its history (recorder pid {pid})", flush=True)
     if args.detach:
         print(f"detached; stop it with `vllm-console down {profile.name}`", flush=True)
         return 0
@@ -136,6 +179,7 @@ def _start(args: argparse.Namespace, *, restart: bool) -> int:
     except KeyboardInterrupt:
         print(f"stopping {profile.name}", file=sys.stderr, flush=True)
         _report(runtime.down(profile))
+        _stop_recorder(profile.name)
         return 0
     final = runtime.status(profile)
     raise ConsoleError(f"{profile.name} stopped while in the foreground: {final.detail}")
@@ -150,10 +194,19 @@ def _restart(args: argparse.Namespace) -> int:
 
 
 def _down(args: argparse.Namespace) -> int:
-    profile = _profile(args.name)
+    profile = _profile(args.name, docker_host=args.docker_host)
     status = runtime_for(profile).down(profile, timeout=args.timeout)
     _report(status)
+    _stop_recorder(profile.name)
     return 0
+
+
+def _stop_recorder(name: str) -> None:
+    """End the profile's ``up --record`` recorder, if one runs."""
+    from console.history import background
+
+    if background.stop(name):
+        print(f"{name}: history recorder stopped", flush=True)
 
 
 def _as_dict(status: ServerStatus) -> dict[str, Any]:
@@ -163,14 +216,17 @@ def _as_dict(status: ServerStatus) -> dict[str, Any]:
     return out
 
 
-def _all_statuses() -> list[ServerStatus]:
+def _all_statuses(docker_host: str | None = None) -> list[ServerStatus]:
+    from console.runtime.enginehost import check_host
     from console.runtime.local import LocalRuntime
 
+    if docker_host:
+        check_host(docker_host, field="--docker-host")
     found = LocalRuntime().servers()
     try:
         from console.runtime.docker import DockerRuntime
 
-        found += DockerRuntime().servers()
+        found += DockerRuntime(host=docker_host).servers()
     except ConsoleError as exc:
         print(f"note: Docker servers not listed: {exc.message}", file=sys.stderr)
     except ImportError:
@@ -180,10 +236,10 @@ def _all_statuses() -> list[ServerStatus]:
 
 def _status(args: argparse.Namespace) -> int:
     if args.name:
-        profile = _profile(args.name)
+        profile = _profile(args.name, docker_host=args.docker_host)
         statuses = [runtime_for(profile).status(profile)]
     else:
-        statuses = _all_statuses()
+        statuses = _all_statuses(args.docker_host)
     if args.json:
         payload: Any = _as_dict(statuses[0]) if args.name else [_as_dict(s) for s in statuses]
         json.dump(payload, sys.stdout, indent=2)
@@ -212,7 +268,7 @@ def _logs(args: argparse.Namespace) -> int:
         return run_parse(args.parse, args.json)
     if not args.name:
         raise ConsoleError("logs needs a profile NAME (or --parse FILE)", exit_code=2)
-    profile = _profile(args.name)
+    profile = _profile(args.name, docker_host=args.docker_host)
     try:
         for line in runtime_for(profile).logs(profile, follow=args.follow):
             _print_line(line)

@@ -35,9 +35,43 @@ class Finding:
     message: str
     fix: str
     field: str = ""
+    source: str = ""
+    """The issue, PR or source file the rule rests on (printed with the finding)."""
+    versions: str = ""
+    """The vLLM releases the rule applies to, as text (``0.21 – 0.24``, ``all``)."""
 
     def to_dict(self) -> dict[str, str]:
         return asdict(self)
+
+
+Version = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class Versions:
+    """The vLLM releases a rule applies to: ``low`` inclusive, ``high`` exclusive."""
+
+    low: Version | None = None
+    high: Version | None = None
+
+    def __contains__(self, version: Version | None) -> bool:
+        if version is None:
+            return True  # unknown: the rule itself decides what it can say
+        if self.low is not None and version < self.low:
+            return False
+        return self.high is None or version < self.high
+
+    def __str__(self) -> str:
+        if self.low is None and self.high is None:
+            return "all versions"
+        if self.low is None:
+            return f"before {_fmt(self.high)}"  # type: ignore[arg-type]
+        if self.high is None:
+            return f"{_fmt(self.low)} and later"
+        return f"{_fmt(self.low)} up to (not incl.) {_fmt(self.high)}"
+
+
+ALL = Versions()
 
 
 @dataclass(frozen=True)
@@ -46,9 +80,13 @@ class Rule:
     severity: Severity
     summary: str
     check: Callable[[Context], Iterator[Finding]]
-
-
-Version = tuple[int, int, int]
+    source: str
+    """URL of the issue, PR or source file the rule rests on."""
+    versions: Versions = ALL
+    verified: str = ""
+    """How the fact was checked (or that it was not: then the rule only warns)."""
+    explain: str = ""
+    """What goes wrong and why, for ``profiles check --explain``."""
 
 
 @dataclass(frozen=True)
@@ -73,17 +111,40 @@ class Context:
 RULES: list[Rule] = []
 
 
-def rule(rule_id: str, severity: Severity, summary: str) -> Callable[..., Any]:
+def rule(
+    rule_id: str,
+    severity: Severity,
+    summary: str,
+    *,
+    source: str,
+    versions: Versions = ALL,
+    verified: str,
+    explain: str = "",
+) -> Callable[..., Any]:
     def register(fn: Callable[[Context], Iterator[Finding]]) -> Callable[..., Any]:
-        RULES.append(Rule(rule_id, severity, summary, fn))
+        text = explain or " ".join((fn.__doc__ or summary).split())
+        RULES.append(Rule(rule_id, severity, summary, fn, source, versions, verified, text))
         return fn
 
     return register
 
 
+def rule_by_id(rule_id: str) -> Rule | None:
+    return next((r for r in RULES if r.id == rule_id), None)
+
+
 def _finding(rule_id: str, message: str, fix: str, field: str, severity: Severity | None = None):
-    sev = severity or next(r.severity for r in RULES if r.id == rule_id)
-    return Finding(rule_id, sev, message, fix, field)
+    found = rule_by_id(rule_id)
+    assert found is not None, rule_id
+    return Finding(
+        rule_id,
+        severity or found.severity,
+        message,
+        fix,
+        field,
+        source=found.source,
+        versions=str(found.versions),
+    )
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -124,7 +185,14 @@ def _has_patch(profile: Profile, pr: int) -> bool:
 # --- rules ---------------------------------------------------------------------------------
 
 
-@rule("moe-backend-gelu-tanh", "error", "explicit MoE backend that rejects Gemma 4's GELU_TANH")
+@rule(
+    "moe-backend-gelu-tanh",
+    "error",
+    "explicit MoE backend that rejects Gemma 4's GELU_TANH",
+    source="https://github.com/vllm-project/vllm/pull/41745",
+    verified="wheels 0.21.0/0.22.0: CutlassExpertsFp4 lacks GELU_TANH (fused_moe/oracle/"
+    "nvfp4.py); 0.23.0 has it; auto picks Marlin (DGX Spark report on the PR)",
+)
 def _moe_backend(ctx: Context) -> Iterator[Finding]:
     backend = str(ctx.arg("moe-backend") or "").lower()
     if not backend or not _is_gemma4(ctx.profile.serve.model):
@@ -151,7 +219,13 @@ def _moe_backend(ctx: Context) -> Iterator[Finding]:
         )
 
 
-@rule("flashinfer-log-env", "warning", "FLASHINFER_JIT_LOG_LEVEL has no effect")
+@rule(
+    "flashinfer-log-env",
+    "warning",
+    "FLASHINFER_JIT_LOG_LEVEL has no effect",
+    source="https://github.com/flashinfer-ai/flashinfer/blob/main/flashinfer/jit/core.py",
+    verified="flashinfer 0.6.8.post1, 0.6.11.post2, 0.7.2.post1 wheels: no occurrence",
+)
 def _flashinfer_env(ctx: Context) -> Iterator[Finding]:
     if "FLASHINFER_JIT_LOG_LEVEL" in ctx.profile.serve.env:
         yield _finding(
@@ -177,15 +251,48 @@ def _transformers_versions(profile: Profile) -> list[tuple[str, Version | None]]
     return found
 
 
-@rule("gemma4-assistant-transformers", "error", "Gemma 4 assistant draft needs transformers ≥ 5.8")
+TRANSFORMERS_FLOOR: tuple[tuple[Version, str], ...] = (
+    ((0, 20, 0), ">=4.56.0 (not 5.0-5.4, 5.5.0)"),
+    ((0, 24, 0), ">=5.5.3"),
+    ((0, 29, 0), ">=5.10.4"),
+    ((0, 32, 0), ">=5.16.1,<5.20"),
+    ((0, 33, 0), ">=5.16.1,<5.21.0"),
+)
+"""vLLM's own transformers requirement from each release on (wheel METADATA on PyPI:
+0.20.0-0.23.0 identical, 0.24.0-0.28.0 identical, 0.29.0; 0.32.0 and 0.33.0 from the
+wheels in reference/vllm.md). From 0.29 the floor itself is past 5.8."""
+FLOOR_HAS_58 = (0, 29, 0)
+
+
+def _floor(version: Version) -> str | None:
+    found = None
+    for since, spec in TRANSFORMERS_FLOOR:
+        if version >= since:
+            found = spec
+    return found
+
+
+@rule(
+    "gemma4-assistant-transformers",
+    "error",
+    "Gemma 4 assistant draft needs transformers ≥ 5.8",
+    source="https://github.com/huggingface/transformers/tree/v5.8.0/src/transformers/models/gemma4_assistant",
+    verified="gemma4_assistant is in the transformers 5.8.0 wheel, not 5.7.0; vLLM's own "
+    "floor per release from PyPI wheel METADATA (0.29.0: >=5.10.4)",
+    explain="vLLM loads the assistant's config through transformers AutoConfig, and the "
+    "gemma4_assistant model type first ships in transformers 5.8.0. From vLLM 0.29 the "
+    "release's own requirement is past 5.8, so every stock image has it; before, the image "
+    "keeps whatever it was built with (the 0.20 image: older, an error), unless image.pip "
+    "installs a newer one.",
+)
 def _assistant_transformers(ctx: Context) -> Iterator[Finding]:
     if not _gemma4_assistant(ctx):
         return
     need = (5, 8, 0)
     field = "image.pip"
     fix = (
-        "add to image.pip: packages: ['https://github.com/huggingface/transformers/archive/"
-        "main.tar.gz'] (or 'transformers>=5.8')"
+        "use a vLLM >= 0.29 image (its transformers is >= 5.10), or add to image.pip: "
+        "packages: ['transformers>=5.8']"
     )
     msg = "the gemma4_assistant model type is only in transformers >= 5.8"
     if ctx.profile.runtime == "local":
@@ -199,50 +306,292 @@ def _assistant_transformers(ctx: Context) -> Iterator[Finding]:
             )
         return
     pins = _transformers_versions(ctx.profile)
-    if not pins:
+    if pins:
+        spec, have = pins[-1]
+        if have is not None and have < need and not re.search(r">=?\s*5\.(8|9|\d\d)", spec):
+            yield _finding(
+                "gemma4-assistant-transformers", f"{msg}; the image installs {spec}", fix, field
+            )
+        return
+    version = ctx.vllm_version
+    if version is None or version >= FLOOR_HAS_58:
+        return
+    floor = _floor(version) or "unknown"
+    if version < (0, 21, 0):
         yield _finding(
             "gemma4-assistant-transformers",
-            f"{msg}; the image installs no transformers, so it keeps the base image's",
+            f"{msg}; the stock vLLM {_fmt(version)} image predates it (vLLM requires "
+            f"transformers{floor}) and image.pip installs none",
             fix,
             field,
         )
         return
-    spec, have = pins[-1]
-    if have is not None and have < need and not re.search(r">=?\s*5\.(8|9|\d\d)", spec):
-        yield _finding(
-            "gemma4-assistant-transformers",
-            f"{msg}; the image installs {spec}",
-            fix,
-            field,
-        )
+    yield _finding(
+        "gemma4-assistant-transformers",
+        f"{msg}; vLLM {_fmt(version)} itself only requires transformers{floor}, so the stock "
+        "image has whatever was current when it was built (users run Gemma 4 MTP on stock "
+        "0.21-0.27 images, so it is probably new enough)",
+        "if the draft fails to load with an unknown model_type gemma4_assistant: " + fix,
+        field,
+        severity="info",
+    )
 
 
-@rule("gemma4-mtp-vllm", "error", "Gemma 4 MTP needs vLLM ≥ 0.21 or PR 41745")
+def _is_moe_26b(model: str) -> bool:
+    return bool(re.search(r"gemma-?4.*26b.?a4b", model, re.IGNORECASE))
+
+
+@rule(
+    "gemma4-mtp-vllm",
+    "error",
+    "Gemma 4 MTP needs vLLM ≥ 0.21 or PR 41745",
+    source="https://github.com/vllm-project/vllm/pull/41745",
+    versions=Versions(None, (0, 21, 0)),
+    verified="gemma4_mtp.py absent from the 0.20.0 wheel, present in 0.21.0; vllm#42005 "
+    "reports 0.20.1 without it",
+    explain="The Gemma 4 MTP drafter (gemma4_mtp.py, Gemma4Proposer) arrived with PR 41745, "
+    "first released in vLLM 0.21.0. An older image refuses the assistant draft unless the "
+    "profile patches the PR in (image.patches: [{pr: 41745, ...}]), as the seed recipe does.",
+)
 def _gemma4_mtp_version(ctx: Context) -> Iterator[Finding]:
     if not _gemma4_assistant(ctx) or ctx.vllm_version is None:
         return
-    patched = _has_patch(ctx.profile, 41745)
-    if ctx.vllm_version < (0, 21, 0) and not patched:
+    if ctx.vllm_version < (0, 21, 0) and not _has_patch(ctx.profile, 41745):
         yield _finding(
             "gemma4-mtp-vllm",
             f"vLLM {_fmt(ctx.vllm_version)} has no Gemma 4 MTP drafter (PR #41745 landed in 0.21)",
             "use a vLLM >= 0.21 base image, or add image.patches: [{pr: 41745, commit: ...}]",
             "image.base",
         )
-    elif (0, 21, 0) <= ctx.vllm_version < (0, 25, 0) and _QUANT_MARK.search(
-        ctx.profile.serve.model
-    ):
+
+
+@rule(
+    "gemma4-mtp-draft-quant",
+    "error",
+    "quantized target's quant_config leaks into the Gemma 4 draft (0.21-0.24)",
+    source="https://github.com/vllm-project/vllm/pull/47091",
+    versions=Versions((0, 21, 0), (0, 25, 0)),
+    verified="wheels: Gemma4MultiTokenPredictor passes vllm_config.quant_config (the "
+    "target's) to the draft layers in 0.21.0 (L387) and 0.24.0 (L395); 0.25.0 uses "
+    "get_draft_quant_config (PR 47091)",
+    explain="On vLLM 0.21-0.24 the Gemma 4 MTP draft is built with the target's quant "
+    "config: a quantized target (NVFP4, FP8, AWQ ...) with the BF16 assistant gives 0 % "
+    "acceptance or weight-shape errors. Fixed in 0.25.0.",
+)
+def _draft_quant_leak(ctx: Context) -> Iterator[Finding]:
+    if not _gemma4_assistant(ctx) or ctx.vllm_version is None:
+        return
+    quantized = _QUANT_MARK.search(ctx.profile.serve.model) or ctx.arg("quantization")
+    if (0, 21, 0) <= ctx.vllm_version < (0, 25, 0) and quantized:
         yield _finding(
-            "gemma4-mtp-vllm",
+            "gemma4-mtp-draft-quant",
             f"on vLLM {_fmt(ctx.vllm_version)} the quantized target's quant_config leaks into "
             "the BF16 draft (0% acceptance or shape errors; fixed in 0.25 by PR #47091)",
             "use a vLLM >= 0.25 base image",
             "image.base",
-            severity="warning",
         )
 
 
-@rule("spec-quantization-bf16", "error", "speculative `quantization` with a BF16 assistant")
+V2_RUNNER = "VLLM_USE_V2_MODEL_RUNNER"
+MOE_MTP_FIXED: Version | None = None
+"""First release with vllm PR 51493 (the V1-runner fix); not verified yet, so the rule
+stays open-ended and says so."""
+
+
+@rule(
+    "gemma4-moe-mtp-v1-runner",
+    "error",
+    "26B-A4B (MoE) + MTP crashes at engine init unless VLLM_USE_V2_MODEL_RUNNER=1",
+    source="https://github.com/vllm-project/vllm/issues/48848",
+    versions=Versions((0, 25, 0), MOE_MTP_FIXED),
+    verified="vllm#48848: reproduced by several users on the stock 0.25.1 image ('a and b "
+    "must have same reduction dim'), works on 0.24.0, workaround confirmed; the fix (PR "
+    "51493) is not in a release that could be checked here, so later releases get a warning",
+    explain="On vLLM 0.25 the V1 model runner sizes the Gemma 4 MoE drafter's buffers "
+    "wrongly and engine start fails with 'a and b must have same reduction dim'. Setting "
+    "VLLM_USE_V2_MODEL_RUNNER=1 in the server environment avoids it (users also report "
+    "it faster). The fix is PR 51493; which release first carries it is not verified, so "
+    "on releases after 0.25 the finding is a warning.",
+)
+def _moe_mtp_runner(ctx: Context) -> Iterator[Finding]:
+    version = ctx.vllm_version
+    if version is None or not _gemma4_assistant(ctx) or not _is_moe_26b(ctx.profile.serve.model):
+        return
+    if str(ctx.profile.serve.env.get(V2_RUNNER, "")).strip() == "1":
+        return
+    reported = (0, 25, 0) <= version < (0, 26, 0)
+    yield _finding(
+        "gemma4-moe-mtp-v1-runner",
+        f"Gemma 4 26B-A4B with the MTP draft on vLLM {_fmt(version)}: "
+        + (
+            "engine init crashes with 'a and b must have same reduction dim' (vllm#48848)"
+            if reported
+            else "reported to crash at engine init on 0.25.x (vllm#48848); the fix (PR 51493) "
+            "is not verified to be in this release"
+        ),
+        f"set serve.env.{V2_RUNNER}: '1'",
+        f"serve.env.{V2_RUNNER}",
+        severity=None if reported else "warning",
+    )
+
+
+@rule(
+    "gemma4-mtp-method",
+    "warning",
+    "explicit speculative `method` for the Gemma 4 assistant",
+    source="https://github.com/vllm-project/vllm-ascend/issues/16980",
+    verified="upstream accepts method mtp with the assistant model (vllm#42180 comment, "
+    "0.21.0; SpeculativeMethod in the 0.21.0/0.33.0 wheels); NotImplementedError 'Unsupported "
+    "speculative method: mtp' without a model (NVIDIA/Model-Optimizer#1663) and on "
+    "vllm-ascend (vllm-ascend#16980, not checked in its source: a warning)",
+    explain="The vLLM recipes give only model + num_speculative_tokens and let vLLM detect "
+    "the MTP method from the assistant's config. 'method: mtp' without the assistant "
+    "model raises NotImplementedError; vllm-ascend builds reject an explicit 'mtp' even "
+    "with the model; 'gemma4_mtp' is deprecated (vLLM logs it and uses mtp).",
+)
+def _mtp_method(ctx: Context) -> Iterator[Finding]:
+    method = str(ctx.spec.get("method") or "")
+    if method not in ("mtp", "gemma4_mtp") or not _is_gemma4(ctx.profile.serve.model):
+        return
+    field = "serve.speculative_config.method"
+    if "model" not in ctx.spec:
+        yield _finding(
+            "gemma4-mtp-method",
+            f"method {method!r} without a draft model: Gemma 4 has no MTP layers of its own "
+            "(NotImplementedError: Unsupported speculative method)",
+            "add model: <target>-assistant (e.g. google/gemma-4-26B-A4B-it-assistant) and "
+            "drop method",
+            field,
+            severity="error",
+        )
+        return
+    base = ctx.profile.image.base if ctx.profile.image else ""
+    if "ascend" in base.lower():
+        yield _finding(
+            "gemma4-mtp-method",
+            f"method {method!r} is rejected by vllm-ascend builds (NotImplementedError)",
+            "remove method: vLLM detects MTP from the assistant's config",
+            field,
+        )
+    elif method == "gemma4_mtp":
+        yield _finding(
+            "gemma4-mtp-method",
+            "method 'gemma4_mtp' is deprecated: vLLM logs it and replaces it with mtp",
+            "remove method (or write mtp)",
+            field,
+            severity="info",
+        )
+
+
+@rule(
+    "gemma4-mtp-tool-calls",
+    "warning",
+    "MTP + tool-call parser on releases where Gemma 4 tool calls break",
+    source="https://github.com/vllm-project/vllm/issues/39043",
+    versions=Versions((0, 21, 0), (0, 25, 0)),
+    verified="not checked in vLLM's source: reports only (vllm#39043 on 0.24.0, fix PR 42006 "
+    "closed unmerged; vllm#41967 first tool-call arguments dropped when streaming); on "
+    "0.25.1 with the V2 runner users report streaming multi-tool calls working (vllm#48848)",
+    explain="With Gemma 4 MTP on, tool calls were reported to come out as <pad> or raw "
+    "<|tool_call> text (0.24.0), and streamed multi-tool calls to lose their first "
+    "arguments. Test tool calls before relying on them, or use a 0.25+ image.",
+)
+def _mtp_tools(ctx: Context) -> Iterator[Finding]:
+    if not _gemma4_assistant(ctx) or not ctx.arg("tool-call-parser"):
+        return
+    if ctx.vllm_version is None or not (0, 21, 0) <= ctx.vllm_version < (0, 25, 0):
+        return
+    yield _finding(
+        "gemma4-mtp-tool-calls",
+        f"tool calls with Gemma 4 MTP on vLLM {_fmt(ctx.vllm_version)} are reported to come "
+        "out as <pad> / raw <|tool_call> text (vllm#39043)",
+        "use a vLLM >= 0.25 image, or check tool calls with and without the draft",
+        "serve.engine_args.tool-call-parser",
+    )
+
+
+RECOMMENDED_K: tuple[tuple[str, tuple[int, int]], ...] = (
+    (r"e2b", (2, 2)),
+    (r"e4b", (4, 4)),
+    (r"26b.?a4b", (4, 4)),
+    (r"31b", (4, 8)),
+)
+"""Gemma 4 size -> recommended num_speculative_tokens (low, high), from the vLLM recipes."""
+
+
+def recommended_k(model: str) -> tuple[int, int] | None:
+    for pattern, k in RECOMMENDED_K:
+        if re.search(pattern, model, re.IGNORECASE):
+            return k
+    return None
+
+
+@rule(
+    "gemma4-mtp-k",
+    "warning",
+    "num_speculative_tokens far from the recommendation for this Gemma 4 size",
+    source="https://github.com/vllm-project/recipes/pull/439",
+    verified="the vLLM recipes' Gemma 4 pages: E2B 2, E4B 4, 26B-A4B 4, 31B 4-8",
+    explain="Each Gemma 4 assistant runs all its layers once per draft token, so every "
+    "extra draft position costs a pass and is accepted less often (users' per-position "
+    "rates fall from ~0.85 to ~0.27 by position 4). The recipes recommend k = 2 for E2B, "
+    "4 for E4B and 26B-A4B, 4-8 for 31B; more than one away from that is worth a k sweep.",
+)
+def _mtp_k(ctx: Context) -> Iterator[Finding]:
+    if not _gemma4_assistant(ctx):
+        return
+    k = _int(ctx.spec.get("num_speculative_tokens"))
+    rec = recommended_k(ctx.profile.serve.model)
+    if k is None or rec is None or rec[0] - 1 <= k <= rec[1] + 1:
+        return
+    want = str(rec[0]) if rec[0] == rec[1] else f"{rec[0]}-{rec[1]}"
+    yield _finding(
+        "gemma4-mtp-k",
+        f"num_speculative_tokens {k} for {ctx.profile.serve.model}: the recommendation is {want}",
+        f"set num_speculative_tokens: {rec[0]} (then measure: vllm-console bench)",
+        "serve.speculative_config.num_speculative_tokens",
+    )
+
+
+PER_REQUEST_FLAG = "per-request-spec-decode-metrics"
+PER_REQUEST_SINCE: Version = (0, 32, 0)
+"""Checked present in 0.32 (vllm/config/observability.py); its first release is not verified."""
+
+
+@rule(
+    "per-request-spec-metrics",
+    "info",
+    "spec decode without per-request acceptance metrics",
+    source="https://github.com/vllm-project/vllm/blob/v0.33.0/vllm/config/observability.py",
+    versions=Versions(PER_REQUEST_SINCE, None),
+    verified="--per-request-spec-decode-metrics {none,summary,detailed} in the CPU build "
+    "0.32.0 and the 0.33.0 wheel; earlier releases not checked",
+    explain="With --per-request-spec-decode-metrics summary (or detailed), vLLM attaches each "
+    "answer's own acceptance (mean acceptance length, rate, per-position histogram) to the "
+    "final usage chunk; the console shows it per answer. Without it the console can only "
+    "difference the /metrics counters around an answer that ran alone.",
+)
+def _per_request_metrics(ctx: Context) -> Iterator[Finding]:
+    if not ctx.spec or ctx.vllm_version is None or ctx.vllm_version < PER_REQUEST_SINCE:
+        return
+    if str(ctx.arg(PER_REQUEST_FLAG) or "none") != "none":
+        return
+    yield _finding(
+        "per-request-spec-metrics",
+        "speculative decoding is on but answers carry no acceptance of their own",
+        f"add engine_args: {{{PER_REQUEST_FLAG}: summary}} (chat and bench then show each "
+        "answer's acceptance)",
+        f"serve.engine_args.{PER_REQUEST_FLAG}",
+    )
+
+
+@rule(
+    "spec-quantization-bf16",
+    "error",
+    "speculative `quantization` with a BF16 assistant",
+    source="https://github.com/vllm-project/vllm/pull/45420",
+    verified="config/speculative.py: `quantization` is the draft's (wheels 0.21.0, 0.33.0)",
+)
 def _spec_quant(ctx: Context) -> Iterator[Finding]:
     quant = ctx.spec.get("quantization")
     model = str(ctx.spec.get("model", ""))
@@ -256,7 +605,13 @@ def _spec_quant(ctx: Context) -> Iterator[Finding]:
         )
 
 
-@rule("auto-tool-choice-parser", "error", "--enable-auto-tool-choice without --tool-call-parser")
+@rule(
+    "auto-tool-choice-parser",
+    "error",
+    "--enable-auto-tool-choice without --tool-call-parser",
+    source="https://github.com/vllm-project/vllm/blob/v0.22.0/vllm/entrypoints/openai/cli_args.py",
+    verified="TypeError raised at start (wheel 0.22.0, cli_args.py L397)",
+)
 def _auto_tool(ctx: Context) -> Iterator[Finding]:
     if ctx.arg("enable-auto-tool-choice") is True and not ctx.arg("tool-call-parser"):
         yield _finding(
@@ -277,7 +632,13 @@ def _int(value: Any) -> int | None:
     return None
 
 
-@rule("batched-tokens-below-seqs", "error", "--max-num-batched-tokens < --max-num-seqs")
+@rule(
+    "batched-tokens-below-seqs",
+    "error",
+    "--max-num-batched-tokens < --max-num-seqs",
+    source="https://github.com/vllm-project/vllm/blob/v0.33.0/vllm/config/scheduler.py",
+    verified="ValueError in SchedulerConfig (wheel 0.33.0)",
+)
 def _batched(ctx: Context) -> Iterator[Finding]:
     tokens, seqs = _int(ctx.arg("max-num-batched-tokens")), _int(ctx.arg("max-num-seqs"))
     if tokens is not None and seqs is not None and tokens < seqs:
@@ -296,7 +657,13 @@ _KNOWN_DEFAULTS: dict[str, tuple[Any, str]] = {
 }
 
 
-@rule("default-flag", "info", "engine arg already at vLLM's default")
+@rule(
+    "default-flag",
+    "info",
+    "engine arg already at vLLM's default",
+    source="https://github.com/vllm-project/vllm/blob/v0.33.0/vllm/engine/arg_utils.py",
+    verified="defaults read from the serving vLLM's own parser (or the shipped 0.32 copy)",
+)
 def _default_flag(ctx: Context) -> Iterator[Finding]:
     for name, value in ctx.args.items():
         if name in _KNOWN_DEFAULTS and value == _KNOWN_DEFAULTS[name][0]:
@@ -317,7 +684,13 @@ def _default_flag(ctx: Context) -> Iterator[Finding]:
         )
 
 
-@rule("default-env", "info", "environment variable already at vLLM's default")
+@rule(
+    "default-env",
+    "info",
+    "environment variable already at vLLM's default",
+    source="https://github.com/vllm-project/vllm/blob/v0.33.0/vllm/envs.py",
+    verified="envs.py L1214 @0.33.0: VLLM_SKIP_P2P_CHECK defaults to 1",
+)
 def _default_env(ctx: Context) -> Iterator[Finding]:
     if ctx.profile.serve.env.get("VLLM_SKIP_P2P_CHECK") == "1":
         yield _finding(
@@ -331,7 +704,13 @@ def _default_env(ctx: Context) -> Iterator[Finding]:
 _PUBLIC = ("0.0.0.0", "::", "", "[::]")
 
 
-@rule("public-bind-no-api-key", "warning", "server reachable from the network without an API key")
+@rule(
+    "public-bind-no-api-key",
+    "warning",
+    "server reachable from the network without an API key",
+    source="https://github.com/vllm-project/vllm/blob/v0.33.0/vllm/entrypoints/openai/cli_args.py",
+    verified="--api-key / VLLM_API_KEY is the server's only access control",
+)
 def _public_bind(ctx: Context) -> Iterator[Finding]:
     serve = ctx.profile.serve
     if serve.host not in _PUBLIC:
@@ -357,7 +736,13 @@ _FIELD_FLAGS = {
 }
 
 
-@rule("engine-arg-has-field", "error", "engine arg that has its own profile field")
+@rule(
+    "engine-arg-has-field",
+    "error",
+    "engine arg that has its own profile field",
+    source="docs/profiles.md",
+    verified="render.py renders these fields as flags itself",
+)
 def _field_flags(ctx: Context) -> Iterator[Finding]:
     for name in ctx.args:
         if name in _FIELD_FLAGS:
@@ -370,7 +755,13 @@ def _field_flags(ctx: Context) -> Iterator[Finding]:
             )
 
 
-@rule("unknown-engine-arg", "error", "engine arg that vLLM does not know")
+@rule(
+    "unknown-engine-arg",
+    "error",
+    "engine arg that vLLM does not know",
+    source="https://github.com/vllm-project/vllm/blob/v0.33.0/vllm/engine/arg_utils.py",
+    verified="checked against the serving vLLM's own parser (or the shipped 0.32 copy)",
+)
 def _unknown(ctx: Context) -> Iterator[Finding]:
     cat = ctx.catalogue
     source = (
@@ -415,7 +806,13 @@ def _unknown(ctx: Context) -> Iterator[Finding]:
             )
 
 
-@rule("gpu-memory-utilization", "error", "--gpu-memory-utilization outside (0, 1]")
+@rule(
+    "gpu-memory-utilization",
+    "error",
+    "--gpu-memory-utilization outside (0, 1]",
+    source="https://github.com/vllm-project/vllm/blob/v0.33.0/vllm/config/cache.py",
+    verified="CacheConfig validates 0 < value <= 1 (wheel 0.33.0)",
+)
 def _gpu_mem(ctx: Context) -> Iterator[Finding]:
     value = ctx.arg("gpu-memory-utilization")
     if value is None:
@@ -444,7 +841,13 @@ _METHOD_NAMES = """ngram draft_model suffix custom_class eagle eagle3 extract_hi
 SPEC_METHODS = frozenset(_METHOD_NAMES.split())
 
 
-@rule("speculative-config", "error", "speculative config that vLLM rejects or misreads")
+@rule(
+    "speculative-config",
+    "error",
+    "speculative config that vLLM rejects or misreads",
+    source="https://github.com/vllm-project/vllm/blob/v0.33.0/vllm/config/speculative.py",
+    verified="methods and fields read from config/speculative.py (wheels 0.21.0, 0.33.0)",
+)
 def _spec_config(ctx: Context) -> Iterator[Finding]:
     spec = ctx.spec
     if not spec:
@@ -493,7 +896,13 @@ def _spec_config(ctx: Context) -> Iterator[Finding]:
         )
 
 
-@rule("eager-with-spec", "info", "--enforce-eager with speculative decoding")
+@rule(
+    "eager-with-spec",
+    "info",
+    "--enforce-eager with speculative decoding",
+    source="https://github.com/vllm-project/vllm/blob/v0.33.0/vllm/config/model.py",
+    verified="enforce_eager disables CUDA graphs for target and draft (draft inherits)",
+)
 def _eager_spec(ctx: Context) -> Iterator[Finding]:
     if ctx.spec and ctx.arg("enforce-eager") is True and ctx.profile.runtime == "docker":
         yield _finding(
@@ -505,7 +914,13 @@ def _eager_spec(ctx: Context) -> Iterator[Finding]:
         )
 
 
-@rule("literal-secret", "warning", "a credential written into the profile")
+@rule(
+    "literal-secret",
+    "warning",
+    "a credential written into the profile",
+    source="docs/profiles.md#secrets",
+    verified="profiles are shared and shown; secrets belong in the environment",
+)
 def _literal_secret(ctx: Context) -> Iterator[Finding]:
     items = [(f"serve.env.{k}", k, v) for k, v in ctx.profile.serve.env.items()]
     items += [
@@ -573,9 +988,53 @@ def lint(
     cat = catalogue or catalogue_for(profile, probe=probe)
     ctx = Context(profile, cat, vllm_version(profile, cat))
     ignored = set(profile.lint_ignore)
-    findings = [f for r in RULES if r.id not in ignored for f in r.check(ctx)]
+    findings = [
+        f
+        for r in RULES
+        if r.id not in ignored and ctx.vllm_version in r.versions
+        for f in r.check(ctx)
+    ]
     return sorted(findings, key=lambda f: _ORDER[f.severity])
 
 
 def has_errors(findings: list[Finding]) -> bool:
     return any(f.severity == "error" for f in findings)
+
+
+def _link(source: str) -> str:
+    if source.startswith("https://"):
+        return f"<{source}>"
+    return f"[{source}]({source.removeprefix('docs/')})"  # the page lives in docs/
+
+
+def rules_markdown() -> str:
+    """docs/lint-rules.md, generated from the rules themselves (a test keeps it current)."""
+    out = [
+        "# Lint rules",
+        "",
+        "<!-- generated by scripts/gen_lint_docs.py from console/profiles/lint.py -->",
+        "",
+        "`vllm-console profiles check` runs every rule below; each finding prints the",
+        "source it rests on and the vLLM releases it applies to. The vLLM version comes",
+        "from `image.vllm_ref`, else the image tag, else (local runtimes) the runtime's",
+        "own vLLM. A rule whose range excludes that version does not run; with the",
+        "version unknown, rules that need it stay silent. `profiles check --explain RULE`",
+        "prints the same text as here.",
+        "",
+        "| rule | severity | vLLM | source |",
+        "|---|---|---|---|",
+    ]
+    out += [f"| `{r.id}` | {r.severity} | {r.versions} | {_link(r.source)} |" for r in RULES]
+    for r in RULES:
+        out += [
+            "",
+            f"## `{r.id}`",
+            "",
+            f"**{r.summary}** — {r.severity}; applies to vLLM {r.versions}.",
+            "",
+            r.explain,
+            "",
+            f"- source: {_link(r.source)}",
+            f"- verified: {r.verified}",
+        ]
+    return "\n".join(out) + "\n"

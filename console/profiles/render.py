@@ -247,7 +247,7 @@ def docker_run_lines(profile: Profile) -> list[str]:
             lines.append(f"-e {key}")  # docker copies it from the caller's environment
         else:
             lines.append(f"-e {shell_quote(f'{key}={display_value(value, key)}')}")
-    lines.append(shlex.quote(profile.image.tag))
+    lines.append(shlex.quote(profile.image.run_image))
     if profile.image.entrypoint and _entry_uses_model_flag(profile):
         lines.append(f"--model {shell_quote(profile.serve.model)}")
     else:

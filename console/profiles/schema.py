@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Strict(BaseModel):
@@ -48,12 +48,12 @@ class Patch(_Strict):
 
 
 class ImageSpec(_Strict):
-    """How the server image is built (docker runtime)."""
+    """The server image (docker runtime): a stock image run as it is, or one built on it."""
 
     base: str
-    """Base image, e.g. ``vllm/vllm-openai:v0.20.0``."""
-    tag: str
-    """Tag the built image gets."""
+    """Base image, e.g. ``vllm/vllm-openai:v0.20.0``; run directly when nothing is built."""
+    tag: str | None = None
+    """Tag the built image gets (required when there is something to build)."""
     vllm_ref: str | None = None
     """vLLM release or commit the base image carries (recorded as a label)."""
     patches: list[Patch] = Field(default_factory=list)
@@ -67,6 +67,35 @@ class ImageSpec(_Strict):
     network_mode: str = "host"
     """Build network: ``host`` by default so pip in RUN steps reaches its index."""
     build_args: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def needs_build(self) -> bool:
+        """True when the recipe changes the base image; a stock image runs as it is."""
+        return bool(
+            self.patches
+            or self.pip
+            or self.steps
+            or self.ca_certificates
+            or self.build_args
+            or self.entrypoint is not None
+            or self.workdir
+        )
+
+    @property
+    def run_image(self) -> str:
+        """The image the container starts from: the built tag, or the stock base."""
+        if self.needs_build and self.tag:
+            return self.tag
+        return self.base
+
+    @model_validator(mode="after")
+    def _tag_when_built(self) -> ImageSpec:
+        if self.needs_build and not self.tag:
+            raise ValueError(
+                "image.tag is required when the image is built (patches, pip, steps, "
+                "ca_certificates, build_args, entrypoint or workdir); a stock image needs none"
+            )
+        return self
 
 
 class ContainerSpec(_Strict):
@@ -148,14 +177,37 @@ class Profile(_Strict):
     lint_ignore: list[str] = Field(default_factory=list)
     """Lint rule ids not to report for this profile (e.g. a flag only an old vLLM has)."""
     runtime: Literal["docker", "local"]
+    docker_host: str | None = None
+    """The Docker engine (docker runtime): ``ssh://user@host[:port]``, ``tcp://…`` or a
+    unix socket; None means ``DOCKER_HOST`` or the default socket."""
     image: ImageSpec | None = None
     serve: ServeSpec
     source: str | None = Field(default=None, exclude=True)
     """File the profile came from (set by the loader)."""
 
+    @field_validator("docker_host")
+    @classmethod
+    def _engine_address(cls, value: str | None) -> str | None:
+        from console.runtime.enginehost import check_host
+
+        if value is None:
+            return None
+        try:
+            return check_host(value)
+        except Exception as exc:  # ConsoleError -> pydantic's ValueError with the text
+            raise ValueError(getattr(exc, "message", str(exc))) from None
+
     @property
     def url(self) -> str:
+        """Where the console reaches the server. A server bound to every address on a
+        remote engine is reached by that machine's name; one bound to loopback there
+        through an ``ssh -L`` tunnel, i.e. on our loopback."""
+        from console.runtime.enginehost import engine_hostname
+
         host = self.serve.host
         if host in ("0.0.0.0", "::", ""):
-            host = "127.0.0.1"
+            remote = engine_hostname(self.docker_host) if self.runtime == "docker" else None
+            host = remote or "127.0.0.1"
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
         return f"http://{host}:{self.serve.port}"

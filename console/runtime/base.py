@@ -85,7 +85,7 @@ def runtime_for(profile: Profile) -> ServerRuntime:
     if profile.runtime == "docker":
         from console.runtime.docker import DockerRuntime
 
-        return DockerRuntime()
+        return DockerRuntime(host=profile.docker_host)
     from console.runtime.local import LocalRuntime
 
     return LocalRuntime()

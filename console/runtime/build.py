@@ -190,6 +190,12 @@ class ImageBuild:
     ) -> None:
         self.profile = profile
         self.image = _image(profile)
+        if not self.image.needs_build:
+            raise ConsoleError(
+                f"profile {profile.name} runs the stock image {self.image.base} as it is: "
+                "nothing to build",
+                hint="add image.pip, image.patches or image.steps to build on it",
+            )
         self.no_cache = no_cache
         self.network_mode = network_mode or self.image.network_mode
         self.check_patches = check_patches
@@ -204,7 +210,7 @@ class ImageBuild:
 
     @property
     def tag(self) -> str:
-        return self.image.tag
+        return self.image.tag or self.image.base
 
     def cancel(self) -> None:
         """Stop the build (safe from any thread, before or during iteration)."""
@@ -242,13 +248,13 @@ class ImageBuild:
     def _run(self, log: IO[str]) -> Iterator[BuildEvent]:
         log.write(
             f"# vllm-console build of profile {self.profile.name} -> {self.tag}\n"
-            f"# engine {engine_address()}, network {self.network_mode}, "
+            f"# engine {engine_address(self.profile.docker_host)}, network {self.network_mode}, "
             f"no-cache {self.no_cache}, started {datetime.now(UTC).isoformat()}\n"
         )
         log.flush()
         if self.check_patches:
             check_patch_sources(self.profile)
-        api = connect_api()
+        api = connect_api(host=self.profile.docker_host)
         self._api = api
         parser = BuildLogParser(started=time.monotonic())
         workdir = Path(tempfile.mkdtemp(prefix=f"ctx-{self.profile.name}-", dir=log_dir()))

@@ -36,7 +36,7 @@ from console.profiles.redaction import api_key_to_env
 from console.profiles.schema import Profile
 from console.runtime import health
 from console.runtime.base import Leftover, LineCallback, ServerState, ServerStatus
-from console.runtime.dockerclient import connect, daemon_down, engine_address
+from console.runtime.dockerclient import connect, daemon_down, engine_address, engine_hostname
 from console.runtime.dockerlogs import LogFollower, follow_lines, parse_engine_time
 from console.runtime.local import READY_LINE, engine_death, failure_reason
 
@@ -83,7 +83,9 @@ def _volumes(profile: Profile) -> list[str]:
             if not path.is_absolute():
                 path = (base / path).resolve()
             mode = rest.partition(":")[2]
-            if "ro" in mode.split(",") and not path.exists():
+            # On a remote engine the path is on that machine: nothing to check here.
+            remote = engine_hostname(profile.docker_host) is not None
+            if "ro" in mode.split(",") and not remote and not path.exists():
                 raise ConsoleError(
                     f"profile {profile.name}: serve.volumes[{index}]: {path} does not exist "
                     "(a read-only mount of a missing folder would be empty)",
@@ -95,19 +97,23 @@ def _volumes(profile: Profile) -> list[str]:
 
 
 def _host_port(profile: Profile) -> tuple[str, int]:
-    """Where the server answers from the host: a published port, else serve.host/port."""
+    """Where the server answers from the console's machine: a published port (on
+    loopback: through an ``ssh -L`` tunnel for a remote engine), else serve.host/port,
+    where "every address" on a remote engine means that engine's machine."""
     container_port = str(profile.serve.port)
     for key, host_port in profile.serve.container.ports.items():
         if key.split("/")[0] == container_port:
             return "127.0.0.1", int(host_port)
     host = profile.serve.host
     if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1"
+        host = engine_hostname(profile.docker_host) or "127.0.0.1"
     return host, profile.serve.port
 
 
 def server_url(profile: Profile) -> str:
     host, port = _host_port(profile)
+    if ":" in host:
+        host = f"[{host}]"
     return f"http://{host}:{port}"
 
 
@@ -129,20 +135,27 @@ def _short_api_error(exc: docker.errors.APIError) -> str:
 
 
 class DockerRuntime:
-    """``ServerRuntime`` on a Docker engine (``DOCKER_HOST`` or the default socket)."""
+    """``ServerRuntime`` on one Docker engine: ``host`` (a profile's ``docker_host``,
+    e.g. ``ssh://me@gpu-box``), else ``DOCKER_HOST`` or the default socket."""
 
     name = "docker"
 
-    def __init__(self, client: Any = None) -> None:
+    def __init__(self, client: Any = None, *, host: str | None = None) -> None:
         self._client = client
+        self.host = host
 
     # -- plumbing --------------------------------------------------------------------------
 
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = connect()
+            self._client = connect(host=self.host)
         return self._client
+
+    @property
+    def address(self) -> str:
+        """The engine this runtime drives (for messages)."""
+        return engine_address(self.host)
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """Run an SDK call, turning a vanished engine into the daemon-down message."""
@@ -151,12 +164,12 @@ class DockerRuntime:
         except (docker.errors.NotFound, docker.errors.APIError, ConsoleError):
             raise
         except docker.errors.DockerException as exc:
-            raise daemon_down(exc) from None
+            raise daemon_down(exc, self.host) from None
         except (OSError, httpx.HTTPError) as exc:
-            raise daemon_down(exc) from None
+            raise daemon_down(exc, self.host) from None
         except Exception as exc:  # requests' ConnectionError and friends
             if "connection" in type(exc).__name__.lower():
-                raise daemon_down(exc) from None
+                raise daemon_down(exc, self.host) from None
             raise
 
     def find(self, profile: Profile) -> Any | None:
@@ -417,13 +430,20 @@ class DockerRuntime:
             raise ConsoleError(
                 f"profile {profile.name}: a docker-runtime profile needs an 'image' section"
             )
-        tag = profile.image.tag
+        ref = profile.image.run_image
         try:
-            return self._call(self.client.images.get, tag)
+            return self._call(self.client.images.get, ref)
         except docker.errors.ImageNotFound:
+            if profile.image.needs_build:
+                raise self._missing_image(profile) from None
+        # A stock image: pulled the way `docker run` would (one pull, its own errors).
+        try:
+            return self._call(self.client.images.pull, ref)
+        except docker.errors.APIError as exc:
             raise ConsoleError(
-                f"image {tag} of profile {profile.name} is not on the engine at {engine_address()}",
-                hint=f"build it first: vllm-console build {profile.name}",
+                f"stock image {ref} of profile {profile.name} is not on the engine at "
+                f"{self.address} and could not be pulled: {_short_api_error(exc)}",
+                hint=f"docker pull {ref} (or docker load it), then start again",
             ) from None
 
     def _create(self, profile: Profile, image: Any, name: str) -> Any:
@@ -471,14 +491,14 @@ class DockerRuntime:
                 if other is not None:
                     raise self._name_conflict(profile, other) from None
             raise ConsoleError(
-                f"the engine at {engine_address()} refused to create the container for "
+                f"the engine at {self.address} refused to create the container for "
                 f"{profile.name}: {_short_api_error(exc)}"
             ) from None
 
     def _missing_image(self, profile: Profile) -> ConsoleError:
-        tag = profile.image.tag if profile.image else "?"
+        tag = profile.image.run_image if profile.image else "?"
         return ConsoleError(
-            f"image {tag} is not on the engine at {engine_address()}",
+            f"image {tag} is not on the engine at {self.address}",
             hint=f"build it first: vllm-console build {profile.name}",
         )
 
@@ -497,7 +517,7 @@ class DockerRuntime:
             gpus = profile.serve.container.gpus
             return ConsoleError(
                 f"profile {profile.name} asks for GPUs (serve.container.gpus: {gpus}) but the "
-                f"engine at {engine_address()} has no GPU runtime: {text}. The container "
+                f"engine at {self.address} has no GPU runtime: {text}. The container "
                 "was removed",
                 hint="install the NVIDIA Container Toolkit on the GPU box and restart docker, "
                 "or drop serve.container.gpus for a CPU-only server",

@@ -1,9 +1,12 @@
 """Connecting to the Docker engine, with an error that says where we looked.
 
-The engine is wherever ``DOCKER_HOST`` points (a unix socket, ``tcp://``, or
-``ssh://user@box`` for a remote GPU box), else the default socket. Both the
-image build and the server container use this one entry point, so "the daemon
-is down" reads the same everywhere.
+The engine is, first found: ``--docker-host`` (already folded into the
+profile), the profile's ``docker_host``, ``DOCKER_HOST``, else the default
+socket. Any of them may be a unix socket, ``tcp://`` or ``ssh://user@box[:port]``
+for a remote GPU box; ssh goes through the system ``ssh`` client (the user's
+keys, agent and ``~/.ssh/config``), which runs ``docker system dial-stdio`` on
+the far side. Both the image build and the server container use this one entry
+point, so "the daemon is down" reads the same everywhere.
 """
 
 from __future__ import annotations
@@ -13,28 +16,56 @@ import os
 import re
 import socket
 from typing import Any
+from urllib.parse import urlsplit
 
 import docker
 import docker.errors
 
 from console.errors import ConsoleError
+from console.runtime.enginehost import (
+    DEFAULT_SOCKET,
+    check_host,
+    engine_address,
+    engine_hostname,
+    is_remote,
+)
 
-DEFAULT_SOCKET = "unix:///var/run/docker.sock"
+__all__ = [
+    "DEFAULT_SOCKET",
+    "check_host",
+    "connect",
+    "connect_api",
+    "engine_address",
+    "engine_hostname",
+    "is_remote",
+]
 
 
-def engine_address() -> str:
-    """Where the console talks to the engine (for messages and ``status``)."""
-    return os.environ.get("DOCKER_HOST") or DEFAULT_SOCKET
-
-
-def daemon_down(exc: BaseException) -> ConsoleError:
-    host = engine_address()
-    source = "DOCKER_HOST" if os.environ.get("DOCKER_HOST") else "the default socket"
+def daemon_down(exc: BaseException, host: str | None = None) -> ConsoleError:
+    address = engine_address(host)
+    if host:
+        source = "the profile's docker_host or --docker-host"
+    else:
+        source = "DOCKER_HOST" if os.environ.get("DOCKER_HOST") else "the default socket"
+    if address.startswith("ssh://"):
+        hint = (
+            f"check that `ssh {_ssh_target(address)} docker version` works from this "
+            "machine (key, known host, docker CLI and engine on the far side)"
+        )
+    else:
+        hint = (
+            "start dockerd (or `sudo systemctl start docker`), or point DOCKER_HOST (or a "
+            "profile's docker_host) at a running engine, e.g. ssh://user@gpu-box"
+        )
     return ConsoleError(
-        f"cannot reach the Docker engine at {host} ({source}): {_short(exc)}",
-        hint="start dockerd (or `sudo systemctl start docker`), or point DOCKER_HOST at a "
-        "running engine, e.g. DOCKER_HOST=ssh://user@gpu-box",
+        f"cannot reach the Docker engine at {address} ({source}): {_short(exc)}", hint=hint
     )
+
+
+def _ssh_target(address: str) -> str:
+    parts = urlsplit(address)
+    who = f"{parts.username}@{parts.hostname}" if parts.username else str(parts.hostname)
+    return f"-p {parts.port} {who}" if parts.port else who
 
 
 # docker-py wraps requests wraps urllib3 wraps the OS error; the user needs the last.
@@ -83,29 +114,32 @@ class CancellableAPIClient(docker.APIClient):
             response.close()
 
 
-def _ssh() -> bool:
+def _client_kwargs(host: str | None) -> dict[str, Any]:
+    """``APIClient`` arguments: an explicit host as is, else the environment's."""
+    address = engine_address(host)
     # ssh:// through the system ssh client (keys, agent, ~/.ssh/config), not paramiko.
-    return engine_address().startswith("ssh://")
+    ssh = address.startswith("ssh://")
+    if host:
+        return {"base_url": host, "use_ssh_client": ssh}
+    return {**docker.utils.kwargs_from_env(), "use_ssh_client": ssh}
 
 
-def connect(timeout: int = 120) -> docker.DockerClient:
-    """A client for the engine at ``DOCKER_HOST``; ConsoleError when it does not answer."""
+def connect(timeout: int = 120, host: str | None = None) -> docker.DockerClient:
+    """A client for the engine at ``host`` (else ``DOCKER_HOST``); ConsoleError when it
+    does not answer."""
     try:
-        client = docker.DockerClient.from_env(timeout=timeout, use_ssh_client=_ssh())
+        client = docker.DockerClient(timeout=timeout, **_client_kwargs(host))
         client.ping()
-    except docker.errors.DockerException as exc:
-        raise daemon_down(exc) from None
-    except Exception as exc:  # requests/urllib3 connection errors
-        raise daemon_down(exc) from None
+    except Exception as exc:  # DockerException, requests/urllib3 connection errors
+        raise daemon_down(exc, host) from None
     return client
 
 
-def connect_api(timeout: int = 120) -> CancellableAPIClient:
+def connect_api(timeout: int = 120, host: str | None = None) -> CancellableAPIClient:
     """A low-level client whose streams can be cut from another thread."""
     try:
-        kwargs = docker.utils.kwargs_from_env()
-        client = CancellableAPIClient(timeout=timeout, use_ssh_client=_ssh(), **kwargs)
+        client = CancellableAPIClient(timeout=timeout, **_client_kwargs(host))
         client.ping()
     except Exception as exc:
-        raise daemon_down(exc) from None
+        raise daemon_down(exc, host) from None
     return client

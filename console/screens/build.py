@@ -167,6 +167,12 @@ class BuildScreen(Screen):
                 severity="warning",
             )
             return
+        if not profile.image.needs_build:
+            self.notify(
+                f"profile {profile.name} runs the stock image {profile.image.base}: "
+                "nothing to build",
+            )
+            return
         self._reset(profile.image.tag)
         self._run_build(profile)
 

@@ -109,8 +109,11 @@ def details_text(profile: Profile) -> Text:
     else:
         row("spec decode", "off")
     if profile.image is not None:
-        row("image", profile.image.tag)
-        row("base", profile.image.base)
+        if profile.image.needs_build:
+            row("image", profile.image.tag or "")
+            row("base", profile.image.base)
+        else:
+            row("image", f"{profile.image.base} (stock, nothing to build)")
         if profile.image.vllm_ref:
             row("vLLM ref", profile.image.vllm_ref)
         for p in profile.image.patches:

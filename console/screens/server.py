@@ -85,7 +85,7 @@ def image_summary(profile: Profile | None, status: ServerStatus | None) -> str:
         if lines:
             return (
                 "image "
-                + (profile.image.tag if profile and profile.image else "")
+                + (profile.image.run_image if profile and profile.image else "")
                 + "\n"
                 + ("\n".join(lines))
             )
@@ -93,6 +93,8 @@ def image_summary(profile: Profile | None, status: ServerStatus | None) -> str:
         return "attached by URL: no log, so earlier phases and the image are unknown"
     if profile.runtime == "docker" and profile.image is not None:
         ref = f", vLLM {profile.image.vllm_ref}" if profile.image.vllm_ref else ""
+        if not profile.image.needs_build:
+            return f"image: {profile.image.base} (stock{ref})"
         return f"image: {profile.image.tag} (from {profile.image.base}{ref})"
     local = profile.serve.local
     where = local.vllm or local.python or (f"runtime {local.runtime}" if local.runtime else "PATH")
