@@ -20,6 +20,7 @@ class ServerState(StrEnum):
     FAILED = "failed"  # exited or reported a fatal error; ``detail`` says why
     STOPPED = "stopped"  # stopped by the user
     STALE = "stale"  # a record exists but the process/port belongs to someone else
+    UNKNOWN = "unknown"  # the runtime could not be asked (Docker engine down); ``detail`` says why
 
 
 @dataclass(frozen=True)

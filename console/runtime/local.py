@@ -708,7 +708,8 @@ class LocalRuntime:
 
     def _leftover_detail(self, rec: ServerRecord, left: tuple[Leftover, ...]) -> str:
         total = sum(x.rss_bytes for x in left) / 2**30
-        reason = failure_reason(tail_lines(rec.log_path, 400))
+        lines = tail_lines(rec.log_path, 400)
+        reason = engine_death(lines) or failure_reason(lines)
         return (
             f"the API server (pid {rec.pid}) is gone but {len(left)} processes of its "
             f"session still run ({total:.1f} GiB): "
