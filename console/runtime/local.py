@@ -195,7 +195,10 @@ def session_members(rec: ServerRecord) -> list[psutil.Process]:
     The server was started as the leader of a new session, so its session id is
     its PID, and the kernel does not hand that PID to a new process while any
     member of the session lives. So: if ``rec.pid`` now belongs to another
-    process, nothing of ours is left; otherwise the session's members are ours."""
+    process, nothing of ours is left; otherwise the session's members are ours
+    (a record from before the last boot has none)."""
+    if rec.create_time < psutil.boot_time():
+        return []
     try:
         leader = psutil.Process(rec.pid)
         if abs(leader.create_time() - rec.create_time) > 1.0:
@@ -716,6 +719,19 @@ class LocalRuntime:
             + ", ".join(x.describe() for x in left)
             + f". `vllm-console down {rec.profile}` ends them. Last error in its log: {reason}"
         )
+
+    def _stale_detail(self, rec: ServerRecord) -> str:
+        parts = [f"the recorded server (pid {rec.pid}, port {rec.port}) is no longer running"]
+        try:
+            other = psutil.Process(rec.pid)
+            parts.append(f"pid {rec.pid} now belongs to another process ({other.name()})")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+        if port_in_use(rec.host, rec.port):
+            parts.append(f"{_port_message(rec.host, rec.port)}")
+        lines = tail_lines(rec.log_path, 400)
+        parts.append(f"last error in its log: {engine_death(lines) or failure_reason(lines)}")
+        return "; ".join(parts) + f". `vllm-console down {rec.profile}` clears the record."
 
     def servers(self) -> list[ServerStatus]:
         """Every local server with a record (any console started it)."""
