@@ -276,6 +276,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     from console.profiles import loader, render
 
     profile = loader.load_profile(args.name)
+    if profile.cluster is not None and args.fmt in ("argv", "docker"):
+        return _render_cluster(profile, args)
     if args.fmt == "argv":
         argv = render.display_argv(profile)  # docker: the container args after the image
         if args.json:
@@ -307,3 +309,55 @@ def cmd_fit(args: argparse.Namespace) -> int:
     else:
         print("\n".join(result.lines()))
     return 0 if result.fits else 1
+
+
+def _render_cluster(profile: Profile, args: argparse.Namespace) -> int:
+    """A multi-node profile renders per node: docker commands, or each node's argv."""
+    from console.profiles import nodes, render
+
+    if args.fmt == "docker":
+        if profile.runtime != "docker":
+            raise ConsoleError(
+                f"profile {profile.name} runs locally (runtime: local); "
+                "use --as argv for each node's command"
+            )
+        sys.stdout.write(nodes.render_docker(profile))
+        return 0
+    plan = nodes.launches(profile, render.display_value)
+    if args.json:
+        rows = [
+            {
+                "node": p.node.name,
+                "rank": p.rank,
+                "role": p.role,
+                "program": p.program,
+                "args": p.args,
+                "env": {k: render.display_value(v, k) for k, v in p.env.items()},
+            }
+            for p in plan
+        ]
+        if profile.cluster is not None and profile.cluster.backend == "ray":
+            rows.append(
+                {
+                    "node": profile.cluster.head.name,
+                    "role": "server",
+                    "program": "vllm",
+                    "args": nodes.ray_serve_args(profile, render.display_value),
+                }
+            )
+        print(json.dumps(rows, indent=2))
+        return 0
+    for launch in reversed(plan):
+        env = " ".join(
+            render.shell_quote(f"{k}={render.display_value(v, k)}") for k, v in launch.env.items()
+        )
+        args_text = " ".join(render.shell_quote(tok) for tok in launch.args)
+        print(f"# {launch.role} {launch.node.name} (rank {launch.rank})")
+        print(f"{env} {launch.program} {args_text}".strip())
+    if profile.cluster is not None and profile.cluster.backend == "ray":
+        serve = " ".join(
+            render.shell_quote(tok) for tok in nodes.ray_serve_args(profile, render.display_value)
+        )
+        print(f"# server, on the head {profile.cluster.head.name} once every node joined")
+        print(f"vllm {serve}")
+    return 0

@@ -236,13 +236,10 @@ def _port_message(host: str, port: int) -> str:
 
 
 def healthy(url: str, client: httpx.Client | None = None) -> bool:
-    try:
-        if client is None:
-            with httpx.Client(timeout=httpx.Timeout(3.0, connect=0.5)) as own:
-                return own.get(f"{url}/health").status_code == 200
-        return client.get(f"{url}/health").status_code == 200
-    except httpx.HTTPError:
-        return False
+    """/health answers 200, within the server client's deadline and size cap."""
+    from console.server_client import check_health
+
+    return check_health(url, http=client).ok
 
 
 def _parent_death_signal() -> None:
@@ -330,7 +327,7 @@ class LocalRuntime:
 
             provision.ensure(local.runtime, progress=say)
         if local.managed_model and self.provision:
-            from console import models
+            from console.runtime import models
 
             models.ensure(local.managed_model, progress=say)
 
@@ -592,7 +589,11 @@ class LocalRuntime:
 
     def servers(self) -> list[ServerStatus]:
         """Every local server with a record (any console started it)."""
-        return [self.status_of(rec) for rec in state.all_records(self.servers_dir)]
+        return [
+            self.status_of(rec)
+            for rec in state.all_records(self.servers_dir)
+            if rec.runtime == self.name
+        ]
 
     def latest_log(self, name: str) -> Path | None:
         found = sorted(self.logs_dir.glob(f"{name}-*.log")) if self.logs_dir.is_dir() else []
