@@ -12,8 +12,6 @@ from dataclasses import dataclass
 
 import httpx
 
-TIMEOUT = httpx.Timeout(3.0, connect=0.5)
-
 
 @dataclass(frozen=True)
 class Health:
@@ -34,17 +32,16 @@ class Health:
 
 
 def probe(url: str, client: httpx.Client | None = None) -> Health:
-    """One ``GET {url}/health`` with a short deadline."""
+    """One ``GET {url}/health`` through the server client (its deadline and size cap)."""
+    from console.server_client import HEALTH, ServerError, SyncServerClient
+
     try:
-        if client is None:
-            with httpx.Client(timeout=TIMEOUT) as own:
-                return Health(own.get(f"{url}/health").status_code)
-        return Health(client.get(f"{url}/health").status_code)
-    except httpx.ConnectError:
-        return Health(None, "connection refused", refused=True)
-    except (httpx.RemoteProtocolError, httpx.ReadError):
-        return Health(None, "closed without an answer", refused=True)
-    except httpx.TimeoutException:
-        return Health(None, "no answer in time (busy?)")
-    except httpx.HTTPError as exc:
-        return Health(None, str(exc) or type(exc).__name__)
+        with SyncServerClient(url, http=client) as server:
+            return Health(server.get("/health", HEALTH).status)
+    except ServerError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, httpx.ConnectError):
+            return Health(None, "connection refused", refused=True)
+        if isinstance(cause, httpx.RemoteProtocolError | httpx.ReadError):
+            return Health(None, "closed without an answer", refused=True)
+        return Health(None, " ".join(exc.message.split()))

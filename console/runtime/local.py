@@ -293,6 +293,7 @@ def _port_message(host: str, port: int) -> str:
 
 
 def healthy(url: str, client: httpx.Client | None = None) -> bool:
+    """/health answers 200, within the server client's deadline and size cap."""
     return health.probe(url, client).ok
 
 
@@ -410,7 +411,7 @@ class LocalRuntime:
 
             provision.ensure(local.runtime, progress=say)
         if local.managed_model and self.provision:
-            from console import models
+            from console.runtime import models
 
             models.ensure(local.managed_model, progress=say)
 
@@ -735,7 +736,11 @@ class LocalRuntime:
 
     def servers(self) -> list[ServerStatus]:
         """Every local server with a record (any console started it)."""
-        return [self.status_of(rec) for rec in state.all_records(self.servers_dir)]
+        return [
+            self.status_of(rec)
+            for rec in state.all_records(self.servers_dir)
+            if rec.runtime == self.name
+        ]
 
     def latest_log(self, name: str) -> Path | None:
         found = sorted(self.logs_dir.glob(f"{name}-*.log")) if self.logs_dir.is_dir() else []
