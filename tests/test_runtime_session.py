@@ -1,7 +1,7 @@
 """``down`` and ``status`` on a server's whole session, with real processes
 standing in for vLLM's tree (no model needed): a leader that starts children
 in its session, killed with SIGKILL the way a crash or the OOM killer would.
-The real-server version is tests/test_lifecycle_real.py."""
+The real-server version is tests/test_e2e_lifecycle.py."""
 
 from __future__ import annotations
 
