@@ -25,7 +25,7 @@ How screens work inside this shell (read this before writing a screen)
 * **Results travel as messages.** A worker posts a message to its screen
   (``self.post_message(...)``, safe from threads; or ``self.app.call_from_thread``
   for a direct widget update) and the screen updates its widgets in the handler.
-* **Requests between screens** are the messages in :mod:`console.messages`.
+* **Requests between screens** are the messages in :mod:`console.screens.messages`.
   Post a request to the App (``self.app.post_message(ServerActionRequested("start"))``);
   the App switches to the owning screen and re-posts it there, so the owner
   handles it with ``@on(ServerActionRequested)``. The server screen posts
@@ -61,7 +61,8 @@ from textual.widgets import Footer, Header
 from textual.worker import Worker, WorkerState
 
 from console.errors import ConsoleError
-from console.messages import (
+from console.screens.base import with_worker_errors
+from console.screens.messages import (
     ActiveProfileChanged,
     BenchRequested,
     BuildRequested,
@@ -72,7 +73,6 @@ from console.messages import (
     ServerStatusBroadcast,
     ServerStatusChanged,
 )
-from console.screens.base import with_worker_errors
 from console.session import Session, load_profile_by_name, profile_names
 
 

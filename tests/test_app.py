@@ -11,7 +11,11 @@ from textual.command import CommandPalette
 
 from console.app import SCREEN_MODES, ConsoleApp
 from console.errors import ConsoleError
-from console.messages import (
+from console.runtime.base import ServerState, ServerStatus
+from console.screens.base import ForwardWorkerErrors
+from console.screens.chat import ChatScreen
+from console.screens.help import HelpScreen
+from console.screens.messages import (
     ActiveProfileChanged,
     ChatRequested,
     ProfileSwitchRequested,
@@ -19,10 +23,6 @@ from console.messages import (
     ServerStatusBroadcast,
     ServerStatusChanged,
 )
-from console.runtime.base import ServerState, ServerStatus
-from console.screens.base import ForwardWorkerErrors
-from console.screens.chat import ChatScreen
-from console.screens.help import HelpScreen
 from console.session import Session, load_last_profile, load_profile_by_name
 
 # Nothing listens here: screens that probe the server see it down, quickly.

@@ -16,8 +16,8 @@ from textual.widgets import Collapsible, Markdown, Static
 
 from console.app import ConsoleApp
 from console.chat import ChatClient, Transcript
-from console.messages import ChatRequested
 from console.screens.chat import ChatScreen
+from console.screens.messages import ChatRequested
 from console.session import Session
 from console.widgets.chat_message import AssistantMessage
 

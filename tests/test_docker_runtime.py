@@ -20,7 +20,7 @@ import yaml
 from console.cli import main as cli_main
 from console.errors import ConsoleError
 from console.profiles import container_name, load_profile
-from console.runtime.base import ServerState, runtime_for
+from console.runtime import ServerState, runtime_for
 from console.runtime.build import build_image
 from console.runtime.docker import LABEL_SERVER, DockerRuntime
 from tests.helpers import free_port, wait_for

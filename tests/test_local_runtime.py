@@ -22,8 +22,7 @@ import pytest
 from console.cli import main
 from console.errors import ConsoleError
 from console.profiles import load_profile, with_overrides
-from console.runtime import state
-from console.runtime.base import ServerState, runtime_for
+from console.runtime import ServerState, runtime_for, state
 from console.runtime.local import LocalRuntime, failure_reason
 from console.runtime.state import ServerRecord
 from tests.fixtures.vllm_server import VllmServer, free_port

@@ -15,10 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from console import models
 from console.cli import main
 from console.errors import ConsoleError
-from console.runtime import provision
+from console.runtime import models, provision
 from console.runtime.provision import RUNTIMES, RuntimeSpec
 
 REAL_DATA = provision.paths.data_dir()

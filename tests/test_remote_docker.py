@@ -18,7 +18,7 @@ import yaml
 from console.cli import main as cli_main
 from console.errors import ConsoleError
 from console.profiles import load_profile
-from console.runtime.base import runtime_for
+from console.runtime import runtime_for
 from console.runtime.docker import LABEL_SERVER, DockerRuntime
 from console.runtime.enginehost import check_host, engine_hostname, is_remote
 from tests.fixtures.sshd import SshServer

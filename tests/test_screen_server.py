@@ -161,7 +161,7 @@ async def test_start_reattach_stop_a_real_local_server(tmp_path: Path) -> None:
                 what="the server to stop",
             )
     finally:
-        from console.runtime.base import runtime_for
+        from console.runtime import runtime_for
 
         runtime_for(profile).down(profile)
 

@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
 
     from console.bench import BenchConfig, BenchEvent, run_bench
-    from console.bench_report import render_table
+    from console.bench.report import render_table
 
     config = BenchConfig(
         sequential=args.sequential,

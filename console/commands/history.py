@@ -281,7 +281,7 @@ def run_replay(args: argparse.Namespace) -> int:
 
 def _follow_logs(profile: Any, recorder: Any, stop: threading.Event) -> None:
     """Feed the profile's server log to the recorder, across restarts (new log files)."""
-    from console.runtime.base import runtime_for
+    from console.runtime import runtime_for
 
     runtime = runtime_for(profile)
     seen: dict[str, int] = {}

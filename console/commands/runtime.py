@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=_runtime_status)
 
-    from console import models
+    from console.runtime import models
 
     model = subparsers.add_parser("model", help="console-managed models (local servers)")
     msub = model.add_subparsers(dest="model_command", metavar="ACTION", required=True)
@@ -100,7 +100,7 @@ def _runtime_status(args: argparse.Namespace) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from console import models
+    from console.runtime import models
 
     print(f"model {args.name}: checking {models.model_dir(args.name)}", flush=True)
     info = models.fetch(args.name, progress=_progress, force=args.force)
@@ -110,7 +110,7 @@ def _fetch(args: argparse.Namespace) -> int:
 
 
 def _model_status(args: argparse.Namespace) -> int:
-    from console import models
+    from console.runtime import models
 
     info = models.installed(args.name)
     path = models.model_dir(args.name)

@@ -15,7 +15,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from console.errors import ConsoleError
-from console.runtime.base import ServerState, ServerStatus, runtime_for
+from console.runtime import ServerState, ServerStatus, runtime_for
 from console.runtime.provenance import provenance_lines
 from console.validate import port_number
 

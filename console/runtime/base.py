@@ -64,14 +64,3 @@ class ServerRuntime(Protocol):
     def logs(self, profile: Profile, *, follow: bool = False) -> Iterator[str]:
         """The server's log lines, from the start; ``follow`` keeps waiting."""
         ...
-
-
-def runtime_for(profile: Profile) -> ServerRuntime:
-    """The runtime that serves ``profile``."""
-    if profile.runtime == "docker":
-        from console.runtime.docker import DockerRuntime
-
-        return DockerRuntime(host=profile.docker_host)
-    from console.runtime.local import LocalRuntime
-
-    return LocalRuntime()

@@ -330,7 +330,7 @@ class LocalRuntime:
 
             provision.ensure(local.runtime, progress=say)
         if local.managed_model and self.provision:
-            from console import models
+            from console.runtime import models
 
             models.ensure(local.managed_model, progress=say)
 

@@ -208,7 +208,7 @@ def installed(name: str, *, quick: bool = False) -> RuntimeInfo | None:
     if not marker or marker.get("packages") != list(rt.packages) or not python.exists():
         return None
     if quick:
-        if not _finds(python, rt.module):
+        if not finds_module(python, rt.module):
             return None
         return RuntimeInfo(name, python, str(marker.get("vllm_version", "?")), False, 0.0)
     version = vllm_version(python, module=rt.module)
@@ -217,7 +217,8 @@ def installed(name: str, *, quick: bool = False) -> RuntimeInfo | None:
     return RuntimeInfo(name, python, version, fresh=False, seconds=0.0)
 
 
-def _finds(python: Path, module: str) -> bool:
+def finds_module(python: Path, module: str) -> bool:
+    """Whether ``python`` can import ``module`` (checked without importing it)."""
     code = f"import importlib.util as u, sys; sys.exit(u.find_spec({module!r}) is None)"
     try:
         return (

@@ -25,7 +25,7 @@ from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Log
 
 from console import paths
 from console.errors import ConsoleError, UsageError
-from console.messages import BenchRequested
+from console.screens.messages import BenchRequested
 
 if TYPE_CHECKING:
     # Imported when a bench runs, not at console start-up (httpx, metrics parser).
@@ -238,7 +238,7 @@ class BenchScreen(Screen):
             self.notify(f"bench complete; results in {self.json_path}", title="bench")
 
     def _show_result(self, result: BenchResult) -> None:
-        from console.bench_report import (
+        from console.bench.report import (
             arm_line,
             config_line,
             equality,

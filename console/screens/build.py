@@ -35,7 +35,7 @@ from console.buildlog import (
     BuildStep,
     BuildWarning,
 )
-from console.messages import ActiveProfileChanged, BuildRequested
+from console.screens.messages import ActiveProfileChanged, BuildRequested
 from console.widgets.log_view import LogView
 
 if TYPE_CHECKING:

@@ -39,7 +39,7 @@ from console.chat import (
     Usage,
 )
 from console.errors import ConsoleError
-from console.messages import ActiveProfileChanged, ChatRequested, ServerStatusBroadcast
+from console.screens.messages import ActiveProfileChanged, ChatRequested, ServerStatusBroadcast
 from console.widgets.chat_message import AssistantMessage, UserMessage
 from console.widgets.chat_settings import ChatSettingsPanel
 

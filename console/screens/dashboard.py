@@ -39,7 +39,7 @@ from textual.worker import get_current_worker
 
 from console import metrics as M
 from console.gpu import GpuSample, default_sampler
-from console.messages import ActiveProfileChanged, ServerStatusBroadcast
+from console.screens.messages import ActiveProfileChanged, ServerStatusBroadcast
 from console.widgets.acceptance_bars import FORMULA, AcceptanceBars
 from console.widgets.gauge import Gauge
 from console.widgets.memory_panel import GpuView, MemoryPanel, ProcessAlloc

@@ -30,8 +30,8 @@ from textual.widgets import (
 )
 from textual.widgets.option_list import Option
 
-from console.messages import ActiveProfileChanged, ProfileSwitchRequested
 from console.profiles.schema import Profile
+from console.screens.messages import ActiveProfileChanged, ProfileSwitchRequested
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "bold yellow", "info": "bold cyan"}
 

@@ -29,14 +29,14 @@ from textual.widgets import Footer, Header, Static
 from textual.worker import get_current_worker
 
 from console import logs as L
-from console.messages import (
+from console.runtime.base import ServerState, ServerStatus
+from console.runtime.provenance import provenance_lines
+from console.screens.messages import (
     ActiveProfileChanged,
     ServerAction,
     ServerActionRequested,
     ServerStatusChanged,
 )
-from console.runtime.base import ServerState, ServerStatus
-from console.runtime.provenance import provenance_lines
 from console.widgets.log_view import LogView
 from console.widgets.startup_progress import Phase, StartupProgress
 
@@ -229,7 +229,7 @@ class ServerScreen(Screen):
 
     @work(thread=True, exclusive=True, group="server-life", exit_on_error=False)
     def _lifecycle(self, action: ServerAction) -> None:
-        from console.runtime.base import runtime_for
+        from console.runtime import runtime_for
 
         profile = self.profile
         assert profile is not None
@@ -259,7 +259,7 @@ class ServerScreen(Screen):
 
     @work(thread=True, exclusive=True, group="server-life", exit_on_error=False)
     def _attach_runtime(self) -> None:
-        from console.runtime.base import runtime_for
+        from console.runtime import runtime_for
 
         profile = self.profile
         assert profile is not None
@@ -273,7 +273,7 @@ class ServerScreen(Screen):
     @work(thread=True, exclusive=True, group="server-follow", exit_on_error=False)
     def _follow(self, skip: int = 0, follow: bool = True) -> None:
         """Replay the log from the start (skipping lines already shown), then follow."""
-        from console.runtime.base import runtime_for
+        from console.runtime import runtime_for
 
         profile = self.profile
         if profile is None:

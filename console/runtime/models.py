@@ -2,7 +2,7 @@
 
 The only model today is Gemma 3 270M, which reaches PyPI as a Q4_K_M GGUF that
 vLLM 0.32 cannot load. The conversion needs torch and transformers, so it runs
-as ``console/model_convert.py`` inside the managed runtime's Python; the console
+as ``console/runtime/model_convert.py`` inside the managed runtime's Python; the console
 only orchestrates: install the model's packages there, convert into a temporary
 folder, verify, rename into place atomically, write a marker. A folder without
 the marker (made by hand) is verified and adopted, or set aside and rebuilt.
@@ -192,7 +192,7 @@ def _fetch(model: ModelSpec, say: Progress, force: bool, started: float) -> Mode
             seconds = time.monotonic() - started
             say(f"model {name}: verified and adopted {target} ({seconds:.0f} s)")
             return ModelInfo(name, target, True, seconds, details)
-    if not all(provision._finds(rt.python, m) for m in model.modules):
+    if not all(provision.finds_module(rt.python, m) for m in model.modules):
         say(f"model {name}: pip install {' '.join(model.packages)} into the runtime")
         provision.pip_install(
             rt.python,

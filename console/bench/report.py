@@ -12,13 +12,15 @@ read the same numbers. Conventions:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
 
 from console import metrics
-from console.bench_stats import percentile, ratio, spread
-
-if TYPE_CHECKING:
-    from console.bench import ArmInfo, BenchResult, RunRecord
+from console.bench.model import SCHEMA, ArmInfo, BenchResult, RunRecord
+from console.bench.stats import percentile, ratio, spread
 
 
 def _spec_total(runs: list[RunRecord]) -> metrics.SpecDecodeStats | None:
@@ -373,3 +375,32 @@ def equality_line(eq: dict[str, Any]) -> str:
         f"Lossless check ({kind}): {eq['identical']}/{eq['checked']} answers identical "
         f"({', '.join(parts)})"
     )
+
+
+# --------------------------------------------------------------------------- JSON
+
+
+def to_json(result: BenchResult) -> dict[str, Any]:
+    """The results file's content: the raw runs plus the summaries read from them."""
+    return {
+        "schema": SCHEMA,
+        "started": result.started,
+        "finished": result.finished,
+        "complete": result.complete,
+        "config": asdict(result.config),
+        "scenarios": [asdict(s) for s in result.config.scenarios()],
+        "prompts_reused": result.prompts_reused,
+        "arms": [a.to_dict() for a in result.arms],
+        "summary": summarize(result),
+        "equality": equality(result),
+        "notes": list(result.notes),
+        "runs": [r.to_dict() for r in result.runs],
+    }
+
+
+def write_json(result: BenchResult, path: Path) -> None:
+    """Replace ``path`` atomically, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(to_json(result), indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
