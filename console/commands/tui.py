@@ -144,12 +144,9 @@ def start_demo_server(name: str, *, wait: bool, timeout: float) -> ServerStatus:
 
 def _answers(url: str) -> bool:
     """True when something healthy already serves ``url`` (then there is nothing to start)."""
-    import httpx
+    from console.server_client import check_health
 
-    try:
-        return httpx.get(f"{url}/health", timeout=2.0).status_code == 200
-    except httpx.HTTPError:
-        return False
+    return check_health(url).ok
 
 
 def run_demo(args: argparse.Namespace) -> int:

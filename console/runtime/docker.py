@@ -116,13 +116,9 @@ def server_url(profile: Profile) -> str:
 def _health(url: str, client: httpx.Client | None = None) -> bool:
     """/health answers 200. Pass a long-lived client in loops: a new one loads the CA
     bundle each time, which costs ~0.3 s of CPU (and the GIL) per call."""
-    try:
-        if client is None:
-            with httpx.Client(timeout=HEALTH_TIMEOUT_S) as own:
-                return own.get(f"{url}/health").status_code == 200
-        return client.get(f"{url}/health").status_code == 200
-    except httpx.HTTPError:
-        return False
+    from console.server_client import check_health
+
+    return check_health(url, http=client).ok
 
 
 def _short_api_error(exc: docker.errors.APIError) -> str:

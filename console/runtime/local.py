@@ -236,13 +236,10 @@ def _port_message(host: str, port: int) -> str:
 
 
 def healthy(url: str, client: httpx.Client | None = None) -> bool:
-    try:
-        if client is None:
-            with httpx.Client(timeout=httpx.Timeout(3.0, connect=0.5)) as own:
-                return own.get(f"{url}/health").status_code == 200
-        return client.get(f"{url}/health").status_code == 200
-    except httpx.HTTPError:
-        return False
+    """/health answers 200, within the server client's deadline and size cap."""
+    from console.server_client import check_health
+
+    return check_health(url, http=client).ok
 
 
 def _parent_death_signal() -> None:

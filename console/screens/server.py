@@ -17,7 +17,6 @@ import contextlib
 import dataclasses
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import httpx
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -37,6 +36,7 @@ from console.screens.messages import (
     ServerActionRequested,
     ServerStatusChanged,
 )
+from console.server_client import ServerClient, check_health
 from console.widgets.log_view import LogView
 from console.widgets.startup_progress import Phase, StartupProgress
 
@@ -303,16 +303,14 @@ class ServerScreen(Screen):
         """No profile: the server's state is whatever ``/health`` says."""
         url = self.url
         session = getattr(self.app, "session", None)
-        headers = session.headers() if session is not None else {}
-        try:
-            async with httpx.AsyncClient(timeout=3.0, headers=headers) as client:
-                response = await client.get(url.rstrip("/") + "/health")
-            state = ServerState.READY if response.status_code == 200 else ServerState.STARTING
-            detail = (
-                "" if response.status_code == 200 else f"/health answered {response.status_code}"
-            )
-        except httpx.HTTPError as exc:
-            state, detail = ServerState.ABSENT, f"no answer from {url}: {type(exc).__name__}"
+        async with ServerClient(url, api_key=getattr(session, "api_key", None)) as client:
+            health = await client.health()
+        if health.ok:
+            state, detail = ServerState.READY, ""
+        elif health.answered:
+            state, detail = ServerState.STARTING, health.detail
+        else:
+            state, detail = ServerState.ABSENT, health.detail
         self.post_message(
             StatusReported(ServerStatus("(url)", "attached", state, url, detail=detail))
         )
@@ -424,12 +422,7 @@ def _someone_elses_server(status: ServerStatus, url: str, app: object) -> Server
     """A server the console did not start may still answer on the profile's
     address (started by hand, or by another tool): say so instead of ABSENT."""
     session = getattr(app, "session", None)
-    headers = session.headers() if session is not None else {}
-    try:
-        response = httpx.get(url.rstrip("/") + "/health", timeout=3.0, headers=headers)
-    except httpx.HTTPError:
-        return status
-    if response.status_code != 200:
+    if not check_health(url, api_key=getattr(session, "api_key", None)).ok:
         return status
     return dataclasses.replace(
         status,

@@ -22,7 +22,7 @@ from console.runtime import runtime_for
 from console.runtime.docker import LABEL_SERVER, DockerRuntime
 from console.runtime.enginehost import check_host, engine_hostname, is_remote
 from tests.fixtures.sshd import SshServer
-from tests.test_docker_runtime import image_section, write_profile
+from tests.test_runtime_docker import image_section, write_profile
 
 SSH_TAG = "vllm-console-test/fake-vllm-ssh:1"
 

@@ -1,7 +1,7 @@
 """SVG snapshots of the four screens on fixed, recorded data (no live server):
 real /metrics pages, a real server log, real build streams, recorded NVML.
 
-Update with ``pytest tests/test_screen_snapshots.py --snapshot-update`` after a
+Update with ``pytest tests/test_screens_snapshots.py --snapshot-update`` after a
 deliberate change, and look at the SVGs before committing them.
 """
 

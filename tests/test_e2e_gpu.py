@@ -1,7 +1,7 @@
 """The real NVML layer on a real NVIDIA GPU (marker ``gpu``).
 
 Runs with only nvidia-ml-py, psutil, pytest (+ httpx, pyyaml for the shared
-conftest): ``python -m pytest -m gpu tests/test_gpu_real.py``. Skips, with the
+conftest): ``python -m pytest -m gpu tests/test_e2e_gpu.py``. Skips, with the
 reason, where there is no NVML or no GPU.
 """
 
