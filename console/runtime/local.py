@@ -589,7 +589,11 @@ class LocalRuntime:
 
     def servers(self) -> list[ServerStatus]:
         """Every local server with a record (any console started it)."""
-        return [self.status_of(rec) for rec in state.all_records(self.servers_dir)]
+        return [
+            self.status_of(rec)
+            for rec in state.all_records(self.servers_dir)
+            if rec.runtime == self.name
+        ]
 
     def latest_log(self, name: str) -> Path | None:
         found = sorted(self.logs_dir.glob(f"{name}-*.log")) if self.logs_dir.is_dir() else []

@@ -37,11 +37,16 @@ from console.screens.messages import (
     ServerStatusChanged,
 )
 from console.server_client import ServerClient, check_health
+from console.widgets.cluster_panel import ClusterPanel
 from console.widgets.log_view import LogView
 from console.widgets.startup_progress import Phase, StartupProgress
 
 if TYPE_CHECKING:
     from console.profiles.schema import Profile
+    from console.runtime.ray_state import ClusterView
+
+CLUSTER_POLL_S = 5.0
+"""Seconds between cluster probes (one Ray probe takes seconds on a loaded box)."""
 
 STATE_STYLE = {
     ServerState.READY: "bold green",
@@ -58,6 +63,16 @@ class StatusReported(Message):
 
     def __init__(self, status: ServerStatus) -> None:
         super().__init__()
+        self.status = status
+
+
+class ClusterPolled(Message):
+    """The cluster's nodes and the server's status, read together in a worker."""
+
+    def __init__(self, profile: str, view: ClusterView | None, status: ServerStatus) -> None:
+        super().__init__()
+        self.profile = profile
+        self.view = view
         self.status = status
 
 
@@ -125,6 +140,7 @@ class ServerScreen(Screen):
     ServerScreen #srv-image { color: $text-muted; height: auto; }
     ServerScreen #srv-failure { color: $error; height: auto; }
     ServerScreen #srv-failure.-empty { display: none; }
+    ServerScreen #srv-cluster.-empty { display: none; }
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -141,6 +157,8 @@ class ServerScreen(Screen):
         """The lifecycle action running now (start/stop/restart), if any."""
         self.events: list[L.LogEvent] = []
         """Every typed event seen in this log (tests and the summary read it)."""
+        self.cluster_view: ClusterView | None = None
+        self._cluster_polling = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -150,6 +168,7 @@ class ServerScreen(Screen):
                 side.border_title = "Start-up"
                 yield StartupProgress(id="srv-phases")
                 yield Static("", id="srv-image")
+                yield ClusterPanel(id="srv-cluster", classes="-empty")
                 yield Static("", id="srv-failure", classes="-empty")
             log = LogView(id="srv-log", max_lines=50_000)
             log.border_title = "Server log"
@@ -159,6 +178,63 @@ class ServerScreen(Screen):
     def on_mount(self) -> None:
         self._render_status()
         self.action_attach()
+        self._show_cluster_panel()
+        self.set_interval(CLUSTER_POLL_S, self._tick_cluster)
+        self._tick_cluster()
+
+    # -- cluster (multi-node profiles) -------------------------------------------------
+
+    def _show_cluster_panel(self) -> None:
+        profile = self.profile
+        panel = self.query_one(ClusterPanel)
+        panel.set_class(profile is None or profile.cluster is None, "-empty")
+        if profile is not None and profile.cluster is not None and panel.view is None:
+            panel.show(None, checking=True)
+
+    def _tick_cluster(self) -> None:
+        """Start a probe unless one is still running (polls never overlap)."""
+        profile = self.profile
+        if profile is None or profile.cluster is None or self._cluster_polling:
+            return
+        self._cluster_polling = True
+        self._poll_cluster(profile)
+
+    @work(thread=True, group="cluster-poll", exit_on_error=False)
+    def _poll_cluster(self, profile: Profile) -> None:
+        from console.runtime import ray_state
+        from console.runtime.cluster import ClusterRuntime
+
+        view: ClusterView | None = None
+        try:
+            runtime = ClusterRuntime()
+            status = runtime.status(profile)
+            record = runtime.record(profile)
+            if record is not None:
+                view = ray_state.view(profile, record)
+        except Exception as exc:
+            status = ServerStatus(profile.name, "cluster", ServerState.ABSENT, detail=str(exc))
+        self.post_message(ClusterPolled(profile.name, view, status))
+
+    @on(ClusterPolled)
+    def _cluster_polled(self, message: ClusterPolled) -> None:
+        self._cluster_polling = False
+        profile = self.profile
+        if profile is None or profile.name != message.profile:
+            return
+        self.cluster_view = message.view
+        self.query_one(ClusterPanel).show(message.view)
+        old = self.status
+        new = message.status
+        if (
+            self.busy is None
+            and (old is None or (old.state, old.detail) != (new.state, new.detail))
+            and not (
+                old is not None
+                and new.state == ServerState.ABSENT
+                and old.state in (ServerState.STOPPED, ServerState.FAILED)
+            )
+        ):
+            self.post_message(StatusReported(new))
 
     # -- session ---------------------------------------------------------------
 
@@ -208,6 +284,9 @@ class ServerScreen(Screen):
         self.workers.cancel_group(self, "server-follow")
         self.status = None
         self.action_attach()
+        self.query_one(ClusterPanel).show(None)
+        self._show_cluster_panel()
+        self._tick_cluster()
 
     def _reset_log(self) -> None:
         self.events = []
