@@ -136,6 +136,19 @@ def error_text(error: BaseException | None) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
+def worker_title(name: str, description: str) -> str:
+    """A notice title for a failed worker that a person can read: its name when it has
+    one, else its method's name in words (``_lifecycle('start')`` -> "lifecycle
+    (start) failed"), never the raw call."""
+    if name:
+        return f"{name} failed"
+    call = description.strip()
+    method, _, args = call.partition("(")
+    words = method.strip("_").replace("_", " ") or "a background task"
+    args = args.rstrip(")").replace("'", "").replace('"', "").strip()
+    return f"{words} ({args}) failed" if args and len(args) <= 30 else f"{words} failed"
+
+
 class ConsoleCommands(Provider):
     """Command palette entries for the console's own actions."""
 
@@ -249,6 +262,8 @@ class ConsoleApp(App[None]):
     async def on_mount(self) -> None:
         self.sub_title = self.session.label
         await self.switch_mode(self.start_mode)
+        for notice in self.session.notices:
+            self.notify(notice, title="profile not loaded", severity="warning", timeout=20)
 
     # -- actions -------------------------------------------------------------
 
@@ -348,7 +363,7 @@ class ConsoleApp(App[None]):
         self.log.error(f"worker {worker.name!r} failed: {worker.error!r}")
         self.notify(
             error_text(worker.error),
-            title=worker.description or worker.name or "task failed",
+            title=worker_title(worker.name, worker.description),
             severity="error",
             timeout=12,
         )

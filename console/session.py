@@ -85,6 +85,9 @@ class Session:
     """The loaded active profile (None when attached by URL only or not loadable)."""
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
     """Free slots screens may share (e.g. the last server status); not persisted."""
+    notices: list[str] = field(default_factory=list, repr=False)
+    """Problems found while building the session that the UI must show (e.g. the
+    remembered profile no longer loads); the App shows each once at start."""
 
     @classmethod
     def create(
@@ -99,11 +102,17 @@ class Session:
         if name:
             try:
                 session.set_profile(load_profile_by_name(name), remember=False)
-            except Exception:
+            except Exception as exc:
                 if profile:
                     raise
-                # A remembered profile that no longer loads is not worth failing over.
+                # A remembered profile that no longer loads is not worth failing over,
+                # but the user must see why the console came up without it.
                 session.profile_name = None
+                reason = " ".join(str(getattr(exc, "message", exc)).split())
+                session.notices.append(
+                    f"the last active profile {name!r} does not load, so none is active: "
+                    f"{reason}. Fix it, or pick another on the profiles screen (4)"
+                )
         return session
 
     def set_profile(self, profile: Profile, *, remember: bool = True) -> None:

@@ -185,10 +185,12 @@ async def test_tui_chat_shows_no_escape_and_stays_up(
         await pilot.press(*"hi", "enter")
         await wait_until(
             pilot,
-            lambda: screen.chat is not None
-            and screen.chat.answers
-            and screen.chat.answers[-1].t_end is not None
-            and not screen.generating,
+            lambda: (
+                screen.chat is not None
+                and screen.chat.answers
+                and screen.chat.answers[-1].t_end is not None
+                and not screen.generating
+            ),
             timeout=30,
             what="the hostile answer",
         )
@@ -216,8 +218,9 @@ async def test_tui_dashboard_on_a_nan_page_stays_up(
         screen = app.screen
         await wait_until(
             pilot,
-            lambda: getattr(screen, "tracker", None) is not None
-            and screen.tracker.previous is not None,
+            lambda: (
+                getattr(screen, "tracker", None) is not None and screen.tracker.previous is not None
+            ),
             timeout=30,
             what="two scrapes of the NaN page",
         )

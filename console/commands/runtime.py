@@ -79,7 +79,8 @@ def _install(args: argparse.Namespace) -> int:
         force=args.force,
     )
     state = f"installed in {info.seconds:.0f} s" if info.fresh else "already installed"
-    print(f"runtime {info.name}: vLLM {info.vllm_version} {state}: {info.python}")
+    module = provision.spec(info.name).module
+    print(f"runtime {info.name}: {module} {info.vllm_version} {state}: {info.python}")
     return 0
 
 
