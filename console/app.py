@@ -56,11 +56,13 @@ from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 from textual.worker import Worker, WorkerState
 
 from console.errors import ConsoleError
+from console.sanitize import clean, clean_line
 from console.screens.base import with_worker_errors
 from console.screens.messages import (
     ActiveProfileChanged,
@@ -132,6 +134,19 @@ def error_text(error: BaseException | None) -> str:
         return str(error)
     text = str(error)
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def worker_title(name: str, description: str) -> str:
+    """A notice title for a failed worker that a person can read: its name when it has
+    one, else its method's name in words (``_lifecycle('start')`` -> "lifecycle
+    (start) failed"), never the raw call."""
+    if name:
+        return f"{name} failed"
+    call = description.strip()
+    method, _, args = call.partition("(")
+    words = method.strip("_").replace("_", " ") or "a background task"
+    args = args.rstrip(")").replace("'", "").replace('"', "").strip()
+    return f"{words} ({args}) failed" if args and len(args) <= 30 else f"{words} failed"
 
 
 class ConsoleCommands(Provider):
@@ -247,6 +262,8 @@ class ConsoleApp(App[None]):
     async def on_mount(self) -> None:
         self.sub_title = self.session.label
         await self.switch_mode(self.start_mode)
+        for notice in self.session.notices:
+            self.notify(notice, title="profile not loaded", severity="warning", timeout=20)
 
     # -- actions -------------------------------------------------------------
 
@@ -314,6 +331,29 @@ class ConsoleApp(App[None]):
 
     # -- errors --------------------------------------------------------------
 
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Every notice, from any screen, goes through the one sanitiser.
+
+        Notices quote servers and containers (error bodies, model names, log
+        lines): escape sequences are dropped and Textual markup is never
+        interpreted (``[@click=...]`` in an error body must not become an action).
+        """
+        super().notify(
+            clean(message),
+            title=clean_line(title),
+            severity=severity,
+            timeout=timeout,
+            markup=False,
+        )
+
     @on(Worker.StateChanged)
     def _worker_failed(self, event: Worker.StateChanged) -> None:
         """The one place worker errors become visible: a notice, never a crash."""
@@ -323,7 +363,7 @@ class ConsoleApp(App[None]):
         self.log.error(f"worker {worker.name!r} failed: {worker.error!r}")
         self.notify(
             error_text(worker.error),
-            title=worker.description or worker.name or "task failed",
+            title=worker_title(worker.name, worker.description),
             severity="error",
             timeout=12,
         )

@@ -22,68 +22,26 @@ import contextlib
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import IO, Any
-
-import httpx
+from typing import IO, TYPE_CHECKING, Any
 
 from console import paths
 from console.errors import ConsoleError
+from console.server_client import STREAM, ServerClient, ServerError
+
+# The one SSE decoder lives in server_client; these names stay importable from here.
+from console.server_client import SSEDecoder as SSEDecoder
+from console.server_client import iter_sse_data as iter_sse_data
+
+if TYPE_CHECKING:
+    import httpx
 
 # -- SSE ---------------------------------------------------------------------
 
 DONE = "[DONE]"
 """The payload that ends an OpenAI stream."""
-
-
-class SSEDecoder:
-    """Server-sent events, line by line: returns each event's data once complete.
-
-    Follows the SSE rules that matter here: ``data:`` lines of one event are
-    joined with newlines, an event ends at a blank line, comments (``:``) and
-    other fields are ignored, one optional space after the colon is dropped.
-    """
-
-    def __init__(self) -> None:
-        self._data: list[str] = []
-
-    def feed(self, line: str) -> str | None:
-        line = line.rstrip("\r\n")
-        if not line:
-            return self._dispatch()
-        if line.startswith(":"):
-            return None
-        name, _, value = line.partition(":")
-        if value.startswith(" "):
-            value = value[1:]
-        if name == "data":
-            self._data.append(value)
-        return None
-
-    def flush(self) -> str | None:
-        """The last event when the stream ended without a blank line."""
-        return self._dispatch()
-
-    def _dispatch(self) -> str | None:
-        if not self._data:
-            return None
-        data = "\n".join(self._data)
-        self._data = []
-        return data
-
-
-def iter_sse_data(lines: Iterable[str]) -> Iterator[str]:
-    """Every event's data in ``lines`` (a whole captured stream, e.g. a fixture)."""
-    decoder = SSEDecoder()
-    for line in lines:
-        data = decoder.feed(line)
-        if data is not None:
-            yield data
-    data = decoder.flush()
-    if data is not None:
-        yield data
 
 
 # -- events ------------------------------------------------------------------
@@ -420,45 +378,29 @@ class Transcript:
 # -- client ------------------------------------------------------------------
 
 
-def _error_message(response_text: str) -> str:
-    try:
-        body = json.loads(response_text)
-    except ValueError:
-        return response_text.strip()[:300] or "no details"
-    if isinstance(body, dict):
-        err = body.get("error")
-        if isinstance(err, dict) and err.get("message"):
-            return str(err["message"])
-        if body.get("detail"):
-            return str(body["detail"])
-        if err:
-            return str(err)
-    return response_text.strip()[:300]
-
-
 class ChatClient:
-    """The HTTP side: ``/v1/models`` and streamed ``/v1/chat/completions``."""
+    """``/v1/models`` and streamed ``/v1/chat/completions``, over the one server client.
+
+    ``timeout`` is the stream's idle timeout (no byte for that long ends it);
+    connect timeout, whole-answer deadline and size caps are
+    :data:`console.server_client.STREAM`'s.
+    """
 
     def __init__(
         self,
         url: str,
         *,
         api_key: str | None = None,
-        timeout: float = 300.0,
+        timeout: float = STREAM.idle_s,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         """``transport`` replays recorded streams in tests (httpx's own seam)."""
-        self.url = url.rstrip("/")
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.AsyncClient(
-            base_url=self.url,
-            headers=headers,
-            timeout=httpx.Timeout(timeout, connect=10.0),
-            transport=transport,
-        )
+        self._server = ServerClient(url, api_key=api_key, transport=transport)
+        self.url = self._server.url
+        self._limits = replace(STREAM, idle_s=timeout)
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._server.aclose()
 
     async def __aenter__(self) -> ChatClient:
         return self
@@ -466,28 +408,20 @@ class ChatClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    def _unreachable(self, exc: Exception) -> ConsoleError:
-        return ConsoleError(
-            f"cannot reach {self.url} ({type(exc).__name__}: {exc})",
-            hint="is the server running? start it on the server screen or with "
-            "`vllm-console up NAME`, or pass --url",
-        )
+    @staticmethod
+    def _with_hint(exc: ServerError) -> ServerError:
+        if exc.kind == "unreachable" and exc.hint is not None:
+            exc.hint = (
+                "is the server running? start it on the server screen or with "
+                "`vllm-console up NAME`, or pass --url"
+            )
+        return exc
 
     async def models(self) -> list[str]:
         try:
-            response = await self._http.get("/v1/models")
-        except httpx.HTTPError as exc:
-            raise self._unreachable(exc) from exc
-        if response.status_code != 200:
-            raise ConsoleError(
-                f"{self.url}/v1/models: HTTP {response.status_code}: "
-                f"{_error_message(response.text)}",
-                hint="set VLLM_API_KEY if the server wants a key"
-                if response.status_code == 401
-                else None,
-            )
-        data = response.json().get("data") or []
-        return [str(card["id"]) for card in data if isinstance(card, dict) and "id" in card]
+            return await self._server.models()
+        except ServerError as exc:
+            raise self._with_hint(exc) from None
 
     async def default_model(self) -> str:
         models = await self.models()
@@ -513,18 +447,10 @@ class ChatClient:
         """Events of one streamed answer; ends after ``[DONE]`` or a ``StreamError``."""
         body = self.request_body(model, messages, settings)
         try:
-            async with self._http.stream("POST", "/v1/chat/completions", json=body) as response:
-                if response.status_code != 200:
-                    text = (await response.aread()).decode("utf-8", "replace")
-                    raise ConsoleError(
-                        f"{self.url}/v1/chat/completions: HTTP {response.status_code}: "
-                        f"{_error_message(text)}"
-                    )
-                decoder = SSEDecoder()
-                async for line in response.aiter_lines():
-                    data = decoder.feed(line)
-                    if data is None:
-                        continue
+            async with contextlib.aclosing(
+                self._server.sse("/v1/chat/completions", body, self._limits)
+            ) as payloads:
+                async for data in payloads:
                     events = events_from_payload(data)
                     if events is None:
                         return
@@ -532,12 +458,8 @@ class ChatClient:
                         yield event
                         if isinstance(event, StreamError):
                             return
-                data = decoder.flush()
-                if data is not None:
-                    for event in events_from_payload(data) or []:
-                        yield event
-        except httpx.HTTPError as exc:
-            raise self._unreachable(exc) from exc
+        except ServerError as exc:
+            raise self._with_hint(exc) from None
 
 
 # -- the session the UI and CLI drive ----------------------------------------

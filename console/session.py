@@ -12,40 +12,23 @@ The last active profile is remembered in ``state_dir()/session.json`` so a bare
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from console import paths
 
+# URL normalising and the API key belong to the one server client; kept importable here.
+from console.server_client import API_KEY_VARS as API_KEY_VARS
+from console.server_client import api_key_from_env as api_key_from_env
+from console.server_client import auth_headers
+from console.server_client import normalize_url as normalize_url
+
 if TYPE_CHECKING:
     from console.profiles.schema import Profile
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 """vLLM's default bind; used when neither ``--url`` nor a profile says otherwise."""
-
-API_KEY_VARS = ("VLLM_API_KEY", "OPENAI_API_KEY")
-"""Environment variables read for the bearer token, first one set wins."""
-
-
-def api_key_from_env() -> str | None:
-    for var in API_KEY_VARS:
-        value = os.environ.get(var)
-        if value:
-            return value
-    return None
-
-
-def normalize_url(url: str) -> str:
-    """Accept ``host:port`` or a URL with a trailing ``/`` or ``/v1``; return the base URL."""
-    url = url.strip()
-    if "://" not in url:
-        url = f"http://{url}"
-    url = url.rstrip("/")
-    if url.endswith("/v1"):
-        url = url[: -len("/v1")]
-    return url
 
 
 def _state_file() -> Path:
@@ -102,6 +85,9 @@ class Session:
     """The loaded active profile (None when attached by URL only or not loadable)."""
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
     """Free slots screens may share (e.g. the last server status); not persisted."""
+    notices: list[str] = field(default_factory=list, repr=False)
+    """Problems found while building the session that the UI must show (e.g. the
+    remembered profile no longer loads); the App shows each once at start."""
 
     @classmethod
     def create(
@@ -116,11 +102,17 @@ class Session:
         if name:
             try:
                 session.set_profile(load_profile_by_name(name), remember=False)
-            except Exception:
+            except Exception as exc:
                 if profile:
                     raise
-                # A remembered profile that no longer loads is not worth failing over.
+                # A remembered profile that no longer loads is not worth failing over,
+                # but the user must see why the console came up without it.
                 session.profile_name = None
+                reason = " ".join(str(getattr(exc, "message", exc)).split())
+                session.notices.append(
+                    f"the last active profile {name!r} does not load, so none is active: "
+                    f"{reason}. Fix it, or pick another on the profiles screen (4)"
+                )
         return session
 
     def set_profile(self, profile: Profile, *, remember: bool = True) -> None:
@@ -134,9 +126,7 @@ class Session:
 
     def headers(self) -> dict[str, str]:
         """HTTP headers for the server (the bearer token when a key is set)."""
-        if self.api_key:
-            return {"Authorization": f"Bearer {self.api_key}"}
-        return {}
+        return auth_headers(self.api_key)
 
     @property
     def label(self) -> str:

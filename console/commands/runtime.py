@@ -10,7 +10,9 @@ from console.runtime import provision
 
 
 def _progress(line: str) -> None:
-    print(f"  {line}", flush=True)
+    from console.sanitize import clean_log_line
+
+    print(f"  {clean_log_line(line)}", flush=True)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -77,7 +79,8 @@ def _install(args: argparse.Namespace) -> int:
         force=args.force,
     )
     state = f"installed in {info.seconds:.0f} s" if info.fresh else "already installed"
-    print(f"runtime {info.name}: vLLM {info.vllm_version} {state}: {info.python}")
+    module = provision.spec(info.name).module
+    print(f"runtime {info.name}: {module} {info.vllm_version} {state}: {info.python}")
     return 0
 
 

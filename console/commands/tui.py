@@ -97,7 +97,9 @@ def run_tui(args: argparse.Namespace) -> int:
 
 
 def _say(line: str) -> None:
-    print(f"  {line}", file=sys.stderr, flush=True)
+    from console.sanitize import clean_log_line
+
+    print(f"  {clean_log_line(line)}", file=sys.stderr, flush=True)
 
 
 def start_demo_server(name: str, *, wait: bool, timeout: float) -> ServerStatus:
@@ -144,12 +146,9 @@ def start_demo_server(name: str, *, wait: bool, timeout: float) -> ServerStatus:
 
 def _answers(url: str) -> bool:
     """True when something healthy already serves ``url`` (then there is nothing to start)."""
-    import httpx
+    from console.server_client import check_health
 
-    try:
-        return httpx.get(f"{url}/health", timeout=2.0).status_code == 200
-    except httpx.HTTPError:
-        return False
+    return check_health(url).ok
 
 
 def run_demo(args: argparse.Namespace) -> int:

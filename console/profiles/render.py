@@ -458,3 +458,9 @@ def dockerfile_lines(profile: Profile) -> list[str]:
 def render_dockerfile(profile: Profile) -> str:
     """The image recipe as Dockerfile text."""
     return "\n".join(dockerfile_lines(profile)) + "\n"
+
+
+# Public names for the multi-node plan (console.profiles.nodes), which lays the
+# same flags and volumes out once per node.
+server_groups = _server_groups
+volume_arg = _volume

@@ -52,6 +52,8 @@ class RuntimeSpec:
     """Machine -> /proc/cpuinfo flags of which at least one is needed."""
     module: str = "vllm"
     """What must import for the runtime to count as working."""
+    size: str = "about 3.4 GB"
+    """What the install downloads, for the progress line."""
 
 
 RUNTIMES: dict[str, RuntimeSpec] = {
@@ -63,6 +65,12 @@ RUNTIMES: dict[str, RuntimeSpec] = {
         # (_C_AVX2) and picks one at import; without AVX2 there is none to load.
         cpu_flags={"x86_64": ("avx512f", "avx2")},
     ),
+    # Ray for multi-node clusters of local nodes (tests, CPU boxes). Its own
+    # environment: the console never imports Ray (Ray's state is read by a probe
+    # run in the node's interpreter, so client and GCS versions always match),
+    # and the vLLM runtime stays as provisioned. On GPU boxes Ray comes with
+    # the vLLM image.
+    "ray": RuntimeSpec(name="ray", packages=("ray==2.60.0",), module="ray", size="about 250 MB"),
 }
 
 
@@ -383,7 +391,7 @@ def _install(
         # depends on them), so a repair only redoes what follows.
         say(f"runtime {name}: {' '.join(rt.packages)} already present")
     else:
-        say(f"runtime {name}: pip install {' '.join(rt.packages)} (about 3.4 GB, minutes)")
+        say(f"runtime {name}: pip install {' '.join(rt.packages)} ({rt.size}, minutes)")
         pip_install(
             venv_python,
             rt.packages,

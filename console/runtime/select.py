@@ -12,6 +12,10 @@ if TYPE_CHECKING:
 
 def runtime_for(profile: Profile) -> ServerRuntime:
     """The runtime that serves ``profile``."""
+    if profile.cluster is not None:
+        from console.runtime.cluster import ClusterRuntime
+
+        return ClusterRuntime()
     if profile.runtime == "docker":
         from console.runtime.docker import DockerRuntime
 
