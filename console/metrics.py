@@ -26,12 +26,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from console import metric_names as N
 from console import server_client as SC
 from console.errors import ConsoleError
-from console.session import DEFAULT_URL
 
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["DEFAULT_URL"]  # re-exported: the one default lives in console.session
 DEFAULT_TIMEOUT = SC.METRICS.deadline_s
 QUANTILES = (0.5, 0.9, 0.99)
 
@@ -327,7 +325,7 @@ async def ascrape(
     if isinstance(client, SC.ServerClient):
         sc = client
     else:
-        sc = SC.ServerClient(url or DEFAULT_URL, http=client)
+        sc = SC.ServerClient(url or SC.DEFAULT_URL, http=client)
     try:
         text = await sc.metrics_page(_limits(timeout))
     except SC.ServerError as exc:
@@ -416,7 +414,7 @@ async def afetch_server_info(
     if isinstance(client, SC.ServerClient):
         sc = client
     else:
-        sc = SC.ServerClient(url or DEFAULT_URL, http=client)
+        sc = SC.ServerClient(url or SC.DEFAULT_URL, http=client)
 
     async def get(path: str, limits: SC.Limits) -> SC.Reply | SC.ServerError:
         try:

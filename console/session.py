@@ -20,6 +20,7 @@ from console import paths
 
 # URL normalising and the API key belong to the one server client; kept importable here.
 from console.server_client import API_KEY_VARS as API_KEY_VARS
+from console.server_client import DEFAULT_URL as DEFAULT_URL
 from console.server_client import api_key_from_env as api_key_from_env
 from console.server_client import auth_headers
 from console.server_client import normalize_url as normalize_url
@@ -29,9 +30,6 @@ if TYPE_CHECKING:
     from console.runtime.base import ServerStatus
     from console.sampler import MetricsSampler
     from console.server_client import ServerClient
-
-DEFAULT_URL = "http://127.0.0.1:8000"
-"""vLLM's default bind; used when neither ``--url`` nor a profile says otherwise."""
 
 
 def _state_file() -> Path:
@@ -91,6 +89,9 @@ class Session:
     server_status: ServerStatus | None = field(default=None, repr=False)
     """The last status a runtime reported for the active profile's server."""
     _samplers: dict[str, MetricsSampler] = field(default_factory=dict, repr=False)
+    notices: list[str] = field(default_factory=list, repr=False)
+    """Problems found while building the session that the UI must show (e.g. the
+    remembered profile no longer loads); the App shows each once at start."""
 
     @classmethod
     def create(
@@ -105,11 +106,17 @@ class Session:
         if name:
             try:
                 session.set_profile(load_profile_by_name(name), remember=False)
-            except Exception:
+            except Exception as exc:
                 if profile:
                     raise
-                # A remembered profile that no longer loads is not worth failing over.
+                # A remembered profile that no longer loads is not worth failing over,
+                # but the user must see why the console came up without it.
                 session.profile_name = None
+                reason = " ".join(str(getattr(exc, "message", exc)).split())
+                session.notices.append(
+                    f"the last active profile {name!r} does not load, so none is active: "
+                    f"{reason}. Fix it, or pick another on the profiles screen (4)"
+                )
         return session
 
     def set_profile(self, profile: Profile, *, remember: bool = True) -> None:

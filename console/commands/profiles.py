@@ -50,6 +50,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=cmd_check)
 
+    p = sub.add_parser(
+        "fit",
+        help="will it fit: weights, KV cache per token, KV capacity and max concurrency",
+        description="Estimate a profile's memory on a named box (gb10, h100, h200) or a device "
+        "of --gpu-memory GB; a local CPU profile uses its VLLM_CPU_KVCACHE_SPACE.",
+    )
+    p.add_argument("name", metavar="NAME|PATH")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--box", choices=("gb10", "h100", "h200"), help="a named box")
+    where.add_argument("--gpu-memory", type=float, metavar="GB", help="device memory in GB")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_fit)
+
     p = sub.add_parser("render", help="print the command or Dockerfile a profile produces")
     p.add_argument("name", metavar="NAME|PATH")
     p.add_argument(
@@ -283,6 +296,19 @@ def cmd_render(args: argparse.Namespace) -> int:
             raise ConsoleError(f"profile {profile.name} has no image section to render")
         sys.stdout.write(render.render_dockerfile(profile))
     return 0
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from console import fit
+    from console.profiles import loader
+
+    profile = loader.load_profile(args.name)
+    result = fit.estimate(profile, box=args.box, gpu_memory_gb=args.gpu_memory)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, allow_nan=False))
+    else:
+        print("\n".join(result.lines()))
+    return 0 if result.fits else 1
 
 
 def _render_cluster(profile: Profile, args: argparse.Namespace) -> int:

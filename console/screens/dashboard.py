@@ -43,6 +43,7 @@ from console import metrics as M
 from console import procmem
 from console.gpu import GpuSample, default_sampler
 from console.sampler import MetricsSampler, Tick
+from console.sanitize import clean_line
 from console.screens.base import session_of
 from console.screens.messages import ActiveProfileChanged, ServerStatusBroadcast
 from console.widgets.acceptance_bars import FORMULA, AcceptanceBars
@@ -291,10 +292,10 @@ class DashboardScreen(Screen):
         return self.tick.info if self.tick is not None else None
 
     @property
-    def tracker(self) -> M.MetricsTracker:
-        """The followed sampler's tracker (read-only use: tests, diagnostics)."""
-        assert self.sampler is not None
-        return self.sampler.tracker
+    def tracker(self) -> M.MetricsTracker | None:
+        """The followed sampler's tracker (read-only use: tests, diagnostics;
+        figures to show come with each tick)."""
+        return self.sampler.tracker if self.sampler is not None else None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -695,9 +696,9 @@ class DashboardScreen(Screen):
         info = tick.info
         if info is not None:
             if info.model:
-                bits.append(info.model)
+                bits.append(clean_line(info.model))  # the server's words: untrusted
             if info.version:
-                bits.append(f"vLLM {info.version}")
+                bits.append(f"vLLM {clean_line(info.version)}")
         if tick.reset_at is not None and now - tick.reset_at < 120:
             bits.append(f"⟲ restarted {fmt_age(max(0.0, now - tick.reset_at))} ago")
         if stall:
@@ -710,5 +711,5 @@ class DashboardScreen(Screen):
 def _short(err: Exception | None) -> str:
     if err is None:
         return "no answer"
-    text = str(err).split("\n", 1)[0]
+    text = clean_line(str(err).split("\n", 1)[0])
     return text if len(text) <= 70 else text[:67] + "…"

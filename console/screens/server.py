@@ -28,8 +28,10 @@ from textual.widgets import Footer, Header, Static
 from textual.worker import get_current_worker
 
 from console import logs as L
+from console.errors import ConsoleError
 from console.runtime.base import ServerState, ServerStatus
 from console.runtime.provenance import provenance_lines
+from console.sanitize import clean, clean_line
 from console.screens.base import session_of
 from console.screens.messages import (
     ActiveProfileChanged,
@@ -56,6 +58,7 @@ STATE_STYLE = {
     ServerState.STOPPED: "dim",
     ServerState.ABSENT: "dim",
     ServerState.STALE: "bold magenta",
+    ServerState.UNKNOWN: "bold red",
 }
 
 
@@ -320,29 +323,47 @@ class ServerScreen(Screen):
         if events:
             self.post_message(LogEvents(events))
 
+    def _could_not(self, profile: Profile, what: str, exc: Exception) -> None:
+        """A runtime error (Docker engine down, port taken): one line on screen and in a
+        notice, and the status says so instead of staying at "checking…"/STARTING."""
+        line = exc.message if isinstance(exc, ConsoleError) else f"{type(exc).__name__}: {exc}"
+        line = " ".join(str(line).split())
+        self.post_message(
+            StatusReported(
+                ServerStatus(profile.name, profile.runtime, ServerState.UNKNOWN, detail=line)
+            )
+        )
+        self.app.call_from_thread(
+            self.notify, line, title=f"could not {what} {profile.name}", severity="error"
+        )
+
     @work(thread=True, exclusive=True, group="server-life", exit_on_error=False)
     def _lifecycle(self, action: ServerAction) -> None:
-        from console.runtime import runtime_for
-
         profile = self.profile
         assert profile is not None
         try:
-            runtime = runtime_for(profile)
-            if action in ("stop", "restart"):
-                self.post_message(StatusReported(runtime.down(profile)))
-            if action in ("start", "restart"):
-                self.post_message(
-                    StatusReported(
-                        ServerStatus(profile.name, profile.runtime, ServerState.STARTING)
-                    )
-                )
-                parser = L.LogParser()
-                status = runtime.up(profile, on_line=lambda line: self._feed(parser, line))
-                if flushed := parser.flush():
-                    self.post_message(LogEvents(flushed))
-                self.post_message(StatusReported(status))
+            self._run_action(action, profile)
+        except Exception as exc:  # shown on the screen, never a crash or a raw worker name
+            self._could_not(profile, action, exc)
         finally:
             self.app.call_from_thread(self._done_busy)
+
+    def _run_action(self, action: ServerAction, profile: Profile) -> None:
+        """Worker-thread body of ``_lifecycle``."""
+        from console.runtime import runtime_for
+
+        runtime = runtime_for(profile)
+        if action in ("stop", "restart"):
+            self.post_message(StatusReported(runtime.down(profile)))
+        if action in ("start", "restart"):
+            self.post_message(
+                StatusReported(ServerStatus(profile.name, profile.runtime, ServerState.STARTING))
+            )
+            parser = L.LogParser()
+            status = runtime.up(profile, on_line=lambda line: self._feed(parser, line))
+            if flushed := parser.flush():
+                self.post_message(LogEvents(flushed))
+            self.post_message(StatusReported(status))
 
     def _done_busy(self) -> None:
         self.busy = None
@@ -356,7 +377,11 @@ class ServerScreen(Screen):
 
         profile = self.profile
         assert profile is not None
-        status = runtime_for(profile).status(profile)
+        try:
+            status = runtime_for(profile).status(profile)
+        except Exception as exc:
+            self._could_not(profile, "check", exc)
+            return
         if status.state == ServerState.ABSENT:
             status = _someone_elses_server(status, profile.url, self.app)
         self.post_message(StatusReported(status))
@@ -436,7 +461,7 @@ class ServerScreen(Screen):
 
     def _show_failure(self, message: str) -> None:
         box = self.query_one("#srv-failure", Static)
-        box.update(Text(f"✗ {message}") if message else "")
+        box.update(Text(f"✗ {clean(message)}") if message else "")
         box.set_class(not message, "-empty")
 
     # -- rendering -----------------------------------------------------------------
@@ -461,8 +486,10 @@ class ServerScreen(Screen):
                 text.append(f" · pid {st.pid}")
             if st.container_id:
                 text.append(f" · container {st.container_id[:12]}")
-            if st.detail and st.state != ServerState.FAILED:
-                text.append(f" · {st.detail}", style="dim")
+            if st.state == ServerState.UNKNOWN:
+                text.append(f" · {clean_line(st.detail)}", style="red")
+            elif st.detail and st.state != ServerState.FAILED:
+                text.append(f" · {clean_line(st.detail)}", style="dim")
             if st.log_path:
                 text.append(f"\nlog file: {st.log_path}", style="dim")
         self.query_one("#srv-status", Static).update(text)
