@@ -39,7 +39,9 @@ from textual.worker import get_current_worker
 
 from console import metrics as M
 from console.gpu import GpuSample, default_sampler
+from console.sanitize import clean_line
 from console.screens.messages import ActiveProfileChanged, ServerStatusBroadcast
+from console.server_client import DEFAULT_URL, METRICS, ServerClient, ServerError
 from console.widgets.acceptance_bars import FORMULA, AcceptanceBars
 from console.widgets.gauge import Gauge
 from console.widgets.memory_panel import GpuView, MemoryPanel, ProcessAlloc
@@ -357,7 +359,7 @@ class DashboardScreen(Screen):
 
     def _session_url(self) -> str:
         session = getattr(self.app, "session", None)
-        return getattr(session, "url", None) or M.DEFAULT_URL
+        return getattr(session, "url", None) or DEFAULT_URL
 
     def _session_headers(self) -> dict[str, str]:
         session = getattr(self.app, "session", None)
@@ -396,11 +398,11 @@ class DashboardScreen(Screen):
         the same as last time (an idle server) is not parsed again: the
         previous figures, re-stamped. Parsing is most of a poll's cost."""
         target = M.metrics_url(url)
+        server = ServerClient(url, http=client)  # the one client: deadline and size cap
         try:
-            response = await client.get(target, headers=M.auth_headers(), timeout=timeout)
-        except httpx.HTTPError as exc:
-            raise M._http_error(target, exc) from exc
-        text = M._check_response(target, response)
+            text = await server.metrics_page(dataclasses.replace(METRICS, deadline_s=timeout))
+        except ServerError as exc:
+            raise M.MetricsError(exc.message, url=exc.url, hint=exc.hint) from None
         key = [line for line in text.splitlines() if line.startswith("vllm:")]
         now = time.time()
         last = self._last_page
@@ -630,9 +632,9 @@ class DashboardScreen(Screen):
         bits = [f"● up {url}"]
         if self.info is not None:
             if self.info.model:
-                bits.append(self.info.model)
+                bits.append(clean_line(self.info.model))  # the server's words: untrusted
             if self.info.version:
-                bits.append(f"vLLM {self.info.version}")
+                bits.append(f"vLLM {clean_line(self.info.version)}")
         stale = age is not None and age > 5
         if stale and age is not None:
             bits.append(f"stale: {fmt_age(age)} old")
@@ -643,5 +645,5 @@ class DashboardScreen(Screen):
 def _short(err: Exception | None) -> str:
     if err is None:
         return "no answer"
-    text = str(err).split("\n", 1)[0]
+    text = clean_line(str(err).split("\n", 1)[0])
     return text if len(text) <= 70 else text[:67] + "…"

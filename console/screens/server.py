@@ -31,13 +31,14 @@ from console import logs as L
 from console.errors import ConsoleError
 from console.runtime.base import ServerState, ServerStatus
 from console.runtime.provenance import provenance_lines
+from console.sanitize import clean, clean_line
 from console.screens.messages import (
     ActiveProfileChanged,
     ServerAction,
     ServerActionRequested,
     ServerStatusChanged,
 )
-from console.server_client import ServerClient, check_health
+from console.server_client import DEFAULT_URL, ServerClient, check_health
 from console.widgets.cluster_panel import ClusterPanel
 from console.widgets.log_view import LogView
 from console.widgets.startup_progress import Phase, StartupProgress
@@ -246,7 +247,7 @@ class ServerScreen(Screen):
 
     @property
     def url(self) -> str:
-        return getattr(getattr(self.app, "session", None), "url", "http://127.0.0.1:8000")
+        return getattr(getattr(self.app, "session", None), "url", DEFAULT_URL)
 
     # -- actions ---------------------------------------------------------------
 
@@ -444,7 +445,7 @@ class ServerScreen(Screen):
 
     def _show_failure(self, message: str) -> None:
         box = self.query_one("#srv-failure", Static)
-        box.update(Text(f"✗ {message}") if message else "")
+        box.update(Text(f"✗ {clean(message)}") if message else "")
         box.set_class(not message, "-empty")
 
     # -- rendering -----------------------------------------------------------------
@@ -470,9 +471,9 @@ class ServerScreen(Screen):
             if st.container_id:
                 text.append(f" · container {st.container_id[:12]}")
             if st.state == ServerState.UNKNOWN:
-                text.append(f" · {st.detail}", style="red")
+                text.append(f" · {clean_line(st.detail)}", style="red")
             elif st.detail and st.state != ServerState.FAILED:
-                text.append(f" · {st.detail}", style="dim")
+                text.append(f" · {clean_line(st.detail)}", style="dim")
             if st.log_path:
                 text.append(f"\nlog file: {st.log_path}", style="dim")
         self.query_one("#srv-status", Static).update(text)

@@ -35,6 +35,8 @@ from textual.containers import Vertical
 from textual.reactive import reactive
 from textual.widgets import Input, Log, Static
 
+from console.sanitize import clean_log_line
+
 _ERROR = re.compile(r"\b(?:ERROR|CRITICAL|FATAL|Traceback|Error|error:|failed|FAILED)\b.*")
 _WARNING = re.compile(r"\bWARN(?:ING)?\b")
 PACE_WAIT_S = 0.2
@@ -208,7 +210,8 @@ class LogView(Vertical):
                 batch = [popleft() for _ in range(limit)]
             self._total = self._pushed - len(self._pending)
             self._drained.notify_all()
-        batch = [line.rstrip("\r\n").replace("\r", "") for line in batch]
+        # Lines come from a server, a container or a build: untrusted (the one sanitiser).
+        batch = [clean_log_line(line) for line in batch]
         self._lines.extend(batch)
         shown = batch if self._pattern is None else [x for x in batch if self._pattern.search(x)]
         if shown:
