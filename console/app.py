@@ -50,9 +50,9 @@ import sys
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from textual import on
+from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
@@ -76,6 +76,9 @@ from console.screens.messages import (
     ServerStatusChanged,
 )
 from console.session import Session, load_profile_by_name, profile_names
+
+if TYPE_CHECKING:
+    from console.profiles.schema import Profile
 
 
 class ScreenMode:
@@ -299,11 +302,21 @@ class ConsoleApp(App[None]):
 
     @on(ProfileSwitchRequested)
     def _switch_profile(self, request: ProfileSwitchRequested) -> None:
+        self._load_profile(request.name)
+
+    @work(thread=True, exclusive=True, group="profile-switch", exit_on_error=False)
+    def _load_profile(self, name: str) -> None:
+        """Read and validate the profile off the UI thread (YAML, pydantic, files)."""
         try:
-            profile = load_profile_by_name(request.name)
+            profile = load_profile_by_name(name)
         except Exception as exc:
-            self.notify(error_text(exc), title=f"profile {request.name}", severity="error")
+            self.call_from_thread(
+                self.notify, error_text(exc), title=f"profile {name}", severity="error"
+            )
             return
+        self.call_from_thread(self._set_profile, profile)
+
+    def _set_profile(self, profile: Profile) -> None:
         self.session.set_profile(profile)
         self.sub_title = self.session.label
         self.notify(f"active profile: {profile.name} ({self.session.url})")

@@ -30,7 +30,6 @@ from console.errors import ConsoleError
 if TYPE_CHECKING:
     import httpx
 
-DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT = SC.METRICS.deadline_s
 QUANTILES = (0.5, 0.9, 0.99)
 
@@ -326,7 +325,7 @@ async def ascrape(
     if isinstance(client, SC.ServerClient):
         sc = client
     else:
-        sc = SC.ServerClient(url or DEFAULT_URL, http=client)
+        sc = SC.ServerClient(url or SC.DEFAULT_URL, http=client)
     try:
         text = await sc.metrics_page(_limits(timeout))
     except SC.ServerError as exc:
@@ -415,7 +414,7 @@ async def afetch_server_info(
     if isinstance(client, SC.ServerClient):
         sc = client
     else:
-        sc = SC.ServerClient(url or DEFAULT_URL, http=client)
+        sc = SC.ServerClient(url or SC.DEFAULT_URL, http=client)
 
     async def get(path: str, limits: SC.Limits) -> SC.Reply | SC.ServerError:
         try:

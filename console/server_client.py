@@ -43,6 +43,9 @@ if TYPE_CHECKING:
 # httpx is imported where a request is made: session.py (imported by every CLI
 # start) takes normalize_url and the API key from here, and needs no HTTP stack.
 
+DEFAULT_URL = "http://127.0.0.1:8000"
+"""vLLM's default bind; used when neither ``--url`` nor a profile says otherwise."""
+
 KIB = 1024
 MIB = 1024 * KIB
 

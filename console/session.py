@@ -20,15 +20,13 @@ from console import paths
 
 # URL normalising and the API key belong to the one server client; kept importable here.
 from console.server_client import API_KEY_VARS as API_KEY_VARS
+from console.server_client import DEFAULT_URL as DEFAULT_URL
 from console.server_client import api_key_from_env as api_key_from_env
 from console.server_client import auth_headers
 from console.server_client import normalize_url as normalize_url
 
 if TYPE_CHECKING:
     from console.profiles.schema import Profile
-
-DEFAULT_URL = "http://127.0.0.1:8000"
-"""vLLM's default bind; used when neither ``--url`` nor a profile says otherwise."""
 
 
 def _state_file() -> Path:

@@ -13,6 +13,7 @@ import sys
 from typing import TYPE_CHECKING, TextIO
 
 from console.errors import ConsoleError, UsageError
+from console.server_client import DEFAULT_URL
 from console.validate import server_url
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=server_url,
         dest="chat_url",
         metavar="URL",
-        help="server URL (default: the active profile's, else http://127.0.0.1:8000)",
+        help=f"server URL (default: the active profile's, else {DEFAULT_URL})",
     )
     parser.add_argument("--model", help="served model name (default: the first in /v1/models)")
     parser.add_argument("--system", default="", help="system prompt")

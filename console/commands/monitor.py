@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from console.errors import ConsoleError, UsageError
-from console.session import DEFAULT_URL
+from console.server_client import DEFAULT_URL
 from console.validate import server_url
 
 if TYPE_CHECKING:
@@ -312,7 +312,7 @@ def _emit(report: dict[str, Any], as_json: bool, out: IO[str], redraw: bool) -> 
 def run_monitor(args: argparse.Namespace) -> int:
     from console import metrics as M
 
-    url = M.base_url(args.monitor_url or getattr(args, "url", None) or M.DEFAULT_URL)
+    url = M.base_url(args.monitor_url or getattr(args, "url", None) or DEFAULT_URL)
     if not args.interval > 0:
         raise UsageError(f"--interval {args.interval}: must be a positive number of seconds")
     if args.check:

@@ -41,7 +41,7 @@ from console import metrics as M
 from console.gpu import GpuSample, default_sampler
 from console.sanitize import clean_line
 from console.screens.messages import ActiveProfileChanged, ServerStatusBroadcast
-from console.server_client import METRICS, ServerClient, ServerError
+from console.server_client import DEFAULT_URL, METRICS, ServerClient, ServerError
 from console.widgets.acceptance_bars import FORMULA, AcceptanceBars
 from console.widgets.gauge import Gauge
 from console.widgets.memory_panel import GpuView, MemoryPanel, ProcessAlloc
@@ -359,7 +359,7 @@ class DashboardScreen(Screen):
 
     def _session_url(self) -> str:
         session = getattr(self.app, "session", None)
-        return getattr(session, "url", None) or M.DEFAULT_URL
+        return getattr(session, "url", None) or DEFAULT_URL
 
     def _session_headers(self) -> dict[str, str]:
         session = getattr(self.app, "session", None)

@@ -38,7 +38,7 @@ from console.screens.messages import (
     ServerActionRequested,
     ServerStatusChanged,
 )
-from console.server_client import ServerClient, check_health
+from console.server_client import DEFAULT_URL, ServerClient, check_health
 from console.widgets.cluster_panel import ClusterPanel
 from console.widgets.log_view import LogView
 from console.widgets.startup_progress import Phase, StartupProgress
@@ -247,7 +247,7 @@ class ServerScreen(Screen):
 
     @property
     def url(self) -> str:
-        return getattr(getattr(self.app, "session", None), "url", "http://127.0.0.1:8000")
+        return getattr(getattr(self.app, "session", None), "url", DEFAULT_URL)
 
     # -- actions ---------------------------------------------------------------
 
