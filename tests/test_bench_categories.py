@@ -108,8 +108,8 @@ def test_real_server_category_bench(vllm_ngram_server: Any, tmp_path: Path, caps
     ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out_json = tmp_path / "r.json"
-    code = main(["bench", "--url", vllm_ngram_server.url, "--dataset", str(path),
-                 "--max-tokens", "16", "--warmup", "0", "--json", str(out_json), "--quiet"])  # fmt: skip
+    args = ["--dataset", str(path), "--max-tokens", "16", "--warmup", "0", "--quiet"]
+    code = main(["bench", "--url", vllm_ngram_server.url, *args, "--json", str(out_json)])
     out = capsys.readouterr().out
     assert code == 0, out
     lines = {line.split()[0]: line for line in out.splitlines() if line[:1].isalpha()}
