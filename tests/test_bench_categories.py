@@ -78,11 +78,11 @@ def test_compare_sends_the_same_single_turn_prompts(tmp_path: Path) -> None:
     assert len(texts) == 80
     assert texts[70] == "Mostly food. Give me a plan with one food highlight per day."
     argv = vllm_bench_argv("py", "http://h:1", "m", "/tok", tmp_path / "d", 3, 32, tmp_path)
-    assert argv[1].endswith("console/runtime/vllm_launcher.py")
-    assert argv[2:4] == ["bench", "serve"]
+    assert argv[1:3] == ["-P", str(Path("console/runtime/vllm_launcher.py").resolve())]
+    assert argv[3:5] == ["bench", "serve"]
     joined = " ".join(argv)
-    for flag in ("--max-concurrency 1", "--ignore-eos", "--custom-output-len 32",
-                 "--skip-chat-template", "--num-prompts 3", "--temperature 0"):  # fmt: skip
+    for flag in ("--max-concurrency 1", "--ignore-eos", "--sharegpt-output-len 32",
+                 "--disable-shuffle", "--num-prompts 3", "--temperature 0"):  # fmt: skip
         assert flag in joined
 
 
@@ -119,3 +119,19 @@ def test_real_server_category_bench(vllm_ngram_server: Any, tmp_path: Path, caps
     assert [r["category"] for r in runs] == ["extraction", "writing"]
     assert all(r["spec_decode"]["drafts"] > 0 for r in runs)  # acceptance per category
     assert all(r["decode_tpot_s"] > 0 for r in runs)
+
+
+def test_compare_with_vllm_bench_serve(vllm_server: Any, tmp_path: Path, capsys) -> None:
+    """One alternating pair of rounds: both clients measure the same server and prompts."""
+    out_json = tmp_path / "c.json"
+    code = main(["bench", "--url", vllm_server.url, "--compare-vllm", "--rounds", "2",
+                 "--sequential", "2", "--max-tokens", "8", "--json", str(out_json)])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "median ratio console/vllm" in out
+    data = json.loads(out_json.read_text())
+    assert [r["first"] for r in data["rounds"]] == ["console", "vllm"]
+    for r in data["rounds"]:
+        assert r["console_tokens"] == r["vllm_tokens"] == 16  # same work on both sides
+        assert r["console_tok_s"] > 0 and r["vllm_tok_s"] > 0
+    assert data["median_ratio"] > 0

@@ -129,12 +129,15 @@ def vllm_bench_argv(
 ) -> list[str]:  # fmt: skip
     """``vllm bench serve`` with the same workload (argv list, never a shell string)."""
     return [
-        python, str(LAUNCHER), "bench", "serve",
+        # -P: the launcher's folder must not shadow the standard library (runtime/select.py)
+        python, "-P", str(LAUNCHER), "bench", "serve",
         "--backend", "openai-chat", "--endpoint", "/v1/chat/completions",
         "--base-url", url, "--model", model, "--tokenizer", tokenizer,
-        "--dataset-name", "custom", "--dataset-path", str(dataset),
-        "--skip-chat-template", "--disable-shuffle", "--no-oversample",
-        "--num-prompts", str(count), "--custom-output-len", str(max_tokens),
+        # ShareGPT-shaped JSON: read with json (the custom dataset needs pandas,
+        # vllm[bench], which the CPU runtime lacks); sent as the user message as is
+        "--dataset-name", "sharegpt", "--dataset-path", str(dataset),
+        "--disable-shuffle", "--no-oversample",
+        "--num-prompts", str(count), "--sharegpt-output-len", str(max_tokens),
         "--max-concurrency", "1", "--request-rate", "inf",
         "--ignore-eos", "--temperature", "0", "--num-warmups", "0", "--disable-tqdm",
         "--save-result", "--result-dir", str(result_dir), "--result-filename", "result.json",
@@ -179,8 +182,12 @@ async def compare_with_vllm(
     result = Comparison(url, model, len(texts), max_tokens)
     with tempfile.TemporaryDirectory(prefix="vllm-console-compare-") as tmp:
         folder = Path(tmp)
-        dataset = folder / "prompts.jsonl"
-        dataset.write_text("".join(json.dumps({"prompt": t}) + "\n" for t in texts), "utf-8")
+        dataset = folder / "prompts.json"
+        rows = [
+            {"conversations": [{"from": "human", "value": t}, {"from": "gpt", "value": "-"}]}
+            for t in texts
+        ]
+        dataset.write_text(json.dumps(rows), "utf-8")
         argv = vllm_bench_argv(
             python, url, model, tokenizer, dataset, len(texts), max_tokens, folder
         )
