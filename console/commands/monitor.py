@@ -108,6 +108,7 @@ def build_report(
         "hint": hint,
         "timestamp": figures.timestamp if figures is not None else time.time(),
         "window_s": figures.window_s if figures is not None else None,
+        "counter_reset": figures.counter_reset if figures is not None else False,
         "server": (server or M.ServerInfo()).to_dict(),
     }
     fd = figures.to_dict() if figures is not None else {}
@@ -217,6 +218,8 @@ def render_text(r: dict[str, Any]) -> str:
         lines.append("            windows over these counters skipped")
     if r.get("stale"):
         lines.append(f"  STALE     last good sample {r.get('age_s', 0):.0f} s old")
+    if r.get("counter_reset"):
+        lines.append("  RESET     counters went down (server restarted): window restarted")
     if r.get("requests") is not None:
         q, kv, tp = r["requests"], r["kv_cache"], r["throughput"]
         pc, lat = r["prefix_cache"], r["latency"]

@@ -40,6 +40,7 @@ from console.chat import (
 )
 from console.errors import ConsoleError
 from console.sanitize import clean, clean_line
+from console.screens.base import session_of
 from console.screens.messages import ActiveProfileChanged, ChatRequested, ServerStatusBroadcast
 from console.widgets.chat_message import AssistantMessage, UserMessage
 from console.widgets.chat_settings import ChatSettingsPanel
@@ -156,7 +157,7 @@ class ChatScreen(Screen):
 
     @property
     def session(self) -> Session:
-        return self.app.session  # type: ignore[attr-defined]
+        return session_of(self)
 
     def on_mount(self) -> None:
         self.query_one("#chat-log").anchor()
