@@ -27,6 +27,7 @@ TOP_KEYS = {
     "url",
     "ok",
     "error",
+    "counter_reset",
     "server",
     "requests",
     "kv_cache",
@@ -146,6 +147,8 @@ def test_live_view_records_every_sample_and_never_prints_the_key(
     rec = tmp_path / "live.jsonl"
     secret = "sk-test-do-not-print-123"
     env = {**os.environ, "VLLM_API_KEY": secret, "PYTHONUNBUFFERED": "1"}
+    env["VLLM_CONSOLE_STATE_DIR"] = str(tmp_path / "state")
+    env["VLLM_CONSOLE_CONFIG_DIR"] = str(tmp_path / "config")
     argv = [sys.executable, "-m", "console", "monitor", "--url", vllm_server.url]
     argv += ["--interval", "0.3", "--record", str(rec)] + (["--json"] if as_json else [])
     proc = subprocess.Popen(
@@ -168,6 +171,12 @@ def test_live_view_records_every_sample_and_never_prints_the_key(
     else:
         assert out.count("vllm-console monitor") >= 4 and "requests  running" in out
     assert secret not in out and secret not in err and secret not in rec.read_text()
+    # the same samples went to the history file (docs/history.md)
+    from console.history.store import HistoryStore
+
+    with HistoryStore(tmp_path / "state" / "history.sqlite3", readonly=True) as store:
+        stored = [r.ts for r in store.samples(vllm_server.url)]
+    assert [s["timestamp"] for s in samples] == stored[: len(samples)]
 
 
 def test_api_key_is_sent_as_bearer(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
+import os
+import shlex
 import threading
 import time
 from pathlib import Path
@@ -19,7 +21,7 @@ import yaml
 
 from console.cli import main as cli_main
 from console.errors import ConsoleError
-from console.profiles import container_name, load_profile
+from console.profiles import container_name, load_profile, render_docker_run
 from console.runtime import ServerState, runtime_for
 from console.runtime.build import build_image
 from console.runtime.docker import LABEL_SERVER, DockerRuntime
@@ -57,6 +59,10 @@ trap 'echo "INFO:     Shutting down"; kill $pid; exit 0' TERM INT
 httpd -f -p "$host:$port" -h /www & pid=$!
 echo "INFO:     Application startup complete."
 wait $pid
+if [ -n "$FAKE_LINGER" ]; then  # the API server died; an engine process lives on
+  echo "(EngineCore_DP0 pid=7) INFO $(ts) [core.py:9] still running"
+  while :; do sleep 1; done
+fi
 """
 
 
@@ -184,6 +190,121 @@ def test_up_streams_logs_becomes_ready_and_stops_cleanly(
     assert "s3cret-value" not in saved
     # logs of a removed container come from the saved file
     assert "INFO:     Shutting down" in list(runtime.logs(profile))
+
+
+def _preview_args(text: str) -> tuple[dict[str, list[str]], str, list[str]]:
+    """``docker run`` text -> (options by flag, image, args after the image)."""
+    tokens = shlex.split(text.replace(" \\\n", " "))
+    assert tokens[:3] == ["docker", "run", "-d"], tokens[:3]
+    options: dict[str, list[str]] = {}
+    i = 3
+    while tokens[i].startswith("-"):
+        flag, eq, value = tokens[i].partition("=")
+        if not eq:
+            i += 1
+            value = tokens[i]
+        options.setdefault(flag, []).append(value)
+        i += 1
+    return options, tokens[i], tokens[i + 1 :]
+
+
+def test_the_preview_is_the_container_up_creates(
+    tmp_path, monkeypatch, docker_engine, fake_server_image, cleanup
+) -> None:
+    """`profiles render --as docker` and `docker inspect` of what `up` made agree."""
+    home = tmp_path / "home"
+    (home / "data").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("HF_TOKEN", "hf-from-the-environment")
+    path = write_profile(
+        tmp_path,
+        "t-preview",
+        volumes=["~/data:/data:ro"],
+        env={"HF_TOKEN": "${HF_TOKEN}", "PLAIN": "a b"},
+        engine_args={"max-model-len": 512, "enforce-eager": True},
+        container={
+            "network": "bridge",
+            "ports": {"8000/tcp": free_port()},
+            "shm_size": "64m",
+            "cap_add": ["SYS_NICE"],
+            "ipc": "private",
+        },
+    )
+    profile = load_profile(str(path))
+    cleanup.append(profile.name)
+    options, image, args = _preview_args(render_docker_run(profile))
+
+    runtime = runtime_for(profile)
+    status = runtime.up(profile, wait=False)
+    client = docker_engine.client()
+    attrs = client.containers.get(status.container_id).attrs
+    host = attrs["HostConfig"]
+
+    assert options["--name"] == [attrs["Name"].lstrip("/")]
+    assert client.images.get(image).id == attrs["Image"]
+    assert args == attrs["Config"]["Cmd"]
+    for env in options["-e"]:
+        expected = env if "=" in env else f"{env}={os.environ[env]}"
+        assert expected in attrs["Config"]["Env"]
+    assert options["--network"] == [host["NetworkMode"]]
+    assert options["--ipc"] == [host["IpcMode"]]
+    assert options["--shm-size"] == ["64m"] and host["ShmSize"] == 64 * 1024 * 1024
+    assert options["--cap-add"] == host["CapAdd"]
+    published = {
+        f"{b['HostIp']}:{b['HostPort']}:{port.removesuffix('/tcp')}"
+        for port, bindings in host["PortBindings"].items()
+        for b in bindings
+    }
+    assert set(options["-p"]) == published
+    assert all(p.startswith("127.0.0.1:") for p in published)
+    mounts = {
+        (m["Source"], m["Destination"], "ro" if not m["RW"] else "rw") for m in attrs["Mounts"]
+    }
+    previewed = set()
+    for v in options["-v"]:
+        source, dest, mode = v.split(":")
+        previewed.add((str(Path(source).expanduser()), dest, mode))
+    assert previewed == mounts
+    runtime.down(profile, timeout=5)
+
+
+def test_a_container_whose_api_died_is_shown_as_such_and_the_key_is_not_in_argv(
+    tmp_path, monkeypatch, docker_engine, fake_server_image, cleanup
+) -> None:
+    key = "sk-test-0123456789"
+    monkeypatch.setenv("VC_TEST_KEY", key)
+    path = write_profile(
+        tmp_path, "t-linger", env={"FAKE_LINGER": "1"}, engine_args={"api-key": "${VC_TEST_KEY}"}
+    )
+    profile = load_profile(str(path))
+    cleanup.append(profile.name)
+    runtime = runtime_for(profile)
+    status = runtime.up(profile, timeout=60)
+    assert status.state is ServerState.READY, status.detail
+    container = docker_engine.client().containers.get(status.container_id)
+    # The key reaches the server through its environment, not its argv (`ps`).
+    assert key not in " ".join(container.attrs["Config"]["Cmd"])
+    assert f"VLLM_API_KEY={key}" in container.attrs["Config"]["Env"]
+
+    container.exec_run(["sh", "-c", "kill -9 $(pidof httpd)"])  # the API server dies
+    wait_for(
+        lambda: runtime.status(profile).state is ServerState.FAILED, 30, "status to say failed"
+    )
+    container.reload()
+    assert container.status == "running"
+    failed = runtime.status(profile)
+    assert "still runs but its API server is gone" in failed.detail, failed.detail
+    assert "connection refused" in failed.detail
+    assert failed.leftovers and all(x.rss_bytes >= 0 for x in failed.leftovers)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli_main(["status", str(path)]) == 1
+    assert "t-linger (docker): failed" in out.getvalue()
+    assert f"vllm-console down {profile.name}" in out.getvalue()
+
+    down = runtime.down(profile, timeout=10)
+    assert down.state is ServerState.STOPPED
+    assert runtime.find(profile) is None
 
 
 def test_failed_start_keeps_the_container_and_its_log(
