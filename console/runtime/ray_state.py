@@ -38,7 +38,7 @@ try:
     state._initialize_global_state(GcsClientOptions.create(
         addr, None, allow_cluster_id_nil=True, fetch_cluster_id_if_nil=False))
     nodes = state.node_table()
-    how = "ray GCS node table"
+    how = "GCS node table"
 except Exception as first:
     try:
         import ray
@@ -82,7 +82,8 @@ class ClusterView:
     backend: str
     nodes: list[ClusterNode] = field(default_factory=list)
     source: str = ""
-    """Where the node states came from (``ray GCS node table``, ``processes``)."""
+    """Where the node states came from (``Ray 2.60.0 GCS node table @ HEAD:6379``,
+    ``processes``)."""
     error: str | None = None
     timestamp: float = field(default_factory=time.time)
     host_memory: dict[str, int] | None = None
@@ -187,7 +188,7 @@ def probe(profile: Profile, *, timeout: float = 20.0) -> ClusterView:
         return ClusterView(
             spec.backend, source="ray", error=sanitize.clean_line(str(data["error"]))
         )
-    how = f"{data.get('how', 'ray')} (Ray {data.get('ray', '?')}) at {address}"
+    how = f"Ray {data.get('ray', '?')} {data.get('how', '')} @ {address}"
     return ClusterView(spec.backend, _from_ray(profile, data), source=how)
 
 

@@ -473,7 +473,10 @@ class ServerScreen(Screen):
         who = profile.name if profile else "no profile (attached by URL)"
         text.append(f"{who}", style="bold")
         if profile is not None:
-            text.append(f" · {profile.runtime}")
+            where = profile.runtime
+            if profile.cluster is not None:
+                where = f"{len(profile.cluster.nodes)} nodes, {profile.cluster.backend}"
+            text.append(f" · {where}")
         if self.busy:
             text.append(f" · {self.busy}…", style="bold yellow")
         if st is None:
