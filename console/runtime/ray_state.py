@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from console.profiles.schema import Profile
+    from console.runtime.base import ServerStatus
     from console.runtime.state import ServerRecord
 
 MAX_OUTPUT = 1 << 20
@@ -280,3 +281,17 @@ def state_records(runtime: Any) -> list[ServerRecord]:
     from console.runtime import state
 
     return [r for r in state.all_records(runtime.servers_dir) if r.runtime == runtime.name]
+
+
+def poll(profile: Profile) -> tuple[ServerStatus, ClusterView | None]:
+    """The server's status and its cluster view now (for the screens' workers)."""
+    from console.runtime.base import ServerState, ServerStatus
+    from console.runtime.cluster import ClusterRuntime
+
+    try:
+        runtime = ClusterRuntime()
+        status = runtime.status(profile)
+        record = runtime.record(profile)
+        return status, (view(profile, record) if record is not None else None)
+    except Exception as exc:  # shown; the next poll tries again
+        return ServerStatus(profile.name, "cluster", ServerState.ABSENT, detail=str(exc)), None
