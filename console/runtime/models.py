@@ -81,6 +81,13 @@ class ModelInfo:
     details: dict[str, object]
 
 
+def is_base_model(name: str | None) -> bool:
+    """True for a managed model that is a base model: it continues text instead
+    of answering (the Chat screen says so and suggests a completion-style prompt)."""
+    model = MODELS.get(name or "")
+    return model is not None and not model.instruct
+
+
 def spec(name: str) -> ModelSpec:
     try:
         return MODELS[name]
