@@ -135,6 +135,8 @@ async def test_follows_the_answer_only_while_the_user_is_at_the_bottom(
     monkeypatch.setattr(
         ChatScreen, "client_factory", partial(ChatClient, transport=httpx.MockTransport(handler))
     )
+    # the gated stream answers every path: no /metrics scrape may take its lines
+    monkeypatch.setattr(ChatScreen, "measure_acceptance", False)
 
     def line(i: int) -> bytes:
         delta = {"choices": [{"index": 0, "delta": {"content": f"line {i}\n\n"}}]}

@@ -117,6 +117,8 @@ class ChatScreen(Screen):
     """
 
     client_factory: ClassVar[Callable[..., ChatClient]] = ChatClient
+    measure_acceptance: ClassVar[bool] = True
+    """Without per-request metrics, take each answer's acceptance from /metrics."""
     """Builds the HTTP client (``url``, ``api_key=``); tests replay recorded streams here."""
 
     write_every_s: ClassVar[float | None] = WRITE_EVERY_S
@@ -220,6 +222,7 @@ class ChatScreen(Screen):
                 self.client_factory(session.url, api_key=session.api_key),
                 model=session.model or self._served_model,
                 transcript=Transcript.new(),
+                measure_acceptance=self.measure_acceptance,
             )
         elif self.chat.client.url != session.url.rstrip("/"):
             old = self.chat.client
