@@ -356,7 +356,7 @@ def _render_cluster(profile: Profile, args: argparse.Namespace) -> int:
             )
         print(json.dumps(rows, indent=2))
         return 0
-    for launch in reversed(plan):
+    for launch in nodes.start_order(nodes.cluster(profile), plan):
         env = " ".join(
             render.shell_quote(f"{k}={render.display_value(v, k)}") for k, v in launch.env.items()
         )

@@ -151,6 +151,17 @@ def launches(profile: Profile, resolve: R.Resolver) -> list[NodeLaunch]:
     return out
 
 
+ORDER_NOTE = {
+    "ray": "the head first (Ray's GCS), then the workers, then the server on the head",
+    "vllm": "the headless followers first, then rank 0 (it serves)",
+}
+
+
+def start_order(spec: ClusterSpec, plan: list[NodeLaunch]) -> list[NodeLaunch]:
+    """The order ``up`` starts nodes in (``down`` stops in reverse)."""
+    return list(plan) if spec.backend == "ray" else list(reversed(plan))
+
+
 def tensor_times_pipeline(profile: Profile) -> int:
     """TP x PP as the engine args say (1 where unset)."""
     args = profile.serve.engine_args
@@ -218,10 +229,10 @@ def docker_lines(profile: Profile) -> list[str]:
     """The commands, per node, that bring the cluster up by hand (display only)."""
     spec = cluster(profile)
     plan = launches(profile, R.display_value)
-    order = list(reversed(plan))
     out: list[str] = [
-        f"# {profile.name}: {len(plan)} nodes, backend {spec.backend}; workers first, then the head"
+        f"# {profile.name}: {len(plan)} nodes, backend {spec.backend}; {ORDER_NOTE[spec.backend]}"
     ]
+    order = start_order(spec, plan)
     entry = profile.image.entrypoint if profile.image else None
     for launch in order:
         out.append("")

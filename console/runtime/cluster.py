@@ -325,7 +325,7 @@ class ClusterRuntime:
         )
         render_argv(profile)  # resolves ${VAR} now: a missing secret fails before any start
         plan = N.launches(profile, lambda value, _field: value)
-        order = plan if spec.backend == "ray" else list(reversed(plan))
+        order = N.start_order(spec, plan)
         rec = ServerRecord(
             profile=profile.name,
             pid=0,
