@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from console import paths
 
 if TYPE_CHECKING:
+    from console.fleet import FleetSpec
     from console.profiles.schema import Profile
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -100,6 +101,9 @@ class Session:
     api_key: str | None = field(default=None, repr=False)
     profile: Profile | None = field(default=None, repr=False)
     """The loaded active profile (None when attached by URL only or not loadable)."""
+    fleet: FleetSpec | None = None
+    """Several servers asked for (``--url`` more than once, ``--discover``, ``--fleet``):
+    the TUI opens on the fleet view."""
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
     """Free slots screens may share (e.g. the last server status); not persisted."""
 

@@ -217,6 +217,7 @@ class DashboardScreen(Screen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("w", "toggle_scope", "Last 60 s / since start"),
         Binding("r", "refresh_now", "Refresh"),
+        Binding("f", "app.fleet", "Fleet"),
     ]
 
     scope: reactive[str] = reactive(WINDOW)
@@ -230,8 +231,11 @@ class DashboardScreen(Screen):
         live: bool = True,
         gpu_sampler: Callable[[], GpuSample] | None = None,
         clock: Callable[[], float] = time.time,
+        url: str | None = None,
     ) -> None:
         super().__init__()
+        self.fixed_url = url
+        """A server of the fleet (the fleet view's drill-down); None: the session's."""
         self.clock = clock
         """Wall clock for the age of figures (fixed in snapshot tests)."""
         self.gpu_sampler = gpu_sampler
@@ -356,6 +360,8 @@ class DashboardScreen(Screen):
     # -- workers -------------------------------------------------------------
 
     def _session_url(self) -> str:
+        if self.fixed_url:
+            return self.fixed_url
         session = getattr(self.app, "session", None)
         return getattr(session, "url", None) or M.DEFAULT_URL
 

@@ -1,0 +1,228 @@
+"""The fleet view: one row per vLLM server, Enter opens its dashboard.
+
+The servers are the session's fleet (``--url`` more than once, ``--discover``)
+plus every running profile's server. Each server is polled by its own async
+worker (:meth:`console.fleet.FleetPoller.loop`), so a server that answers
+slowly, or not at all, holds up only its own row; the others keep updating.
+Polling pauses while the view is hidden (e.g. under a server's dashboard).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import ClassVar
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+
+from console.fleet import (
+    COLUMNS,
+    LEGEND,
+    POLL_S,
+    POLL_TIMEOUT_S,
+    FleetPoller,
+    FleetRow,
+    FleetSpec,
+    Target,
+    resolve_spec,
+    row_cells,
+)
+from console.sanitize import clean_line
+from console.screens.base import ForwardWorkerErrors
+from console.screens.dashboard import DashboardScreen
+
+
+class FleetRowUpdated(Message):
+    """One poll of one server finished."""
+
+    def __init__(self, row: FleetRow) -> None:
+        super().__init__()
+        self.row = row
+
+
+class FleetTargetsFound(Message):
+    """The fleet's servers are known (URLs, probe finds, running profiles)."""
+
+    def __init__(self, targets: list[Target], notes: list[str]) -> None:
+        super().__init__()
+        self.targets = targets
+        self.notes = notes
+
+
+class FleetServerDashboard(DashboardScreen, ForwardWorkerErrors):
+    """Today's single-server dashboard, for one server of the fleet; Esc goes back."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "back", "Back to fleet")]
+
+    def action_back(self) -> None:
+        self.dismiss()
+
+
+class FleetScreen(ForwardWorkerErrors, Screen):
+    """Every server of the fleet, live."""
+
+    DEFAULT_CSS = """
+    FleetScreen #fleet-status { height: 1; padding: 0 1; background: $boost; }
+    FleetScreen #fleet-table { height: 1fr; }
+    FleetScreen #fleet-legend { height: auto; padding: 0 1; color: $text-muted; }
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "open", "Open dashboard", show=True, priority=False),
+        Binding("escape", "back", "Back"),
+        Binding("d", "rediscover", "Find again"),
+    ]
+
+    def __init__(
+        self,
+        spec: FleetSpec | None = None,
+        *,
+        poll_s: float = POLL_S,
+        timeout_s: float = POLL_TIMEOUT_S,
+        live: bool = True,
+    ) -> None:
+        super().__init__()
+        self.spec = spec
+        """None: the session's fleet (read when the view first shows)."""
+        self.poll_s = poll_s
+        self.timeout_s = timeout_s
+        self.live = live
+        self.rows: dict[str, FleetRow] = {}
+        """The last row of each server, by URL (tests read it)."""
+        self.targets: list[Target] = []
+        self.notes: list[str] = []
+        self._visible = asyncio.Event()
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("finding the fleet's servers…", id="fleet-status")
+        table: DataTable[str] = DataTable(id="fleet-table", cursor_type="row", zebra_stripes=True)
+        yield table
+        yield Static(LEGEND, id="fleet-legend")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for name in COLUMNS:
+            table.add_column(name, key=name)
+        self._visible.set()
+        if self.live:
+            self.find_servers()
+
+    def on_screen_suspend(self) -> None:
+        self._visible.clear()
+
+    def on_screen_resume(self) -> None:
+        self._visible.set()
+
+    # -- workers -------------------------------------------------------------
+
+    def _spec(self) -> FleetSpec:
+        if self.spec is not None:
+            return self.spec
+        session = getattr(self.app, "session", None)
+        return getattr(session, "fleet", None) or FleetSpec(
+            urls=(session.url,) if session is not None else ()
+        )
+
+    @work(exclusive=True, group="fleet-find", exit_on_error=False, description="fleet")
+    async def find_servers(self) -> None:
+        """Resolve the fleet (probes and the runtimes' state), then poll each server."""
+        targets, notes = await resolve_spec(self._spec())
+        self.post_message(FleetTargetsFound(targets, notes))
+
+    def _headers(self) -> dict[str, str]:
+        session = getattr(self.app, "session", None)
+        return session.headers() if session is not None else {}
+
+    def _start_polls(self, targets: list[Target]) -> None:
+        """One worker per server: their polls never wait on one another."""
+        poller = FleetPoller(
+            targets,
+            lambda row: self.post_message(FleetRowUpdated(row)),
+            interval=self.poll_s,
+            timeout=self.timeout_s,
+            headers=self._headers(),
+        )
+        for watch in poller.watches:
+            self.run_worker(
+                poller.loop(watch, gate=self._visible.wait),
+                name=f"fleet {watch.target.url}",
+                group=f"fleet-poll {watch.target.url}",
+                exclusive=True,
+                exit_on_error=False,
+                description=f"poll {watch.target.url}",
+            )
+
+    # -- handlers ------------------------------------------------------------
+
+    @on(FleetTargetsFound)
+    def _found(self, event: FleetTargetsFound) -> None:
+        table = self.query_one(DataTable)
+        new = [t for t in event.targets if t.url not in self.rows]
+        for target in new:
+            row = FleetRow(target=target, state="connecting")
+            self.rows[target.url] = row
+            self.targets.append(target)
+            table.add_row(*row_cells(row), key=target.url)
+        self.notes = event.notes
+        self._status()
+        if new and self.live:
+            self._start_polls(new)
+
+    @on(FleetRowUpdated)
+    def _updated(self, event: FleetRowUpdated) -> None:
+        row = event.row
+        url = row.target.url
+        if url not in self.rows:
+            return
+        old = row_cells(self.rows[url])
+        self.rows[url] = row
+        table = self.query_one(DataTable)
+        for name, before, after in zip(COLUMNS, old, row_cells(row), strict=True):
+            if before != after:
+                table.update_cell(url, name, after)
+        self._status()
+
+    def _status(self) -> None:
+        rows = list(self.rows.values())
+        up = sum(r.state in ("up", "stale") for r in rows)
+        down = sum(r.state == "down" for r in rows)
+        text = f"fleet: {len(rows)} servers · {up} up · {down} down · Enter: dashboard"
+        if not rows:
+            text = "fleet: no servers (give --url, --discover HOST:PORT-PORT, or start a profile)"
+        if self.notes:
+            text += " · " + clean_line("; ".join(self.notes))
+        self.query_one("#fleet-status", Static).update(text)
+
+    # -- actions -------------------------------------------------------------
+
+    def selected_url(self) -> str | None:
+        table = self.query_one(DataTable)
+        if not self.targets or table.cursor_row < 0:
+            return None
+        key = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key
+        return str(key.value) if key.value is not None else None
+
+    def action_open(self) -> None:
+        url = self.selected_url()
+        if url is not None:
+            self.app.push_screen(FleetServerDashboard(url=url))
+
+    @on(DataTable.RowSelected)
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_open()
+
+    def action_back(self) -> None:
+        if len(self.app.screen_stack) > 1:
+            self.dismiss()
+
+    def action_rediscover(self) -> None:
+        """Probe and ask the runtimes again; new servers are added, none removed."""
+        self.query_one("#fleet-status", Static).update("finding the fleet's servers…")
+        self.find_servers()
