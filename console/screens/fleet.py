@@ -10,6 +10,7 @@ Polling pauses while the view is hidden (e.g. under a server's dashboard).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import ClassVar
 
 from textual import on, work
@@ -131,8 +132,10 @@ class FleetScreen(ForwardWorkerErrors, Screen):
 
     @work(exclusive=True, group="fleet-find", exit_on_error=False, description="fleet")
     async def find_servers(self) -> None:
-        """Resolve the fleet (probes and the runtimes' state), then poll each server."""
-        targets, notes = await resolve_spec(self._spec())
+        """The URLs at once; then what the probes and the runtimes' state add."""
+        spec = self._spec()
+        self.post_message(FleetTargetsFound([Target(u) for u in spec.urls], []))
+        targets, notes = await resolve_spec(spec)
         self.post_message(FleetTargetsFound(targets, notes))
 
     def _headers(self) -> dict[str, str]:
@@ -169,23 +172,33 @@ class FleetScreen(ForwardWorkerErrors, Screen):
             self.rows[target.url] = row
             self.targets.append(target)
             table.add_row(*row_cells(row), key=target.url)
-        self.notes = event.notes
+        for target in event.targets:
+            if target.name and self.rows[target.url].target.name is None:
+                # A bare URL turned out to be a running profile's server: name it.
+                self.targets = [target if t.url == target.url else t for t in self.targets]
+                self._show(dataclasses.replace(self.rows[target.url], target=target))
+        if event.notes:
+            self.notes = event.notes
         self._status()
         if new and self.live:
             self._start_polls(new)
 
     @on(FleetRowUpdated)
     def _updated(self, event: FleetRowUpdated) -> None:
-        row = event.row
+        url = event.row.target.url
+        if url in self.rows:
+            # The target as this view knows it (a name may have come later).
+            self._show(dataclasses.replace(event.row, target=self.rows[url].target))
+
+    def _show(self, row: FleetRow) -> None:
+        """Store ``row`` and repaint only the cells that changed."""
         url = row.target.url
-        if url not in self.rows:
-            return
         old = row_cells(self.rows[url])
         self.rows[url] = row
         table = self.query_one(DataTable)
         for name, before, after in zip(COLUMNS, old, row_cells(row), strict=True):
             if before != after:
-                table.update_cell(url, name, after)
+                table.update_cell(url, name, after, update_width=True)
         self._status()
 
     def _status(self) -> None:
