@@ -33,7 +33,7 @@ import httpx
 import psutil
 
 from bench.results import Goal, record
-from console.bench_stats import percentile
+from console.bench.stats import percentile
 from console.metrics import derive, parse_metrics, scrape
 
 ROOT = Path(__file__).resolve().parent.parent

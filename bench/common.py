@@ -13,7 +13,7 @@ from typing import Any
 from textual.await_complete import AwaitComplete
 from textual.widgets import Markdown
 
-from console.bench_stats import percentile
+from console.bench.stats import percentile
 
 
 @contextlib.contextmanager

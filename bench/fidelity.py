@@ -26,7 +26,7 @@ import httpx
 from bench.results import Goal, record
 from console import paths
 from console.bench import ArmSpec, BenchConfig, load_prompts, run_bench
-from console.bench_stats import median
+from console.bench.stats import median
 
 URL = os.environ.get("BENCH_VLLM_URL", "http://127.0.0.1:8100")
 ROUNDS = int(os.environ.get("BENCH_FIDELITY_ROUNDS", "4"))

@@ -29,7 +29,7 @@ from textual.binding import Binding, BindingType
 from textual.widgets import Static
 
 from bench.results import Goal, record
-from console.bench_stats import percentile
+from console.bench.stats import percentile
 from console.widgets.log_view import LogView
 
 LINES = 100_000

@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 from bench.results import Goal, record
-from console.bench_stats import median
+from console.bench.stats import median
 
 RUNS = int(os.environ.get("BENCH_STARTUP_RUNS", "5"))
 

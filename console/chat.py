@@ -22,68 +22,27 @@ import contextlib
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-import httpx
-
-from console import paths
+from console import acceptance, paths
+from console.acceptance import Acceptance
 from console.errors import ConsoleError
+from console.server_client import STREAM, ServerClient, ServerError
+
+# The one SSE decoder lives in server_client; these names stay importable from here.
+from console.server_client import SSEDecoder as SSEDecoder
+from console.server_client import iter_sse_data as iter_sse_data
+
+if TYPE_CHECKING:
+    import httpx
 
 # -- SSE ---------------------------------------------------------------------
 
 DONE = "[DONE]"
 """The payload that ends an OpenAI stream."""
-
-
-class SSEDecoder:
-    """Server-sent events, line by line: returns each event's data once complete.
-
-    Follows the SSE rules that matter here: ``data:`` lines of one event are
-    joined with newlines, an event ends at a blank line, comments (``:``) and
-    other fields are ignored, one optional space after the colon is dropped.
-    """
-
-    def __init__(self) -> None:
-        self._data: list[str] = []
-
-    def feed(self, line: str) -> str | None:
-        line = line.rstrip("\r\n")
-        if not line:
-            return self._dispatch()
-        if line.startswith(":"):
-            return None
-        name, _, value = line.partition(":")
-        if value.startswith(" "):
-            value = value[1:]
-        if name == "data":
-            self._data.append(value)
-        return None
-
-    def flush(self) -> str | None:
-        """The last event when the stream ended without a blank line."""
-        return self._dispatch()
-
-    def _dispatch(self) -> str | None:
-        if not self._data:
-            return None
-        data = "\n".join(self._data)
-        self._data = []
-        return data
-
-
-def iter_sse_data(lines: Iterable[str]) -> Iterator[str]:
-    """Every event's data in ``lines`` (a whole captured stream, e.g. a fixture)."""
-    decoder = SSEDecoder()
-    for line in lines:
-        data = decoder.feed(line)
-        if data is not None:
-            yield data
-    data = decoder.flush()
-    if data is not None:
-        yield data
 
 
 # -- events ------------------------------------------------------------------
@@ -130,7 +89,14 @@ class StreamError:
     code: int | None = None
 
 
-Event = ContentDelta | ReasoningDelta | ToolCallDelta | Usage | Finished | StreamError
+@dataclass(frozen=True)
+class SpecMetrics:
+    """``metrics.speculative_decoding`` of the final usage chunk (per-request acceptance)."""
+
+    acceptance: Acceptance
+
+
+Event = ContentDelta | ReasoningDelta | ToolCallDelta | Usage | Finished | StreamError | SpecMetrics
 
 
 def events_from_chunk(chunk: dict[str, Any]) -> list[Event]:
@@ -162,6 +128,11 @@ def events_from_chunk(chunk: dict[str, Any]) -> list[Event]:
             )
         if choice.get("finish_reason"):
             events.append(Finished(choice["finish_reason"]))
+    metrics = chunk.get("metrics")
+    if isinstance(metrics, dict) and "speculative_decoding" in metrics:
+        found = acceptance.from_payload(metrics["speculative_decoding"])
+        if found is not None:
+            events.append(SpecMetrics(found))
     usage = chunk.get("usage")
     if isinstance(usage, dict) and "completion_tokens" in usage:
         events.append(
@@ -237,6 +208,8 @@ class Answer:
     t_last: float | None = None
     t_end: float | None = None
     tokens_at_first: int | None = None
+    acceptance: Acceptance | None = None
+    """This answer's own spec-decode acceptance, when the server told (or counters showed)."""
     _awaiting_first_usage: bool = field(default=False, repr=False)
 
     def apply(self, event: Event, now: float) -> None:
@@ -266,6 +239,8 @@ class Answer:
             self.finish_reason = event.reason
         elif isinstance(event, StreamError):
             self.error = event.message
+        elif isinstance(event, SpecMetrics):
+            self.acceptance = event.acceptance
 
     def finish(self, now: float) -> None:
         if self.t_end is None:
@@ -306,6 +281,7 @@ class Answer:
             "completion_tokens": self.completion_tokens,
             "tokens_per_s": _round(self.tokens_per_s),
             "elapsed_s": _round(self.elapsed_s),
+            "acceptance": self.acceptance.to_dict() if self.acceptance else None,
         }
 
     def stats_line(self) -> str:
@@ -314,6 +290,8 @@ class Answer:
         tokens = "?" if self.completion_tokens is None else str(self.completion_tokens)
         rate = "?" if self.tokens_per_s is None else f"{self.tokens_per_s:.1f}"
         parts = [f"TTFT {ttft}", f"{tokens} tokens", f"{rate} tok/s"]
+        if self.acceptance is not None:
+            parts.append(self.acceptance.line())
         if self.stopped:
             parts.append("stopped")
         elif self.finish_reason and self.finish_reason != "stop":
@@ -420,45 +398,34 @@ class Transcript:
 # -- client ------------------------------------------------------------------
 
 
-def _error_message(response_text: str) -> str:
-    try:
-        body = json.loads(response_text)
-    except ValueError:
-        return response_text.strip()[:300] or "no details"
-    if isinstance(body, dict):
-        err = body.get("error")
-        if isinstance(err, dict) and err.get("message"):
-            return str(err["message"])
-        if body.get("detail"):
-            return str(body["detail"])
-        if err:
-            return str(err)
-    return response_text.strip()[:300]
-
-
 class ChatClient:
-    """The HTTP side: ``/v1/models`` and streamed ``/v1/chat/completions``."""
+    """``/v1/models`` and streamed ``/v1/chat/completions``, over the one server client.
+
+    ``timeout`` is the stream's idle timeout (no byte for that long ends it);
+    connect timeout, whole-answer deadline and size caps are
+    :data:`console.server_client.STREAM`'s.
+    """
 
     def __init__(
         self,
         url: str,
         *,
         api_key: str | None = None,
-        timeout: float = 300.0,
+        timeout: float = STREAM.idle_s,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         """``transport`` replays recorded streams in tests (httpx's own seam)."""
-        self.url = url.rstrip("/")
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.AsyncClient(
-            base_url=self.url,
-            headers=headers,
-            timeout=httpx.Timeout(timeout, connect=10.0),
-            transport=transport,
-        )
+        self._server = ServerClient(url, api_key=api_key, transport=transport)
+        self.url = self._server.url
+        self._limits = replace(STREAM, idle_s=timeout)
+
+    @property
+    def server(self) -> ServerClient:
+        """The underlying server client (``/metrics`` for the acceptance fallback)."""
+        return self._server
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._server.aclose()
 
     async def __aenter__(self) -> ChatClient:
         return self
@@ -466,28 +433,20 @@ class ChatClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    def _unreachable(self, exc: Exception) -> ConsoleError:
-        return ConsoleError(
-            f"cannot reach {self.url} ({type(exc).__name__}: {exc})",
-            hint="is the server running? start it on the server screen or with "
-            "`vllm-console up NAME`, or pass --url",
-        )
+    @staticmethod
+    def _with_hint(exc: ServerError) -> ServerError:
+        if exc.kind == "unreachable" and exc.hint is not None:
+            exc.hint = (
+                "is the server running? start it on the server screen or with "
+                "`vllm-console up NAME`, or pass --url"
+            )
+        return exc
 
     async def models(self) -> list[str]:
         try:
-            response = await self._http.get("/v1/models")
-        except httpx.HTTPError as exc:
-            raise self._unreachable(exc) from exc
-        if response.status_code != 200:
-            raise ConsoleError(
-                f"{self.url}/v1/models: HTTP {response.status_code}: "
-                f"{_error_message(response.text)}",
-                hint="set VLLM_API_KEY if the server wants a key"
-                if response.status_code == 401
-                else None,
-            )
-        data = response.json().get("data") or []
-        return [str(card["id"]) for card in data if isinstance(card, dict) and "id" in card]
+            return await self._server.models()
+        except ServerError as exc:
+            raise self._with_hint(exc) from None
 
     async def default_model(self) -> str:
         models = await self.models()
@@ -513,18 +472,10 @@ class ChatClient:
         """Events of one streamed answer; ends after ``[DONE]`` or a ``StreamError``."""
         body = self.request_body(model, messages, settings)
         try:
-            async with self._http.stream("POST", "/v1/chat/completions", json=body) as response:
-                if response.status_code != 200:
-                    text = (await response.aread()).decode("utf-8", "replace")
-                    raise ConsoleError(
-                        f"{self.url}/v1/chat/completions: HTTP {response.status_code}: "
-                        f"{_error_message(text)}"
-                    )
-                decoder = SSEDecoder()
-                async for line in response.aiter_lines():
-                    data = decoder.feed(line)
-                    if data is None:
-                        continue
+            async with contextlib.aclosing(
+                self._server.sse("/v1/chat/completions", body, self._limits)
+            ) as payloads:
+                async for data in payloads:
                     events = events_from_payload(data)
                     if events is None:
                         return
@@ -532,15 +483,21 @@ class ChatClient:
                         yield event
                         if isinstance(event, StreamError):
                             return
-                data = decoder.flush()
-                if data is not None:
-                    for event in events_from_payload(data) or []:
-                        yield event
-        except httpx.HTTPError as exc:
-            raise self._unreachable(exc) from exc
+        except ServerError as exc:
+            raise self._with_hint(exc) from None
 
 
 # -- the session the UI and CLI drive ----------------------------------------
+
+ALONE_WAIT_S = 3.0
+"""How long the counters may take to show a finished answer (they update per step)."""
+
+
+@dataclass(frozen=True)
+class _Counters:
+    spec: tuple[float, float, float, tuple[float, ...]]
+    generated: float
+    finished: float
 
 
 class ChatSession:
@@ -554,8 +511,13 @@ class ChatSession:
         system: str = "",
         settings: ChatSettings | None = None,
         transcript: Transcript | None = None,
+        measure_acceptance: bool = False,
     ) -> None:
+        """``measure_acceptance``: without per-request metrics from the server, take an
+        answer's acceptance from the /metrics counters around it when it ran alone."""
         self.client = client
+        self.measure_acceptance = measure_acceptance
+        self._spec_server: bool | None = None  # None: not known yet
         self.model = model
         self.conversation = Conversation(system=system)
         self.settings = settings or ChatSettings()
@@ -618,11 +580,14 @@ class ChatSession:
             if resolve_error is not None:
                 raise resolve_error
             model = await self.resolve_model()
+            before = await self._idle_counters()
             current.t_request = time.monotonic()
             async for event in self.client.stream(model, messages, self.settings):
                 current.apply(event, time.monotonic())
                 self._record_delta(event)
                 yield event
+            if before is not None and current.acceptance is None and current.error is None:
+                current.acceptance = await self._alone_delta(before, current)
         except ConsoleError as exc:
             current.error = str(exc)
             raise
@@ -650,6 +615,59 @@ class ChatSession:
                         settings=asdict(self.settings),
                         stats=current.stats(),
                     )
+
+    async def _scrape(self) -> Any:
+        from console import metrics
+
+        try:
+            return await metrics.ascrape(self.client.server, timeout=5.0)
+        except ConsoleError:
+            return None
+
+    async def _idle_counters(self) -> _Counters | None:
+        """The spec counters before an answer, if this is a spec-decode server at rest."""
+        if not self.measure_acceptance or self._spec_server is False:
+            return None
+        from console import metric_names as N
+        from console import metrics
+
+        sample = await self._scrape()
+        spec = metrics.spec_counts(sample) if sample is not None else None
+        if spec is None:
+            self._spec_server = False  # no spec counters (or no /metrics): never again
+            return None
+        self._spec_server = True
+        if (sample.total(N.RUNNING) or 0) + (sample.total(N.WAITING) or 0):
+            return None  # another request is in flight: its drafts would mix in
+        return _Counters(
+            spec, sample.total(N.GENERATION_TOKENS) or 0, sample.total(N.REQUEST_SUCCESS) or 0
+        )
+
+    async def _alone_delta(self, before: _Counters, answer: Answer) -> Acceptance | None:
+        """Counter differences once they show exactly this answer, and nothing else."""
+        import asyncio
+
+        from console import metric_names as N
+        from console import metrics
+
+        tokens = answer.completion_tokens
+        if tokens is None:
+            return None
+        deadline = time.monotonic() + ALONE_WAIT_S
+        while True:
+            sample = await self._scrape()
+            spec = metrics.spec_counts(sample) if sample is not None else None
+            if spec is None:
+                return None
+            generated = (sample.total(N.GENERATION_TOKENS) or 0) - before.generated
+            finished = (sample.total(N.REQUEST_SUCCESS) or 0) - before.finished
+            if generated > tokens or finished > 1:
+                return None  # another request ran meanwhile
+            if generated == tokens and finished == 1:
+                return acceptance.from_counts(before.spec, spec)
+            if time.monotonic() > deadline:
+                return None  # counters never settled on this answer alone
+            await asyncio.sleep(0.1)
 
     def _record_delta(self, event: Event) -> None:
         if self.transcript is None:

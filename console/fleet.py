@@ -8,8 +8,9 @@ console started and that is still running.
 
 Headless: ``monitor`` prints the fleet as ``{"servers": [...]}`` or a table,
 the TUI's fleet view (``console/screens/fleet.py``) shows the same rows. Each
-server has its own poll loop (:class:`FleetPoller`), with its own deadline, so
-a slow or dead server only makes its own row stale: the others keep updating.
+server has its own :class:`console.sampler.MetricsSampler` (a thread, polls
+that never overlap, a deadline each), so a slow or dead server only makes its
+own row stale: the others keep updating.
 A row is derived from the same report object ``monitor`` prints for one
 server (:func:`row_from_report`), so the table and the JSON cannot disagree.
 """
@@ -18,19 +19,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from console.sanitize import clean_line
 
 if TYPE_CHECKING:
-    import httpx
-
-    from console import metrics as M
+    from console.sampler import MetricsSampler, Tick
+    from console.server_client import ServerClient
 
 PROBE_CONCURRENCY = 32
 """Ports probed at once by ``--discover``."""
@@ -43,7 +42,6 @@ MAX_PORTS = 4096
 POLL_S = 1.0
 POLL_TIMEOUT_S = 5.0
 """Deadline of one poll of one server (scrape + server info)."""
-WINDOW_S = 60.0
 
 
 # --------------------------------------------------------------------------- targets
@@ -115,44 +113,25 @@ def unique(targets: Iterable[Target]) -> list[Target]:
     return list(out.values())
 
 
-async def probe(client: httpx.AsyncClient, url: str, *, timeout: float = PROBE_TIMEOUT_S) -> bool:
-    """True when ``url`` is a vLLM server: ``/version`` answers JSON with a version and
-    ``/v1/models`` answers (200, or 401 when it wants an API key)."""
+async def probe(client: ServerClient, *, timeout: float = PROBE_TIMEOUT_S) -> bool:
+    """True when the client's server is vLLM: ``/version`` answers JSON with a
+    version and ``/v1/models`` answers (200, or 401 when it wants an API key)."""
+    from console import server_client as SC
+
+    limits = SC.Limits(
+        deadline_s=timeout, max_bytes=PROBE_MAX_BYTES, connect_s=min(PROBE_CONNECT_S, timeout)
+    )
     try:
-        version = await _get_capped(client, f"{url}/version", timeout)
-        if version is None or version[0] != 200:
+        version = await client.get("/version", limits)
+        if version.status != 200:
             return False
-        data = _json(version[1])
+        data = version.json()
         if not (isinstance(data, dict) and isinstance(data.get("version"), str)):
             return False
-        models = await _get_capped(client, f"{url}/v1/models", timeout)
-        return models is not None and models[0] in (200, 401)
-    except Exception:  # any transport trouble: not a server we can watch
+        models = await client.get("/v1/models", limits)
+        return models.status in (200, 401)
+    except SC.ServerError:  # refused, too slow, too large, not JSON: not a server we can watch
         return False
-
-
-async def _get_capped(client: httpx.AsyncClient, url: str, timeout: float) -> tuple[int, bytes]:
-    """(status, body) of a GET with a whole-request deadline and a size cap."""
-
-    async def fetch() -> tuple[int, bytes]:
-        async with client.stream("GET", url) as response:
-            body = bytearray()
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > PROBE_MAX_BYTES:
-                    break
-            return response.status_code, bytes(body[:PROBE_MAX_BYTES])
-
-    return await asyncio.wait_for(fetch(), timeout)
-
-
-def _json(body: bytes) -> Any:
-    import json
-
-    try:
-        return json.loads(body)
-    except ValueError:
-        return None
 
 
 async def discover(
@@ -160,21 +139,22 @@ async def discover(
     *,
     concurrency: int = PROBE_CONCURRENCY,
     timeout: float = PROBE_TIMEOUT_S,
-    headers: dict[str, str] | None = None,
+    api_key: str | None = None,
 ) -> list[Target]:
-    """Probe every port of ``ranges``, at most ``concurrency`` at once; the vLLM
-    servers found, in port order."""
+    """Probe every port of ``ranges``, at most ``concurrency`` at once, each request
+    within ``timeout``; the vLLM servers found, in port order."""
     import httpx
+
+    from console.server_client import ServerClient
 
     urls = [u for r in ranges for u in r.urls]
     gate = asyncio.Semaphore(concurrency)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=0)
-    deadline = httpx.Timeout(timeout, connect=min(PROBE_CONNECT_S, timeout))
-    async with httpx.AsyncClient(timeout=deadline, limits=limits, headers=headers) as client:
+    pool = httpx.Limits(max_connections=concurrency, max_keepalive_connections=0)
+    async with httpx.AsyncClient(limits=pool) as http:
 
         async def one(url: str) -> bool:
             async with gate:
-                return await probe(client, url, timeout=timeout)
+                return await probe(ServerClient(url, api_key=api_key, http=http), timeout=timeout)
 
         found = await asyncio.gather(*(one(u) for u in urls))
     return [Target(u, source="discover") for u, ok in zip(urls, found, strict=True) if ok]
@@ -221,13 +201,15 @@ class FleetSpec:
     """Add the servers of running profiles."""
 
 
-async def resolve_spec(spec: FleetSpec) -> tuple[list[Target], list[str]]:
+async def resolve_spec(
+    spec: FleetSpec, *, api_key: str | None = None
+) -> tuple[list[Target], list[str]]:
     """The targets of ``spec`` (URLs, probe finds, running profiles) and notes on
     what could not be asked."""
     targets = [Target(u) for u in spec.urls]
     notes: list[str] = []
     if spec.ranges:
-        found = await discover(spec.ranges)
+        found = await discover(spec.ranges, api_key=api_key)
         ranges = ", ".join(str(r) for r in spec.ranges)
         notes.append(f"discover {ranges}: {len(found)} vLLM server(s)")
         targets += found
@@ -357,113 +339,42 @@ def render_table(rows: Sequence[FleetRow]) -> str:
 # --------------------------------------------------------------------------- polling
 
 
-class ServerPoll:
-    """One poll of one server: a ``/metrics`` sample and, once, its version and model.
+def row_from_tick(target: Target, tick: Tick) -> FleetRow:
+    """A row from one poll of the server's :class:`console.sampler.MetricsSampler`:
+    the figures over its window (60 s), down with the error when the poll failed."""
+    from console.commands.monitor import build_report
 
-    The one place the fleet talks HTTP, behind a whole-poll deadline, so swapping
-    in the shared client or sampler changes this class only."""
-
-    def __init__(self, url: str, *, timeout: float = POLL_TIMEOUT_S) -> None:
-        self.url = url
-        self.timeout = timeout
-        self.info: M.ServerInfo | None = None
-
-    async def __call__(self, client: httpx.AsyncClient) -> M.MetricsSample:
-        from console import metrics as M
-
-        async def poll() -> M.MetricsSample:
-            sample = await M.ascrape(client, self.url, timeout=self.timeout)
-            if self.info is None:
-                with contextlib.suppress(M.MetricsError):
-                    self.info = await M.afetch_server_info(client, self.url, timeout=self.timeout)
-            return sample
-
-        try:
-            return await asyncio.wait_for(poll(), self.timeout)
-        except TimeoutError:
-            raise M.MetricsError(
-                f"{M.metrics_url(self.url)}: no answer within {self.timeout:.0f} s", url=self.url
-            ) from None
+    report = build_report(
+        target.url, figures=tick.window, server=tick.info, gpu=None, error=tick.error
+    )
+    return row_from_report(target, report, polls=tick.number)
 
 
-class ServerWatch:
-    """One server's poll loop state: its tracker, info and last row."""
+def start_samplers(
+    targets: Sequence[Target],
+    on_row: Callable[[FleetRow], None],
+    *,
+    api_key: str | None = None,
+    poll_s: float = POLL_S,
+    timeout_s: float = POLL_TIMEOUT_S,
+) -> dict[str, MetricsSampler]:
+    """One running sampler per server, each in its own thread with its own
+    deadline: a slow or dead server holds up only its own rows. ``on_row`` is
+    called (in that sampler's thread) after every poll. Stop them when done."""
+    from console.sampler import MetricsSampler
 
-    def __init__(self, target: Target, *, timeout: float = POLL_TIMEOUT_S) -> None:
-        from console import metrics as M
-
-        self.target = target
-        self.poll = ServerPoll(target.url, timeout=timeout)
-        self.tracker = M.MetricsTracker(window_s=WINDOW_S, stale_after_s=3 * timeout)
-        self.polls = 0
-        self.row = FleetRow(target=target, state="connecting")
-
-    def report(self, error: Exception | None) -> dict[str, Any]:
-        from console import metrics as M
-        from console.commands.monitor import build_report
-
-        figures = self.tracker.window()
-        return build_report(
-            self.target.url,
-            figures=figures,
-            server=self.poll.info if error is None else None,
-            gpu=None,
-            error=error if isinstance(error, M.MetricsError | None) else str(error),
-        )
-
-    async def step(self, client: httpx.AsyncClient) -> FleetRow:
-        """One poll; the row it gives (down with the error when it failed)."""
-        from console import metrics as M
-
-        error: Exception | None = None
-        try:
-            self.tracker.feed(await self.poll(client))
-        except M.MetricsError as exc:
-            error = exc
-            self.tracker.feed_error(exc)
-            self.poll.info = None  # ask again when it is back (it may be another server)
-        self.polls += 1
-        self.row = row_from_report(self.target, self.report(error), polls=self.polls)
-        return self.row
+    samplers: dict[str, MetricsSampler] = {}
+    for target in targets:
+        sampler = MetricsSampler(target.url, api_key=api_key, poll_s=poll_s, timeout_s=timeout_s)
+        sampler.subscribe(lambda tick, t=target: on_row(row_from_tick(t, tick)))
+        samplers[target.url] = sampler.start()
+    return samplers
 
 
-class FleetPoller:
-    """One independent loop per server: a slow or dead one stalls only its own row.
-
-    ``on_row`` is called after every poll of every server. Each loop waits
-    ``interval`` after its own poll finished before the next (never overlaps)."""
-
-    def __init__(
-        self,
-        targets: Sequence[Target],
-        on_row: Callable[[FleetRow], None],
-        *,
-        interval: float = POLL_S,
-        timeout: float = POLL_TIMEOUT_S,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        self.watches = [ServerWatch(t, timeout=timeout) for t in targets]
-        self.on_row = on_row
-        self.interval = interval
-        self.headers = headers
-
-    async def loop(
-        self, watch: ServerWatch, *, gate: Callable[[], Awaitable[object]] | None = None
-    ) -> None:
-        """Poll one server forever (cancel to stop); ``gate()`` is awaited before
-        each poll (the TUI pauses while the fleet view is hidden)."""
-        import httpx
-
-        async with httpx.AsyncClient(headers=self.headers) as client:
-            while True:
-                if gate is not None:
-                    await gate()
-                self.on_row(await watch.step(client))
-                await asyncio.sleep(self.interval)
-
-    async def run(self) -> None:
-        """Every server's loop at once (the CLI's live view)."""
-        await asyncio.gather(*(self.loop(w) for w in self.watches))
+def stop_samplers(samplers: dict[str, MetricsSampler]) -> None:
+    """Stop every sampler without waiting on a poll in flight (it has a deadline)."""
+    for sampler in samplers.values():
+        sampler.stop(timeout=0)
 
 
 # --------------------------------------------------------------------------- monitor --once

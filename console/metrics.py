@@ -14,22 +14,23 @@ Formulas: reference/vllm.md §1 and docs/metrics.md.
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from console import metric_names as N
+from console import server_client as SC
 from console.errors import ConsoleError
 
-DEFAULT_URL = "http://127.0.0.1:8000"
-DEFAULT_TIMEOUT = 5.0
+if TYPE_CHECKING:
+    import httpx
+
+DEFAULT_TIMEOUT = SC.METRICS.deadline_s
 QUANTILES = (0.5, 0.9, 0.99)
 
 Labels = tuple[tuple[str, str], ...]
@@ -107,6 +108,8 @@ class MetricsSample:
     timestamp: float
     series: Mapping[str, Series]
     url: str | None = None
+    nonfinite: tuple[str, ...] = ()
+    """Names of series with a NaN or ±Inf value (legal in Prometheus; unknown here)."""
 
     def names(self) -> frozenset[str]:
         return frozenset(self.series)
@@ -164,7 +167,10 @@ class MetricsSample:
                 le = dict(labels).get("le")
                 if le is None:
                     continue
-                bound = float(le)
+                try:
+                    bound = float(le)
+                except ValueError:
+                    continue  # not a bucket bound: a page to distrust, not to crash on
                 per_le[bound] = per_le.get(bound, 0.0) + v
             if not per_le:
                 continue
@@ -252,7 +258,10 @@ def parse_metrics(
     if not any(name in series for name in N.REQUIRED):
         raise MetricsError(f"{where}: partial metrics page: {N.REQUIRED[0]} is missing", url=url)
     frozen = MappingProxyType({k: tuple(v) for k, v in series.items()})
-    return MetricsSample(timestamp=timestamp, series=frozen, url=url)
+    nonfinite = tuple(
+        sorted(k for k, v in frozen.items() if not all(math.isfinite(x) for _, x in v))
+    )
+    return MetricsSample(timestamp=timestamp, series=frozen, url=url, nonfinite=nonfinite)
 
 
 # --------------------------------------------------------------------------- scraping
@@ -260,12 +269,7 @@ def parse_metrics(
 
 def base_url(url: str) -> str:
     """The server's base URL, whether given as base or as ``.../metrics``."""
-    url = url.rstrip("/")
-    if url.endswith("/metrics"):
-        url = url[: -len("/metrics")]
-    if url.endswith("/v1"):
-        url = url[: -len("/v1")]
-    return url
+    return SC.normalize_url(url)
 
 
 def metrics_url(url: str) -> str:
@@ -274,61 +278,59 @@ def metrics_url(url: str) -> str:
 
 def auth_headers() -> dict[str, str]:
     """Bearer header from VLLM_API_KEY or OPENAI_API_KEY (never logged)."""
-    key = os.environ.get("VLLM_API_KEY") or os.environ.get("OPENAI_API_KEY")
-    return {"Authorization": f"Bearer {key}"} if key else {}
+    return SC.auth_headers(SC.api_key_from_env())
 
 
-def _http_error(url: str, exc: Exception) -> MetricsError:
-    if isinstance(exc, httpx.ConnectError):
-        return MetricsError(
-            f"cannot reach {url}: connection refused or host unreachable",
-            url=url,
-            hint="is the server running and ready? Check the URL (--url) and `vllm-console status`",
-        )
-    if isinstance(exc, httpx.TimeoutException):
-        return MetricsError(f"{url}: no answer within the timeout", url=url)
-    return MetricsError(f"{url}: {type(exc).__name__}: {exc}", url=url)
+def _metrics_error(exc: SC.ServerError) -> MetricsError:
+    return MetricsError(exc.message, url=exc.url, hint=exc.hint)
 
 
-def _check_response(url: str, response: httpx.Response) -> str:
-    if response.status_code in (401, 403):
-        raise MetricsError(
-            f"{url}: HTTP {response.status_code} (unauthorised)",
-            url=url,
-            hint="set VLLM_API_KEY (or OPENAI_API_KEY) to the server's --api-key",
-        )
-    if response.status_code != 200:
-        raise MetricsError(f"{url}: HTTP {response.status_code}", url=url)
-    return response.text
+def _limits(timeout: float | None) -> SC.Limits:
+    return SC.METRICS if timeout is None else replace(SC.METRICS, deadline_s=timeout)
+
+
+def page_to_sample(text: str, url: str) -> MetricsSample:
+    """Parse a fetched page, stamped now."""
+    return parse_metrics(text, timestamp=time.time(), url=url)
 
 
 def scrape(
-    url: str, *, client: httpx.Client | None = None, timeout: float = DEFAULT_TIMEOUT
+    url: str,
+    *,
+    client: SC.SyncServerClient | httpx.Client | None = None,
+    timeout: float | None = None,
 ) -> MetricsSample:
-    """Fetch and parse ``/metrics`` synchronously (CLI, bench, thread workers)."""
-    target = metrics_url(url)
-    own = client is None
-    c = client or httpx.Client(timeout=timeout, headers=auth_headers())
+    """Fetch and parse ``/metrics`` synchronously (CLI, thread workers), within
+    :data:`console.server_client.METRICS`' deadline and size cap."""
+    sc = (
+        client if isinstance(client, SC.SyncServerClient) else SC.SyncServerClient(url, http=client)
+    )
     try:
-        response = c.get(target, headers=auth_headers(), timeout=timeout)
-    except httpx.HTTPError as exc:
-        raise _http_error(target, exc) from exc
+        text = sc.metrics_page(_limits(timeout))
+    except SC.ServerError as exc:
+        raise _metrics_error(exc) from None
     finally:
-        if own:
-            c.close()
-    return parse_metrics(_check_response(target, response), timestamp=time.time(), url=target)
+        if sc is not client:
+            sc.close()
+    return page_to_sample(text, sc.endpoint("/metrics"))
 
 
 async def ascrape(
-    client: httpx.AsyncClient, url: str, *, timeout: float = DEFAULT_TIMEOUT
+    client: SC.ServerClient | httpx.AsyncClient,
+    url: str | None = None,
+    *,
+    timeout: float | None = None,
 ) -> MetricsSample:
-    """Fetch and parse ``/metrics`` on an async client (the TUI's workers)."""
-    target = metrics_url(url)
+    """Fetch and parse ``/metrics`` on an async client (the TUI's workers, bench)."""
+    if isinstance(client, SC.ServerClient):
+        sc = client
+    else:
+        sc = SC.ServerClient(url or SC.DEFAULT_URL, http=client)
     try:
-        response = await client.get(target, headers=auth_headers(), timeout=timeout)
-    except httpx.HTTPError as exc:
-        raise _http_error(target, exc) from exc
-    return parse_metrics(_check_response(target, response), timestamp=time.time(), url=target)
+        text = await sc.metrics_page(_limits(timeout))
+    except SC.ServerError as exc:
+        raise _metrics_error(exc) from None
+    return page_to_sample(text, sc.endpoint("/metrics"))
 
 
 @dataclass(frozen=True)
@@ -344,54 +346,85 @@ class ServerInfo:
 
 
 def _server_info(version_json: Any, models_json: Any) -> ServerInfo:
-    version = version_json.get("version") if isinstance(version_json, dict) else None
+    """Whatever the server says, of whatever type: only well-formed values are kept."""
+    raw_version = version_json.get("version") if isinstance(version_json, dict) else None
+    version = None if raw_version is None else str(raw_version)
     model = max_len = None
     data = models_json.get("data") if isinstance(models_json, dict) else None
-    if data:
-        first = data[0]
-        model = first.get("id")
+    first = data[0] if isinstance(data, list) and data else None
+    if isinstance(first, dict):
+        model = None if first.get("id") is None else str(first["id"])
         ml = first.get("max_model_len")
-        max_len = int(ml) if isinstance(ml, int | float) else None
+        max_len = _int(ml) if isinstance(ml, int | float) and not isinstance(ml, bool) else None
     return ServerInfo(version=version, model=model, max_model_len=max_len)
 
 
-def _json_or_none(response: httpx.Response) -> Any:
-    if response.status_code != 200:
+def _info_limits(timeout: float | None, base: SC.Limits) -> SC.Limits:
+    return base if timeout is None else replace(base, deadline_s=timeout)
+
+
+def _json_or_none(reply: SC.Reply | SC.ServerError) -> Any:
+    """A 200 answer's JSON; None for anything else, except a server that cannot
+    be reached at all (raised: there is no server to describe)."""
+    if isinstance(reply, SC.ServerError):
+        if reply.kind == "unreachable":
+            raise _metrics_error(reply)
+        return None
+    if reply.status != 200:
         return None
     try:
-        return response.json()
-    except ValueError:
+        return reply.json()
+    except SC.ServerError:
         return None
 
 
 def fetch_server_info(
-    url: str, *, client: httpx.Client | None = None, timeout: float = DEFAULT_TIMEOUT
+    url: str,
+    *,
+    client: SC.SyncServerClient | httpx.Client | None = None,
+    timeout: float | None = None,
 ) -> ServerInfo:
     """Server version and served model; raises MetricsError only if unreachable."""
-    base = base_url(url)
-    own = client is None
-    c = client or httpx.Client(timeout=timeout)
+    sc = (
+        client if isinstance(client, SC.SyncServerClient) else SC.SyncServerClient(url, http=client)
+    )
+
+    def get(path: str, limits: SC.Limits) -> SC.Reply | SC.ServerError:
+        try:
+            return sc.get(path, _info_limits(timeout, limits))
+        except SC.ServerError as exc:
+            return exc
+
     try:
-        v = c.get(base + "/version", headers=auth_headers(), timeout=timeout)
-        m = c.get(base + "/v1/models", headers=auth_headers(), timeout=timeout)
-    except httpx.HTTPError as exc:
-        raise _http_error(base, exc) from exc
+        version = _json_or_none(get("/version", SC.VERSION))
+        models = _json_or_none(get("/v1/models", SC.MODELS))
     finally:
-        if own:
-            c.close()
-    return _server_info(_json_or_none(v), _json_or_none(m))
+        if sc is not client:
+            sc.close()
+    return _server_info(version, models)
 
 
 async def afetch_server_info(
-    client: httpx.AsyncClient, url: str, *, timeout: float = DEFAULT_TIMEOUT
+    client: SC.ServerClient | httpx.AsyncClient,
+    url: str | None = None,
+    *,
+    timeout: float | None = None,
 ) -> ServerInfo:
-    base = base_url(url)
-    try:
-        v = await client.get(base + "/version", headers=auth_headers(), timeout=timeout)
-        m = await client.get(base + "/v1/models", headers=auth_headers(), timeout=timeout)
-    except httpx.HTTPError as exc:
-        raise _http_error(base, exc) from exc
-    return _server_info(_json_or_none(v), _json_or_none(m))
+    """:func:`fetch_server_info` on an async client."""
+    if isinstance(client, SC.ServerClient):
+        sc = client
+    else:
+        sc = SC.ServerClient(url or SC.DEFAULT_URL, http=client)
+
+    async def get(path: str, limits: SC.Limits) -> SC.Reply | SC.ServerError:
+        try:
+            return await sc.get(path, _info_limits(timeout, limits))
+        except SC.ServerError as exc:
+            return exc
+
+    version = _json_or_none(await get("/version", SC.VERSION))
+    models = _json_or_none(await get("/v1/models", SC.MODELS))
+    return _server_info(version, models)
 
 
 # --------------------------------------------------------------------------- figures
@@ -420,7 +453,7 @@ class Quantiles(_Dict):
             return cls()
         q = [h.quantile(x) for x in QUANTILES]
         mean = h.sum / h.count if h.count > 0 else None
-        return cls(p50=q[0], p90=q[1], p99=q[2], mean=mean, count=round(h.count))
+        return cls(p50=q[0], p90=q[1], p99=q[2], mean=mean, count=_int(h.count) or 0)
 
 
 @dataclass(frozen=True)
@@ -490,10 +523,10 @@ class SpecDecodeStats(_Dict):
     ) -> SpecDecodeStats:
         rate = (seconds is not None) and seconds > 0
         return cls(
-            drafts=round(d),
-            draft_tokens=round(t),
-            accepted_tokens=round(a),
-            accepted_per_position=tuple(round(x) for x in a_pos),
+            drafts=_int(d) or 0,
+            draft_tokens=_int(t) or 0,
+            accepted_tokens=_int(a) or 0,
+            accepted_per_position=tuple(_int(x) or 0 for x in a_pos),
             mean_acceptance_length=(1.0 + a / d) if d > 0 else None,
             draft_acceptance_rate=(a / t) if t > 0 else None,
             per_position=tuple(x / d for x in a_pos) if d > 0 else None,
@@ -527,12 +560,51 @@ class Figures(_Dict):
     latency: LatencyFigures = field(default_factory=LatencyFigures)
     spec_decode: SpecDecodeFigures | None = None
     counter_reset: bool = False  # counters went down: the server restarted
+    nonfinite: tuple[str, ...] = ()
+    """Series that were NaN/±Inf on either page: gauges unknown, their windows skipped."""
     age_s: float = 0.0  # how old the sample behind these figures is (tracker)
     stale: bool = False
 
 
 def _int(x: float | None) -> int | None:
-    return None if x is None else round(x)
+    """A count; None when unknown, NaN or infinite (round() would raise)."""
+    return None if x is None or not math.isfinite(x) else round(x)
+
+
+def _finite(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else x
+
+
+def finite_tree(value: Any) -> Any:
+    """``value`` with every NaN/±Inf float replaced by None (dicts, lists, tuples).
+
+    The last step before strict JSON (``allow_nan=False``): a non-finite figure
+    is unknown, never a number.
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_tree(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_tree(v) for v in value]
+    return value
+
+
+def _scrub(value: Any) -> Any:
+    """Figures with every non-finite float made None (frozen dataclasses rebuilt)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, tuple):
+        return tuple(_scrub(v) for v in value)
+    if hasattr(value, "__dataclass_fields__"):
+        changes = {}
+        for f in fields(value):
+            old = getattr(value, f.name)
+            new = _scrub(old)
+            if new is not old:
+                changes[f.name] = new
+        return replace(value, **changes) if changes else value
+    return value
 
 
 def _delta(cur: float | None, prev: float | None) -> float | None:
@@ -560,9 +632,10 @@ def _label_number(raw: str | None) -> float | None:
     if raw in (None, "", "None"):
         return None
     try:
-        return float(raw)  # type: ignore[arg-type]
+        value = float(raw)  # type: ignore[arg-type]
     except ValueError:
         return None
+    return value if math.isfinite(value) else None
 
 
 def _kv_capacity(
@@ -588,6 +661,9 @@ def _positions(sample: MetricsSample) -> tuple[float, ...]:
     per = sample.by_label(N.SPEC_ACCEPTED_PER_POS, "position") or {}
     if not per:
         return ()
+    per = {p: v for p, v in per.items() if p.isdigit() and int(p) < 64}  # a hostile label
+    if not per:
+        return ()
     k = max(int(p) for p in per) + 1
     return tuple(per.get(str(i), 0.0) for i in range(k))
 
@@ -599,6 +675,10 @@ def _spec_counts(sample: MetricsSample) -> tuple[float, float, float, tuple[floa
     t = sample.total(N.SPEC_DRAFT_TOKENS) or 0.0
     a = sample.total(N.SPEC_ACCEPTED) or 0.0
     return d, t, a, _positions(sample)
+
+
+spec_counts = _spec_counts
+"""(drafts, draft tokens, accepted, per position) totals of a sample; None without spec."""
 
 
 def _spec_figures(
@@ -707,7 +787,10 @@ def derive(
         itl_s=_quantiles(current, previous, N.ITL),
         e2e_s=_quantiles(current, previous, N.E2E),
     )
-    return Figures(
+    nonfinite = set(current.nonfinite)
+    if previous is not None:
+        nonfinite.update(previous.nonfinite)
+    figures = Figures(
         timestamp=current.timestamp,
         window_s=seconds,
         requests=requests,
@@ -718,7 +801,11 @@ def derive(
         latency=latency,
         spec_decode=_spec_figures(current, previous, seconds),
         counter_reset=reset,
+        nonfinite=tuple(sorted(nonfinite)),
     )
+    # NaN/±Inf is legal on a Prometheus page and means nothing here: a gauge that
+    # is not finite is unknown, a window over a non-finite counter is skipped.
+    return _scrub(figures) if nonfinite else figures
 
 
 # --------------------------------------------------------------------------- tracker
@@ -729,7 +816,13 @@ class MetricsTracker:
 
     Feed it every scrape (or the error instead). On error the last good sample
     stays; ``figures()`` reports its age and marks it stale. A counter that
-    goes down (server restart) starts the history afresh.
+    goes down (server restart) starts the history afresh and is remembered
+    (``reset_at``): the figures right after it say ``counter_reset``.
+
+    The window's baseline is the oldest sample no older than ``window_s``
+    before the latest, so a window never spans more than ``window_s``;
+    ``Figures.window_s`` says what it really spans (less while it fills, or
+    after a gap in sampling), and labels are built from that.
     """
 
     def __init__(self, window_s: float = 60.0, *, stale_after_s: float = 5.0) -> None:
@@ -740,6 +833,10 @@ class MetricsTracker:
         self.last_error: Exception | None = None
         self.last_error_at: float | None = None
         self.kv_capacity_tokens_from_log: int | None = None
+        self.reset_at: float | None = None
+        """Timestamp of the first sample after the last counter reset."""
+        self.resets = 0
+        """Counter resets seen (server restarts)."""
 
     @property
     def latest(self) -> MetricsSample | None:
@@ -757,17 +854,20 @@ class MetricsTracker:
         """Add a good sample; returns the figures over the last scrape interval."""
         last = self.latest
         if last is not None and (sample.timestamp <= last.timestamp or _was_reset(sample, last)):
+            if sample.timestamp > last.timestamp:
+                self.reset_at = sample.timestamp
+                self.resets += 1
             self._samples.clear()
             self._first = None
         self._samples.append(sample)
         if self._first is None:
             self._first = sample
         self.last_error = None
-        # Keep one sample at or before the window's start as the baseline.
+        # The baseline is the oldest sample inside the window: never older.
         cutoff = sample.timestamp - self.window_s
-        while len(self._samples) >= 2 and self._samples[1].timestamp <= cutoff:
+        while self._samples[0].timestamp < cutoff:
             self._samples.popleft()
-        return self.last_interval()
+        return self.last_interval()  # type: ignore[return-value]
 
     def note_log_event(self, event: Any) -> None:
         """Take KV capacity from a ``console.logs.KvCacheSize`` event (older servers
@@ -780,32 +880,65 @@ class MetricsTracker:
         self.last_error = error
         self.last_error_at = time.time() if at is None else at
 
-    def _derive(self, cur: MetricsSample, prev: MetricsSample | None, now: float | None) -> Figures:
+    def _after_reset(self, base: MetricsSample | None) -> bool:
+        """Whether figures from ``base`` (None: no baseline) start at the last reset."""
+        if self.reset_at is None or self.latest is None:
+            return False
+        start = base if base is not None else self.latest
+        return start.timestamp == self.reset_at
+
+    def _derive(
+        self, cur: MetricsSample, prev: MetricsSample | None, now: float | None, *, reset: bool
+    ) -> Figures:
         f = derive(cur, prev, kv_capacity_tokens_from_log=self.kv_capacity_tokens_from_log)
         age = max(0.0, (time.time() if now is None else now) - cur.timestamp)
-        return replace(f, age_s=age, stale=age > self.stale_after_s or self.last_error is not None)
+        return replace(
+            f,
+            age_s=age,
+            stale=age > self.stale_after_s or self.last_error is not None,
+            counter_reset=f.counter_reset or reset,
+        )
 
     def last_interval(self, now: float | None = None) -> Figures | None:
-        """Figures between the last two samples (the sparkline point)."""
+        """Figures between the last two samples (the sparkline point); right
+        after a restart there is no interval and ``counter_reset`` says why."""
         if self.latest is None:
             return None
-        return self._derive(self.latest, self.previous, now)
+        prev = self.previous
+        return self._derive(self.latest, prev, now, reset=prev is None and self._after_reset(None))
 
     def window(self, now: float | None = None) -> Figures | None:
-        """Figures over (about) the last ``window_s`` seconds."""
+        """Figures over the last ``window_s`` seconds at most (``window_s`` of the
+        result is the span covered; None while only one sample is in it).
+        ``counter_reset``: the window restarted at a server restart."""
         if self.latest is None:
             return None
         base = self._samples[0] if len(self._samples) >= 2 else None
-        return self._derive(self.latest, base, now)
+        return self._derive(self.latest, base, now, reset=self._after_reset(base))
 
     def since_start(self, now: float | None = None) -> Figures | None:
         """Figures since the first sample this tracker saw (or the last restart)."""
         if self.latest is None:
             return None
         first = self._first if self._first is not self.latest else None
-        return self._derive(self.latest, first, now)
+        return self._derive(self.latest, first, now, reset=self._after_reset(first))
+
+    def lifetime(self, now: float | None = None) -> Figures | None:
+        """The server's lifetime counters as of the latest sample (no window)."""
+        if self.latest is None:
+            return None
+        return self._derive(self.latest, None, now, reset=False)
 
     def age(self, now: float | None = None) -> float | None:
         if self.latest is None:
             return None
         return max(0.0, (time.time() if now is None else now) - self.latest.timestamp)
+
+
+def window_label(seconds: float | None) -> str:
+    """What a window figure's label says: the span it really covers."""
+    if seconds is None:
+        return "no window yet"
+    if seconds < 120:
+        return f"last {seconds:.0f} s"
+    return f"last {seconds / 60:.0f} min"

@@ -10,6 +10,7 @@ command -v tmux >/dev/null 2>&1 || need+=(tmux)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 # headless browser for the web-mode tests (tests/test_web.py)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)  # ip netns: the two-node tests
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

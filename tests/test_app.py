@@ -11,7 +11,11 @@ from textual.command import CommandPalette
 
 from console.app import SCREEN_MODES, ConsoleApp
 from console.errors import ConsoleError
-from console.messages import (
+from console.runtime.base import ServerState, ServerStatus
+from console.screens.base import ForwardWorkerErrors
+from console.screens.chat import ChatScreen
+from console.screens.help import HelpScreen
+from console.screens.messages import (
     ActiveProfileChanged,
     ChatRequested,
     ProfileSwitchRequested,
@@ -19,10 +23,6 @@ from console.messages import (
     ServerStatusBroadcast,
     ServerStatusChanged,
 )
-from console.runtime.base import ServerState, ServerStatus
-from console.screens.base import ForwardWorkerErrors
-from console.screens.chat import ChatScreen
-from console.screens.help import HelpScreen
 from console.session import Session, load_last_profile, load_profile_by_name
 
 # Nothing listens here: screens that probe the server see it down, quickly.
@@ -217,7 +217,7 @@ async def test_server_status_moves_the_session_url_for_the_active_profile() -> N
             if app.session.url == "http://127.0.0.1:8123":
                 break
         assert app.session.url == "http://127.0.0.1:8123"
-        assert app.session.extra["server_status"] is status
+        assert app.session.server_status is status
         assert any(isinstance(m, ServerStatusBroadcast) for m in received)
         # Another profile's server does not move the URL.
         other = ServerStatus("x", "local", ServerState.READY, url="http://127.0.0.1:9999")

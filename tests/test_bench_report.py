@@ -19,8 +19,8 @@ from console.bench import (
     load_prompts,
     write_json,
 )
-from console.bench_client import RequestResult
-from console.bench_report import equality, first_difference, headline, render_table, summarize
+from console.bench.client import RequestResult
+from console.bench.report import equality, first_difference, headline, render_table, summarize
 from console.errors import ConsoleError
 
 
@@ -192,7 +192,7 @@ class _LogReplay:
 
 
 def test_kv_capacity_from_the_startup_log() -> None:
-    from console.bench import _kv_from_log
+    from console.bench.runner import _kv_from_log
 
     data = Path(__file__).parent / "data" / "vllm-0.32-cpu"
     kv = _kv_from_log(_LogReplay(data / "server_ngram.log"), None)

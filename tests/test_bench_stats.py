@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from console.bench_stats import median, percentile, ratio, spread
+from console.bench.stats import median, percentile, ratio, spread
 
 
 def test_percentile_interpolates_like_numpy() -> None:

@@ -6,7 +6,6 @@ a drill-down into each."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import http.server
 import json
 import socket
@@ -19,7 +18,6 @@ import pytest
 from console.app import ConsoleApp
 from console.cli import main
 from console.fleet import (
-    FleetPoller,
     FleetRow,
     FleetSpec,
     PortRange,
@@ -29,10 +27,13 @@ from console.fleet import (
     render_table,
     row_cells,
     row_from_report,
+    start_samplers,
+    stop_samplers,
     unique,
 )
 from console.screens.fleet import FleetScreen, FleetServerDashboard
 from console.session import Session
+from tests.helpers import wait_for
 from tests.screen_helpers import DOWN_URL, private_state, wait_until
 
 __all__ = ["private_state"]
@@ -189,31 +190,31 @@ async def test_discover_is_bounded_by_its_deadline() -> None:
         assert gate.arrived.is_set() and found == []
 
 
-async def test_a_slow_server_never_holds_up_the_others(vllm_server) -> None:
+def test_a_slow_server_never_holds_up_the_others(vllm_server) -> None:
     """Polls of different servers are independent: while the slow server holds its
     first poll, the real server's row is updated again and again."""
     rows: dict[str, list[FleetRow]] = {}
+    lock = threading.Lock()
+
+    def on_row(row: FleetRow) -> None:
+        with lock:
+            rows.setdefault(row.target.url, []).append(row)
+
     with slow_http_server() as (slow, gate):
-        targets = [Target(slow), Target(vllm_server.url)]
-        poller = FleetPoller(
-            targets,
-            lambda r: rows.setdefault(r.target.url, []).append(r),
-            interval=0.05,
-            timeout=30,  # longer than the test: the slow poll stays out
+        # A deadline longer than the test: the slow poll stays out.
+        samplers = start_samplers(
+            [Target(slow), Target(vllm_server.url)], on_row, poll_s=0.05, timeout_s=60
         )
-        task = asyncio.ensure_future(poller.run())
         try:
-            deadline = asyncio.get_running_loop().time() + 60
-            while len(rows.get(vllm_server.url, [])) < 3:
-                assert asyncio.get_running_loop().time() < deadline, "no polls of the fast server"
-                await asyncio.sleep(0.05)
-            assert gate.arrived.is_set() and gate.answered == 0
-            assert slow not in rows  # its first poll is still out
-            assert rows[vllm_server.url][-1].state == "up"
+            wait_for(lambda: len(rows.get(vllm_server.url, [])) >= 3, 60, "3 polls of the server")
+            with lock:
+                assert gate.arrived.is_set() and gate.answered == 0
+                assert slow not in rows  # its first poll is still out
+                assert rows[vllm_server.url][-1].state == "up"
+                assert rows[vllm_server.url][-1].model
         finally:
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
+            gate.release.set()
+            stop_samplers(samplers)
 
 
 # --------------------------------------------------------------------------- monitor

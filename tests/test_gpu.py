@@ -1,6 +1,6 @@
 """GPU sampler driven by recorded NVML readings: the H200 captures (dedicated
 memory) and a hand-made GB10 recording (unified memory). The real NVML layer
-is checked by tests/test_gpu_real.py on a GPU box."""
+is checked by tests/test_e2e_gpu.py on a GPU box."""
 
 from __future__ import annotations
 

@@ -37,6 +37,15 @@ ALL_RULES = {
     "gemma4-mtp-tool-calls",
     "gemma4-mtp-k",
     "per-request-spec-metrics",
+    # multi-node rules: tested in tests/test_cluster_profiles.py
+    "cluster-placeholder",
+    "cluster-interface",
+    "cluster-gpus",
+    "cluster-images-differ",
+    "cluster-ray-refused",
+    "cluster-managed-flag",
+    "cluster-netns",
+    "cluster-head-unreachable",
 }
 """Each has a test below; a new rule must be added here, tested and documented."""
 

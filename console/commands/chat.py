@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import sys
 from typing import TYPE_CHECKING, TextIO
 
-from console.errors import ConsoleError
+from console.errors import ConsoleError, UsageError
+from console.server_client import DEFAULT_URL
 from console.validate import server_url
 
 if TYPE_CHECKING:
@@ -39,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=server_url,
         dest="chat_url",
         metavar="URL",
-        help="server URL (default: the active profile's, else http://127.0.0.1:8000)",
+        help=f"server URL (default: the active profile's, else {DEFAULT_URL})",
     )
     parser.add_argument("--model", help="served model name (default: the first in /v1/models)")
     parser.add_argument("--system", default="", help="system prompt")
@@ -48,6 +50,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--top-p", type=float, help="nucleus sampling (0-1]")
     parser.add_argument(
         "--no-transcript", action="store_true", help="do not keep a transcript on disk"
+    )
+    parser.add_argument(
+        "--stats",
+        action="store_true",
+        help="after each answer, print its figures as one JSON line on stderr (TTFT, tok/s, "
+        "and the answer's own speculative-decoding acceptance where the server gives it)",
     )
     parser.set_defaults(func=run_chat)
 
@@ -58,6 +66,8 @@ def run_chat(args: argparse.Namespace) -> int:
     from console.chat import ChatSettings
     from console.session import Session
 
+    if args.message is not None and not args.message.strip():
+        raise UsageError("the message is empty; nothing was sent (leave it out for a REPL)")
     session = Session.create(url=args.chat_url or getattr(args, "url", None))
     settings = ChatSettings(
         temperature=args.temperature, max_tokens=args.max_tokens, top_p=args.top_p
@@ -77,19 +87,22 @@ async def _chat(
         system=args.system,
         settings=settings,
         transcript=None if args.no_transcript else Transcript.new(),
+        measure_acceptance=True,
     )
     try:
         if args.message is not None:
-            answer = await _one(chat, args.message, sys.stdout, sys.stderr)
+            answer = await _one(chat, args.message, sys.stdout, sys.stderr, stats=args.stats)
             return 1 if answer.error else 0
-        return await _repl(chat)
+        return await _repl(chat, stats=args.stats)
     finally:
         if chat.transcript is not None:
             print(f"transcript: {chat.transcript.path}", file=sys.stderr)
         await chat.aclose()
 
 
-async def _one(chat: ChatSession, text: str, out: TextIO, err: TextIO) -> Answer:
+async def _one(
+    chat: ChatSession, text: str, out: TextIO, err: TextIO, *, stats: bool = False
+) -> Answer:
     from console.chat import Answer, ContentDelta, ReasoningDelta, StreamError, tool_calls_text
     from console.sanitize import StreamCleaner, clean
 
@@ -123,11 +136,13 @@ async def _one(chat: ChatSession, text: str, out: TextIO, err: TextIO) -> Answer
     if answer.tool_calls:
         err.write(clean(tool_calls_text(answer.tool_calls)) + "\n")
     err.write(f"[{answer.stats_line()}]\n")
+    if stats:
+        err.write("stats: " + json.dumps(answer.stats(), allow_nan=False) + "\n")
     err.flush()
     return answer
 
 
-async def _repl(chat: ChatSession) -> int:
+async def _repl(chat: ChatSession, *, stats: bool = False) -> int:
     import asyncio
 
     from console.sanitize import clean
@@ -144,7 +159,7 @@ async def _repl(chat: ChatSession) -> int:
             return 0
         if not text.strip():
             return 0
-        task = asyncio.ensure_future(_one(chat, text, sys.stdout, sys.stderr))
+        task = asyncio.ensure_future(_one(chat, text, sys.stdout, sys.stderr, stats=stats))
         try:
             await task
         except ConsoleError as exc:

@@ -74,6 +74,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--on-alert", metavar="CMD", help="run CMD (argv, no shell) with each alert as JSON"
     )
     rec.add_argument("--quiet", action="store_true", help="print nothing per event")
+    rec.add_argument(
+        "--print-samples",
+        action="store_true",
+        help="print 'stored TS' once each sample is durable (for scripts and tests)",
+    )
     rec.set_defaults(func=run_record)
 
 
@@ -276,7 +281,7 @@ def run_replay(args: argparse.Namespace) -> int:
 
 def _follow_logs(profile: Any, recorder: Any, stop: threading.Event) -> None:
     """Feed the profile's server log to the recorder, across restarts (new log files)."""
-    from console.runtime.base import runtime_for
+    from console.runtime import runtime_for
 
     runtime = runtime_for(profile)
     seen: dict[str, int] = {}
@@ -407,8 +412,8 @@ def run_record(args: argparse.Namespace) -> int:
 
     from console import metrics as M
 
-    if bool(args.record_url) == bool(args.record_profile):
-        raise UsageError("record needs exactly one of --url URL or --profile NAME")
+    if not args.record_url and not args.record_profile:
+        raise UsageError("record needs --url URL or --profile NAME")
     if not args.interval > 0:
         raise UsageError(f"--interval {args.interval}: must be a positive number of seconds")
     profile = None
@@ -416,9 +421,7 @@ def run_record(args: argparse.Namespace) -> int:
         from console.session import load_profile_by_name
 
         profile = load_profile_by_name(args.record_profile)
-        url = profile.url
-    else:
-        url = args.record_url
+    url = args.record_url or profile.url
     url = M.base_url(url)
     say = None if args.quiet else (lambda ev: print(event_line(ev), flush=True))
     watch = Watch(url, on_alert=args.on_alert, say=say)
@@ -442,7 +445,10 @@ def run_record(args: argparse.Namespace) -> int:
         with httpx.Client(timeout=min(M.DEFAULT_TIMEOUT, max(args.interval, 1.0))) as client:
             while not stop.is_set():
                 try:
-                    watch.feed(M.scrape(url, client=client))
+                    sample = M.scrape(url, client=client)
+                    watch.feed(sample)
+                    if args.print_samples and watch.store and not watch.recorder.store_error:
+                        print(f"stored {sample.timestamp!r}", flush=True)
                 except M.MetricsError as exc:
                     watch.feed_error(exc.message)
                     info_known = False

@@ -20,7 +20,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from console.errors import ConsoleError, UsageError
 from console.fleet import parse_port_range
-from console.session import DEFAULT_URL
+from console.server_client import DEFAULT_URL
 from console.validate import server_url
 
 if TYPE_CHECKING:
@@ -125,11 +125,13 @@ def build_report(
         "hint": hint,
         "timestamp": figures.timestamp if figures is not None else time.time(),
         "window_s": figures.window_s if figures is not None else None,
+        "counter_reset": figures.counter_reset if figures is not None else False,
         "server": (server or M.ServerInfo()).to_dict(),
     }
     fd = figures.to_dict() if figures is not None else {}
     for key in _FIGURE_KEYS:
         report[key] = fd.get(key)
+    report["nonfinite"] = list(figures.nonfinite) if figures is not None else []
     if figures is not None:
         report["stale"] = figures.stale
         report["age_s"] = figures.age_s
@@ -147,33 +149,42 @@ def collect_once(
     gpu_sampler: GpuSampler | None = None,
     wait: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
-    """Two scrapes ``interval`` apart -> one report (ok false on any scrape error)."""
-    import httpx
+    """Two scrapes ``interval`` apart -> one report (ok false on any scrape error).
 
+    Each request is bounded by ``console.server_client``'s deadline and size
+    cap, so a server that drips or floods still gives a report, with the error.
+    """
     from console import metrics as M
     from console.gpu import GpuSampler
+    from console.server_client import SyncServerClient
 
     base = M.base_url(url)
-    own = client is None
-    c = client or httpx.Client(timeout=M.DEFAULT_TIMEOUT)
     sampler = gpu_sampler or GpuSampler()
     figures = server = None
     error: M.MetricsError | None = None
-    try:
-        first = M.scrape(base, client=c)
+    with SyncServerClient(base, http=client) as c:
         try:
-            server = M.fetch_server_info(base, client=c)
-        except M.MetricsError:
-            server = None
-        wait(interval)
-        second = M.scrape(base, client=c)
-        figures = M.derive(second, first)
-    except M.MetricsError as exc:
-        error = exc
-    finally:
-        if own:
-            c.close()
-    return build_report(base, figures=figures, server=server, gpu=sampler.sample(), error=error)
+            first = M.scrape(base, client=c)
+            try:
+                server = M.fetch_server_info(base, client=c)
+            except M.MetricsError:
+                server = None
+            wait(interval)
+            second = M.scrape(base, client=c)
+            figures = M.derive(second, first)
+        except M.MetricsError as exc:
+            error = exc
+    report = build_report(base, figures=figures, server=server, gpu=sampler.sample(), error=error)
+    report["cluster"] = cluster_report(base)
+    return report
+
+
+def cluster_report(url: str) -> dict[str, Any] | None:
+    """The nodes of a multi-node server the console started at ``url`` (Ray's state
+    for a Ray cluster, the node processes for vLLM's executor); None otherwise."""
+    from console.runtime import ray_state
+
+    return ray_state.for_url(url)
 
 
 # --------------------------------------------------------------------------- text
@@ -213,22 +224,29 @@ def _spec_line(label: str, s: dict[str, Any] | None) -> str:
 def render_text(r: dict[str, Any]) -> str:
     """A compact plain-text view of one report."""
     from console import sanitize
+    from console.sanitize import clean_line
 
     srv = r.get("server") or {}
-    head = f"vllm-console monitor  {r['url']}"
+    head = f"vllm-console monitor  {clean_line(r['url'])}"
     if srv.get("version"):
-        head += f"  vLLM {srv['version']}"
+        head += f"  vLLM {clean_line(srv['version'])}"
     if srv.get("model"):
         ml = f" (max len {srv['max_model_len']:,})" if srv.get("max_model_len") else ""
-        head += f"  {srv['model']}{ml}"
+        head += f"  {clean_line(srv['model'])}{ml}"
     head += "  " + time.strftime("%H:%M:%S", time.localtime(r["timestamp"]))
     lines = [head]
     if not r["ok"]:
-        lines.append(f"  DOWN      {r['error']}")
+        lines.append(f"  DOWN      {clean_line(r['error'] or '')}")
         if r.get("hint"):
-            lines.append(f"  hint      {r['hint']}")
+            lines.append(f"  hint      {clean_line(r['hint'])}")
+    if r.get("nonfinite"):
+        names = ", ".join(clean_line(n) for n in r["nonfinite"])
+        lines.append(f"  NON-FINITE {names}: NaN/Inf on the page, shown as unknown (-),")
+        lines.append("            windows over these counters skipped")
     if r.get("stale"):
         lines.append(f"  STALE     last good sample {r.get('age_s', 0):.0f} s old")
+    if r.get("counter_reset"):
+        lines.append("  RESET     counters went down (server restarted): window restarted")
     if r.get("requests") is not None:
         q, kv, tp = r["requests"], r["kv_cache"], r["throughput"]
         pc, lat = r["prefix_cache"], r["latency"]
@@ -269,6 +287,17 @@ def render_text(r: dict[str, Any]) -> str:
         when = time.strftime("%H:%M:%S", time.localtime(ev["ts"]))
         msg = sanitize.clean_line(ev["message"])
         lines.append(f"  event     {when} {ev['severity']} {ev['kind']}: {msg}")
+    cluster = r.get("cluster")
+    if cluster:
+        nodes = cluster.get("nodes") or []
+        up = sum(1 for n in nodes if n.get("alive"))
+        lines.append(f"  cluster   {cluster.get('backend')}: {up}/{len(nodes)} nodes up")
+        if cluster.get("error"):
+            lines.append(f"            {clean_line(cluster['error'])}")
+        for n in nodes:
+            note = f"  {clean_line(n['detail'])}" if n.get("detail") else ""
+            where = clean_line(n.get("address") or "")
+            lines.append(f"  node      {n.get('name')}: {n.get('state')} {where}{note}")
     if r.get("gpu_status"):
         lines.append(f"  gpu       none ({r['gpu_status']})")
     hm = r.get("host_memory")
@@ -298,15 +327,22 @@ def _open_record(path: str | None) -> IO[str] | None:
         ) from None
 
 
+def strict_json(report: dict[str, Any]) -> str:
+    """One JSON line, never ``NaN``/``Infinity`` (not JSON): non-finite is null."""
+    from console.metrics import finite_tree
+
+    return json.dumps(finite_tree(report), allow_nan=False)
+
+
 def _write_record(fh: IO[str] | None, report: dict[str, Any]) -> None:
     if fh is not None:
-        fh.write(json.dumps(report) + "\n")
+        fh.write(strict_json(report) + "\n")
         fh.flush()
 
 
 def _emit(report: dict[str, Any], as_json: bool, out: IO[str], redraw: bool) -> None:
     if as_json:
-        out.write(json.dumps(report) + "\n")
+        out.write(strict_json(report) + "\n")
     else:
         if redraw:
             out.write("\x1b[H\x1b[2J")  # home + clear: redraw in place
@@ -324,7 +360,7 @@ def run_monitor(args: argparse.Namespace) -> int:
     fleet = monitor_fleet.fleet_request(args)
     if fleet is not None:
         return monitor_fleet.run(args, fleet)
-    url = M.base_url((args.monitor_url or [None])[0] or getattr(args, "url", None) or M.DEFAULT_URL)
+    url = M.base_url((args.monitor_url or [None])[0] or getattr(args, "url", None) or DEFAULT_URL)
     if args.check:
         from console.commands.history import run_check
 
@@ -363,22 +399,23 @@ def _live(
     watch: Any = None,
 ) -> int:
     """Scrape every ``interval`` s (never overlapping) until interrupted."""
-    import httpx
-
     from console import metrics as M
     from console.gpu import GpuSampler
+    from console.server_client import SyncServerClient
 
     tracker = M.MetricsTracker(window_s=60.0, stale_after_s=max(3 * interval, 5.0))
     sampler = GpuSampler()
     redraw = out.isatty() and not as_json
     server: M.ServerInfo | None = None
     next_at = time.monotonic()
-    with httpx.Client(timeout=min(M.DEFAULT_TIMEOUT, max(interval, 1.0))) as client:
+    # A live view should say "down" soon: the deadline is a few intervals, not 10 s.
+    deadline = min(M.DEFAULT_TIMEOUT, max(3 * interval, 5.0))
+    with SyncServerClient(url) as client:
         try:
             while True:
                 error: M.MetricsError | None = None
                 try:
-                    sample = M.scrape(url, client=client)
+                    sample = M.scrape(url, client=client, timeout=deadline)
                     tracker.feed(sample)
                     if watch is not None:
                         watch.feed(sample)

@@ -4,7 +4,8 @@
 single-server report (a server that is down: ``ok: false`` and its error; the
 others unaffected); the exit status is 1 when any server is down. The text
 view is one table row per server (``console.fleet``). The live view polls
-every server in its own loop, so a slow one never holds up the others' rows.
+every server on its own sampler thread, so a slow one never holds up the
+others' rows.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ import argparse
 import asyncio
 import json
 import sys
+import threading
 import time
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from console.errors import UsageError
 from console.fleet import (
-    FleetPoller,
     FleetRow,
     FleetSpec,
     Target,
@@ -26,7 +27,13 @@ from console.fleet import (
     render_table,
     resolve_spec,
     row_from_report,
+    start_samplers,
+    stop_samplers,
 )
+from console.server_client import api_key_from_env
+
+if TYPE_CHECKING:
+    from console.sampler import MetricsSampler
 
 
 def fleet_request(args: argparse.Namespace) -> FleetSpec | None:
@@ -47,7 +54,7 @@ def fleet_request(args: argparse.Namespace) -> FleetSpec | None:
 
 def resolve(spec: FleetSpec) -> list[Target]:
     """Every target: the URLs, then what the probes found, then running profiles."""
-    targets, notes = asyncio.run(resolve_spec(spec))
+    targets, notes = asyncio.run(resolve_spec(spec, api_key=api_key_from_env()))
     for note in notes:
         _say(note)
     return targets
@@ -94,29 +101,23 @@ def run(args: argparse.Namespace, spec: FleetSpec) -> int:
 def _live(
     targets: list[Target], interval: float, as_json: bool, record: IO[str] | None, out: IO[str]
 ) -> int:
-    """Every server in its own loop; the table (or a JSON line) every ``interval``."""
+    """Every server on its own sampler; the table (or a JSON line) every ``interval``."""
     rows: dict[str, FleetRow] = {t.url: FleetRow(target=t, state="connecting") for t in targets}
-    reports: dict[str, dict[str, Any]] = {}
-    poller = FleetPoller(
-        targets, lambda row: rows.__setitem__(row.target.url, row), interval=interval
-    )
-    for watch in poller.watches:
-        original = watch.report
+    lock = threading.Lock()
 
-        def keep(error: Exception | None, _w: Any = watch, _orig: Any = original) -> dict:
-            report = _orig(error)
-            reports[_w.target.url] = report
-            return report
+    def on_row(row: FleetRow) -> None:
+        with lock:
+            rows[row.target.url] = row
 
-        watch.report = keep  # type: ignore[method-assign]
+    samplers = start_samplers(targets, on_row, api_key=api_key_from_env(), poll_s=interval)
     redraw = out.isatty() and not as_json
-
-    async def show() -> None:
+    try:
         while True:
-            await asyncio.sleep(interval)
+            time.sleep(interval)
             if as_json or record is not None:
-                # A server with no poll finished yet is absent from this line.
-                line = _dump({"servers": [reports[t.url] for t in targets if t.url in reports]})
+                # The servers whose first poll has ended, each the single-server report.
+                line = _dump({"servers": [_report(samplers[t.url], t) for t in targets
+                                          if samplers[t.url].last is not None]})  # fmt: skip
                 if record is not None:
                     record.write(line + "\n")
                     record.flush()
@@ -125,18 +126,25 @@ def _live(
             if not as_json:
                 if redraw:
                     out.write("\x1b[H\x1b[2J")
+                with lock:
+                    table = render_table([rows[t.url] for t in targets])
                 stamp = time.strftime("%H:%M:%S")
-                out.write(f"vllm-console monitor  {len(targets)} servers  {stamp}\n")
-                out.write(render_table([rows[t.url] for t in targets]) + "\n")
+                out.write(f"vllm-console monitor  {len(targets)} servers  {stamp}\n{table}\n")
                 if not redraw:
                     out.write("\n")
             out.flush()
-
-    async def main() -> None:
-        await asyncio.gather(poller.run(), show())
-
-    try:
-        asyncio.run(main())
     except KeyboardInterrupt:
         return 0
-    return 0
+    finally:
+        stop_samplers(samplers)
+
+
+def _report(sampler: MetricsSampler, target: Target) -> dict[str, Any]:
+    """The single-server report of a sampler's last poll (the window's figures)."""
+    from console.commands.monitor import build_report
+
+    tick = sampler.last
+    assert tick is not None
+    return build_report(
+        target.url, figures=tick.window, server=tick.info, gpu=None, error=tick.error
+    )

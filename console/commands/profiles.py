@@ -50,6 +50,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=cmd_check)
 
+    p = sub.add_parser(
+        "fit",
+        help="will it fit: weights, KV cache per token, KV capacity and max concurrency",
+        description="Estimate a profile's memory on a named box (gb10, h100, h200) or a device "
+        "of --gpu-memory GB; a local CPU profile uses its VLLM_CPU_KVCACHE_SPACE.",
+    )
+    p.add_argument("name", metavar="NAME|PATH")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--box", choices=("gb10", "h100", "h200"), help="a named box")
+    where.add_argument("--gpu-memory", type=float, metavar="GB", help="device memory in GB")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_fit)
+
     p = sub.add_parser("render", help="print the command or Dockerfile a profile produces")
     p.add_argument("name", metavar="NAME|PATH")
     p.add_argument(
@@ -130,7 +143,7 @@ def _display_data(profile: Profile) -> dict[str, Any]:
 def cmd_show(args: argparse.Namespace) -> int:
     import yaml
 
-    from console.profiles import loader, render
+    from console.profiles import container, loader, render
 
     profile = loader.load_profile(args.name)
     data = _display_data(profile)
@@ -143,7 +156,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100).rstrip())
     print("# server command:")
     if profile.runtime == "docker":
-        print(render.render_docker_run(profile))
+        print(container.render_docker_run(profile))
     else:
         print(" ".join(render.shell_quote(tok) for tok in command))
     return 0
@@ -260,9 +273,11 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from console.profiles import loader, render
+    from console.profiles import container, loader, render
 
     profile = loader.load_profile(args.name)
+    if profile.cluster is not None and args.fmt in ("argv", "docker"):
+        return _render_cluster(profile, args)
     if args.fmt == "argv":
         argv = render.display_argv(profile)  # docker: the container args after the image
         if args.json:
@@ -275,9 +290,74 @@ def cmd_render(args: argparse.Namespace) -> int:
                 f"profile {profile.name} runs locally (runtime: local); "
                 "use --as argv for its command"
             )
-        print(render.render_docker_run(profile))
+        print(container.render_docker_run(profile))
     else:
         if profile.image is None:
             raise ConsoleError(f"profile {profile.name} has no image section to render")
         sys.stdout.write(render.render_dockerfile(profile))
+    return 0
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from console import fit
+    from console.profiles import loader
+
+    profile = loader.load_profile(args.name)
+    result = fit.estimate(profile, box=args.box, gpu_memory_gb=args.gpu_memory)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, allow_nan=False))
+    else:
+        print("\n".join(result.lines()))
+    return 0 if result.fits else 1
+
+
+def _render_cluster(profile: Profile, args: argparse.Namespace) -> int:
+    """A multi-node profile renders per node: docker commands, or each node's argv."""
+    from console.profiles import nodes, render
+
+    if args.fmt == "docker":
+        if profile.runtime != "docker":
+            raise ConsoleError(
+                f"profile {profile.name} runs locally (runtime: local); "
+                "use --as argv for each node's command"
+            )
+        sys.stdout.write(nodes.render_docker(profile))
+        return 0
+    plan = nodes.launches(profile, render.display_value)
+    if args.json:
+        rows = [
+            {
+                "node": p.node.name,
+                "rank": p.rank,
+                "role": p.role,
+                "program": p.program,
+                "args": p.args,
+                "env": {k: render.display_value(v, k) for k, v in p.env.items()},
+            }
+            for p in plan
+        ]
+        if profile.cluster is not None and profile.cluster.backend == "ray":
+            rows.append(
+                {
+                    "node": profile.cluster.head.name,
+                    "role": "server",
+                    "program": "vllm",
+                    "args": nodes.ray_serve_args(profile, render.display_value),
+                }
+            )
+        print(json.dumps(rows, indent=2))
+        return 0
+    for launch in reversed(plan):
+        env = " ".join(
+            render.shell_quote(f"{k}={render.display_value(v, k)}") for k, v in launch.env.items()
+        )
+        args_text = " ".join(render.shell_quote(tok) for tok in launch.args)
+        print(f"# {launch.role} {launch.node.name} (rank {launch.rank})")
+        print(f"{env} {launch.program} {args_text}".strip())
+    if profile.cluster is not None and profile.cluster.backend == "ray":
+        serve = " ".join(
+            render.shell_quote(tok) for tok in nodes.ray_serve_args(profile, render.display_value)
+        )
+        print(f"# server, on the head {profile.cluster.head.name} once every node joined")
+        print(f"vllm {serve}")
     return 0

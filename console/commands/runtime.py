@@ -10,7 +10,9 @@ from console.runtime import provision
 
 
 def _progress(line: str) -> None:
-    print(f"  {line}", flush=True)
+    from console.sanitize import clean_log_line
+
+    print(f"  {clean_log_line(line)}", flush=True)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -46,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=_runtime_status)
 
-    from console import models
+    from console.runtime import models
 
     model = subparsers.add_parser("model", help="console-managed models (local servers)")
     msub = model.add_subparsers(dest="model_command", metavar="ACTION", required=True)
@@ -77,7 +79,8 @@ def _install(args: argparse.Namespace) -> int:
         force=args.force,
     )
     state = f"installed in {info.seconds:.0f} s" if info.fresh else "already installed"
-    print(f"runtime {info.name}: vLLM {info.vllm_version} {state}: {info.python}")
+    module = provision.spec(info.name).module
+    print(f"runtime {info.name}: {module} {info.vllm_version} {state}: {info.python}")
     return 0
 
 
@@ -100,7 +103,7 @@ def _runtime_status(args: argparse.Namespace) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from console import models
+    from console.runtime import models
 
     print(f"model {args.name}: checking {models.model_dir(args.name)}", flush=True)
     info = models.fetch(args.name, progress=_progress, force=args.force)
@@ -110,7 +113,7 @@ def _fetch(args: argparse.Namespace) -> int:
 
 
 def _model_status(args: argparse.Namespace) -> int:
-    from console import models
+    from console.runtime import models
 
     info = models.installed(args.name)
     path = models.model_dir(args.name)

@@ -15,7 +15,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from console.errors import ConsoleError
-from console.runtime.base import ServerState, ServerStatus, runtime_for
+from console.runtime import ServerState, ServerStatus, runtime_for
 from console.runtime.provenance import provenance_lines
 from console.validate import port_number
 
@@ -84,6 +84,17 @@ def _start_args(parser: argparse.ArgumentParser) -> None:
         help="seconds to wait for readiness (default 900)",
     )
     parser.add_argument("--port", type=port_number, metavar="P", help="serve on this port instead")
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="keep a background recorder writing the server's history until `down` "
+        "(docs/history.md)",
+    )
+    parser.add_argument(
+        "--cluster-only",
+        action="store_true",
+        help="multi-node Ray profiles: start the nodes and wait until all joined, no server",
+    )
 
 
 def add_docker_host_arg(parser: argparse.ArgumentParser) -> None:
@@ -123,11 +134,15 @@ def _profile(name: str, port: int | None = None, docker_host: str | None = None)
 
 
 def _print_line(line: str) -> None:
-    print(line, flush=True)
+    from console.sanitize import clean_log_line
+
+    print(clean_log_line(line), flush=True)  # a server's or container's words: untrusted
 
 
 def _report(status: ServerStatus) -> None:
-    print(f"{status.profile}: {status.state.value}: {status.detail}", flush=True)
+    from console.sanitize import clean_line
+
+    print(f"{status.profile}: {status.state.value}: {clean_line(status.detail)}", flush=True)
 
 
 def _start(args: argparse.Namespace, *, restart: bool) -> int:
@@ -140,13 +155,19 @@ def _start(args: argparse.Namespace, *, restart: bool) -> int:
         printed += 1
         _print_line(line)
 
-    print(f"{profile.name}: starting on {profile.url} ({profile.runtime})", flush=True)
+    where = profile.runtime
+    if profile.cluster is not None:
+        where = f"{len(profile.cluster.nodes)} nodes, {profile.cluster.backend} backend"
+    print(f"{profile.name}: starting on {profile.url} ({where})", flush=True)
     try:
         if restart:
             stopped = runtime.down(profile)
             if stopped.state is not ServerState.ABSENT:
                 _report(stopped)
-        status = runtime.up(profile, on_line=on_line, wait=True, timeout=args.timeout)
+        if getattr(args, "cluster_only", False):
+            status = _cluster_only(profile, on_line, args.timeout)
+        else:
+            status = runtime.up(profile, on_line=on_line, wait=True, timeout=args.timeout)
     except KeyboardInterrupt:
         print(f"interrupted; stopping {profile.name}", file=sys.stderr, flush=True)
         _report(runtime.down(profile))
@@ -157,6 +178,11 @@ def _start(args: argparse.Namespace, *, restart: bool) -> int:
             hint=f"full log: {status.log_path}" if status.log_path else None,
         )
     _report(status)
+    if getattr(args, "record", False):
+        from console.history import background
+
+        pid = background.start(profile.name, profile.url)
+        print(f"{profile.name}: recording its history (recorder pid {pid})", flush=True)
     if args.detach:
         print(f"detached; stop it with `vllm-console down {profile.name}`", flush=True)
         return 0
@@ -168,9 +194,22 @@ def _start(args: argparse.Namespace, *, restart: bool) -> int:
     except KeyboardInterrupt:
         print(f"stopping {profile.name}", file=sys.stderr, flush=True)
         _report(runtime.down(profile))
+        _stop_recorder(profile.name)
         return 0
     final = runtime.status(profile)
     raise ConsoleError(f"{profile.name} stopped while in the foreground: {final.detail}")
+
+
+def _cluster_only(profile: Profile, on_line: Any, timeout: float) -> ServerStatus:
+    from console.runtime.cluster import ClusterRuntime
+
+    if profile.cluster is None or profile.cluster.backend != "ray":
+        raise ConsoleError(
+            f"--cluster-only needs a profile with cluster.backend: ray ({profile.name} has "
+            f"{'no cluster section' if profile.cluster is None else 'backend vllm'})",
+            exit_code=2,
+        )
+    return ClusterRuntime().up(profile, on_line=on_line, timeout=timeout, serve=False)
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -185,7 +224,16 @@ def _down(args: argparse.Namespace) -> int:
     profile = _profile(args.name, docker_host=args.docker_host)
     status = runtime_for(profile).down(profile, timeout=args.timeout)
     _report(status)
+    _stop_recorder(profile.name)
     return 0
+
+
+def _stop_recorder(name: str) -> None:
+    """End the profile's ``up --record`` recorder, if one runs."""
+    from console.history import background
+
+    if background.stop(name):
+        print(f"{name}: history recorder stopped", flush=True)
 
 
 def _as_dict(status: ServerStatus) -> dict[str, Any]:
@@ -201,7 +249,9 @@ def _all_statuses(docker_host: str | None = None) -> list[ServerStatus]:
 
     if docker_host:
         check_host(docker_host, field="--docker-host")
-    found = LocalRuntime().servers()
+    from console.runtime.cluster import ClusterRuntime
+
+    found = LocalRuntime().servers() + ClusterRuntime().servers()
     try:
         from console.runtime.docker import DockerRuntime
 
@@ -214,6 +264,8 @@ def _all_statuses(docker_host: str | None = None) -> list[ServerStatus]:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from console.sanitize import clean_line
+
     if args.name:
         profile = _profile(args.name, docker_host=args.docker_host)
         statuses = [runtime_for(profile).status(profile)]
@@ -231,7 +283,7 @@ def _status(args: argparse.Namespace) -> int:
             pid = f" pid {status.pid}" if status.pid else ""
             print(f"{status.profile} ({status.runtime}): {status.state.value}{where}{pid}")
             if status.detail:
-                print(f"  {status.detail}")
+                print(f"  {clean_line(status.detail)}")
             if status.log_path:
                 print(f"  log: {status.log_path}")
             for line in provenance_lines(status.image):

@@ -24,17 +24,19 @@ WEB_PORT = 8765
 """Not 8000: that is vLLM's default port."""
 
 
-DEMO_PROFILE = "gemma3-270m-cpu-ngram"
-"""The README's demo: the small Gemma on vLLM's CPU build, n-gram speculative decoding."""
+DEMO_PROFILE = "smollm2-135m-cpu-ngram"
+"""The README's demo: SmolLM2-135M-Instruct on vLLM's CPU build (it answers questions;
+the base Gemma 3 270M only continues text), with n-gram speculative decoding so the
+dashboard's speculative-decoding panels move."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``demo`` and ``web``."""
     demo = subparsers.add_parser(
         "demo",
-        help="set up and start the small CPU Gemma, then open the console",
+        help="set up and start a small CPU model (SmolLM2-135M-Instruct), then open the console",
         description=(
-            "Provision vLLM's CPU build and the small Gemma if needed (a few minutes the "
+            "Provision vLLM's CPU build and SmolLM2-135M-Instruct if needed (a few minutes the "
             f"first time), start the {DEMO_PROFILE} profile in the background (it keeps "
             "running after the console exits; stop it with `vllm-console down "
             f"{DEMO_PROFILE}`), wait until it is ready, and open the console on the "
@@ -111,7 +113,9 @@ def fleet_spec(args: argparse.Namespace) -> FleetSpec | None:
 
 
 def _say(line: str) -> None:
-    print(f"  {line}", file=sys.stderr, flush=True)
+    from console.sanitize import clean_log_line
+
+    print(f"  {clean_log_line(line)}", file=sys.stderr, flush=True)
 
 
 def start_demo_server(name: str, *, wait: bool, timeout: float) -> ServerStatus:
@@ -158,12 +162,9 @@ def start_demo_server(name: str, *, wait: bool, timeout: float) -> ServerStatus:
 
 def _answers(url: str) -> bool:
     """True when something healthy already serves ``url`` (then there is nothing to start)."""
-    import httpx
+    from console.server_client import check_health
 
-    try:
-        return httpx.get(f"{url}/health", timeout=2.0).status_code == 200
-    except httpx.HTTPError:
-        return False
+    return check_health(url).ok
 
 
 def run_demo(args: argparse.Namespace) -> int:

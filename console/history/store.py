@@ -223,7 +223,6 @@ class HistoryStore:
         self.max_bytes = max_bytes
         self.readonly = readonly
         self._lock = threading.Lock()
-        self._page_ids: dict[bytes, int] = {}
         self._last_prune = 0.0
         self._conn = self._connect()
 
@@ -282,16 +281,11 @@ class HistoryStore:
     # -- writing ---------------------------------------------------------------
 
     def _page_id(self, body: bytes) -> int:
+        # No cache of ids: another process's retention may have dropped the page.
         digest = hashlib.sha1(body).digest()
-        cached = self._page_ids.get(digest)
-        if cached is not None:
-            return cached
         c = self._conn
         c.execute("INSERT OR IGNORE INTO pages (digest, body) VALUES (?, ?)", (digest, body))
         (pid,) = c.execute("SELECT id FROM pages WHERE digest = ?", (digest,)).fetchone()
-        if len(self._page_ids) > 256:
-            self._page_ids.clear()
-        self._page_ids[digest] = pid
         return int(pid)
 
     def add_sample(self, row: SampleRow, series: Mapping[str, Series] | None = None) -> None:
@@ -328,7 +322,6 @@ class HistoryStore:
                 c.execute("COMMIT")
             except BaseException:
                 c.execute("ROLLBACK")
-                self._page_ids.clear()
                 raise
         self._maybe_prune(row.ts)
 
@@ -409,7 +402,6 @@ class HistoryStore:
             "DELETE FROM pages WHERE id NOT IN (SELECT page_id FROM samples"
             " WHERE page_id IS NOT NULL)"
         )
-        self._page_ids.clear()
         c.execute("PRAGMA incremental_vacuum")
 
     # -- reading ---------------------------------------------------------------

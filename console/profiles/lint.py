@@ -1038,3 +1038,7 @@ def rules_markdown() -> str:
             f"- verified: {r.verified}",
         ]
     return "\n".join(out) + "\n"
+
+
+# The multi-node rules join the registry (they import ``rule`` from here).
+from console.profiles import lint_cluster as _lint_cluster  # noqa: E402, F401

@@ -109,7 +109,6 @@ class ContainerSpec(_Strict):
     shm_size: str | None = None
     cap_add: list[str] = Field(default_factory=list)
     ports: dict[str, Annotated[int, Field(ge=1, le=65535)]] = Field(default_factory=dict)
-    extra_args: list[str] = Field(default_factory=list)
 
 
 class LocalSpec(_Strict):
@@ -169,6 +168,61 @@ class ServeSpec(_Strict):
         return out
 
 
+class NodeSpec(_Strict):
+    """One machine of a multi-node server (a DGX Spark, a GPU box, or a network
+    namespace in tests). The first node in ``cluster.nodes`` is the head."""
+
+    name: str
+    """Short label, used in container names, log files and the cluster view."""
+    address: str | None = None
+    """The node's address on the cluster link (``VLLM_HOST_IP``, Ray's
+    ``--node-ip-address``; the head's is the followers' ``--master-addr``)."""
+    interface: str | None = None
+    """The cluster NIC's name: ``NCCL_SOCKET_IFNAME`` and ``GLOO_SOCKET_IFNAME``."""
+    docker_host: str | None = None
+    """Where the node's container runs (``ssh://user@host``); None: this machine."""
+    netns: str | None = None
+    """Local nodes only: run inside this network namespace (``ip netns exec``)."""
+    gpus: int = Field(default=1, ge=0)
+    """GPUs this node contributes (TP x PP must equal the sum over the nodes)."""
+    image: str | None = None
+    """Override of ``image.tag`` for this node (lint warns when nodes differ)."""
+    env: dict[str, str] = Field(default_factory=dict)
+    """Extra environment for this node only (e.g. ``NCCL_IB_HCA``)."""
+
+    _env_to_str = field_validator("env", mode="before")(_scalar_to_str)
+
+
+class ClusterSpec(_Strict):
+    """One model served across several nodes: Ray (what the Spark recipes use) or
+    vLLM's own multi-node executor (``--nnodes``/``--node-rank``/``--headless``)."""
+
+    backend: Literal["ray", "vllm"] = "ray"
+    nodes: list[NodeSpec] = Field(min_length=2)
+    """Head first, then the workers (started before the head's server)."""
+    ray_port: int = 6379
+    """The head's GCS port (``ray start --head --port``)."""
+    master_port: int = 29501
+    """vLLM executor: the head's rendezvous port (``--master-port``)."""
+    ray_args: list[str] = Field(default_factory=list)
+    """Extra ``ray start`` arguments on every node (e.g. ``--num-cpus=1``)."""
+    ray_head_args: list[str] = Field(default_factory=list)
+    """Extra ``ray start`` arguments on the head only (e.g. ``--include-dashboard=false``)."""
+
+    @field_validator("nodes")
+    @classmethod
+    def _unique_names(cls, nodes: list[NodeSpec]) -> list[NodeSpec]:
+        names = [n.name for n in nodes]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"node names must differ (repeated: {', '.join(dup)})")
+        return nodes
+
+    @property
+    def head(self) -> NodeSpec:
+        return self.nodes[0]
+
+
 class Profile(_Strict):
     name: str
     description: str = ""
@@ -182,6 +236,8 @@ class Profile(_Strict):
     unix socket; None means ``DOCKER_HOST`` or the default socket."""
     image: ImageSpec | None = None
     serve: ServeSpec
+    cluster: ClusterSpec | None = None
+    """Several nodes serve this one model (see docs/multi-node.md)."""
     source: str | None = Field(default=None, exclude=True)
     """File the profile came from (set by the loader)."""
 

@@ -19,6 +19,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,11 +31,15 @@ from docker.types import DeviceRequest
 from console import paths
 from console.errors import ConsoleError
 from console.logs import Failure, LogParser, Ready
-from console.profiles import container_name, render_argv, render_env
+from console.profiles.container import container_run
+from console.profiles.redaction import api_key_to_env
+from console.profiles.render import container_name
 from console.profiles.schema import Profile
-from console.runtime.base import LineCallback, ServerState, ServerStatus
+from console.runtime import health
+from console.runtime.base import Leftover, LineCallback, ServerState, ServerStatus
 from console.runtime.dockerclient import connect, daemon_down, engine_address, engine_hostname
 from console.runtime.dockerlogs import LogFollower, follow_lines, parse_engine_time
+from console.runtime.local import READY_LINE, engine_death, failure_reason
 
 LABEL_SERVER = "vllm-console.server"
 LABEL_URL = "vllm-console.url"
@@ -116,13 +121,9 @@ def server_url(profile: Profile) -> str:
 def _health(url: str, client: httpx.Client | None = None) -> bool:
     """/health answers 200. Pass a long-lived client in loops: a new one loads the CA
     bundle each time, which costs ~0.3 s of CPU (and the GIL) per call."""
-    try:
-        if client is None:
-            with httpx.Client(timeout=HEALTH_TIMEOUT_S) as own:
-                return own.get(f"{url}/health").status_code == 200
-        return client.get(f"{url}/health").status_code == 200
-    except httpx.HTTPError:
-        return False
+    from console.server_client import check_health
+
+    return check_health(url, http=client).ok
 
 
 def _short_api_error(exc: docker.errors.APIError) -> str:
@@ -262,13 +263,63 @@ class DockerRuntime:
                 )
             return ServerStatus(profile=profile.name, runtime=self.name, state=ServerState.ABSENT)
         if container.status in ("running", "restarting"):
-            url = container.labels.get(LABEL_URL) or server_url(profile)
-            state = ServerState.READY if _health(url) else ServerState.STARTING
-            return self._status(profile, container, state)
+            return self._running_status(profile, container)
         if container.status == "created":
             return self._status(profile, container, ServerState.STOPPED, "created, not started")
         self._save_log(container)
         return self._status(profile, container, ServerState.FAILED, self._failure_detail(container))
+
+    def _running_status(self, profile: Profile, container: Any) -> ServerStatus:
+        """A running container is READY, STARTING, or FAILED with evidence: /health
+        503 (engine dead), or nothing listening any more after the log said ready
+        (the API server died; the container lives on in its other processes)."""
+        url = container.labels.get(LABEL_URL) or server_url(profile)
+        answer = health.probe(url)
+        if answer.ok:
+            return self._status(profile, container, ServerState.READY)
+        if answer.code != 503 and not answer.refused:
+            return self._status(profile, container, ServerState.STARTING, answer.describe())
+        try:
+            text = self._call(container.logs, stdout=True, stderr=True, tail=2000)
+            lines = text.decode("utf-8", errors="replace").splitlines()
+        except docker.errors.APIError:
+            lines = []
+        if answer.code == 503:
+            cause = engine_death(lines) or failure_reason(lines)
+            return self._status(
+                profile,
+                container,
+                ServerState.FAILED,
+                f"the container runs but its engine is dead (/health 503): {cause}. "
+                f"`vllm-console down {profile.name}` stops it",
+            )
+        if not any(READY_LINE in line for line in lines):
+            return self._status(profile, container, ServerState.STARTING, answer.describe())
+        left = self._processes(container)
+        return replace(
+            self._status(
+                profile,
+                container,
+                ServerState.FAILED,
+                f"the container still runs but its API server is gone ({answer.describe()} "
+                f"at {url}, after the log said ready)"
+                + (": left running " + ", ".join(x.describe() for x in left) if left else "")
+                + f". `vllm-console down {profile.name}` stops it",
+            ),
+            leftovers=left,
+        )
+
+    def _processes(self, container: Any) -> tuple[Leftover, ...]:
+        """The container's processes with their memory (``docker top``)."""
+        try:
+            top = self._call(container.top, ps_args="-o pid,rss,args")
+        except (docker.errors.APIError, ConsoleError):
+            return ()
+        out: list[Leftover] = []
+        for row in top.get("Processes") or []:
+            with contextlib.suppress(ValueError, IndexError):
+                out.append(Leftover(int(row[0]), row[2][:60], int(row[1]) * 1024))
+        return tuple(out)
 
     def up(
         self,
@@ -393,13 +444,15 @@ class DockerRuntime:
             ) from None
 
     def _create(self, profile: Profile, image: Any, name: str) -> Any:
-        c = profile.serve.container
+        run = container_run(profile)  # the spec `profiles render --as docker` shows
+        # The key goes in the environment: container argv shows in the host's `ps`.
+        command, key_env = api_key_to_env(run.argv)
         kwargs: dict[str, Any] = {
             "image": image.id,
-            "command": render_argv(profile),
+            "command": command,
             "name": name,
             "detach": True,
-            "environment": render_env(profile),
+            "environment": {**run.env, **key_env},
             "volumes": _volumes(profile),
             "labels": {
                 LABEL_SERVER: profile.name,
@@ -409,22 +462,18 @@ class DockerRuntime:
                 LABEL_SOURCE: profile.source or "",
             },
         }
-        if c.gpus:
-            kwargs["device_requests"] = [_parse_gpus(c.gpus)]
-        if c.ipc:
-            kwargs["ipc_mode"] = c.ipc
-        if c.network:
-            kwargs["network_mode"] = c.network
-        if c.shm_size:
-            kwargs["shm_size"] = c.shm_size
-        if c.cap_add:
-            kwargs["cap_add"] = list(c.cap_add)
-        if c.ports:
-            # Published on loopback only: whatever we serve stays local unless the
-            # user publishes it otherwise (extra_args are for `docker run` display).
-            kwargs["ports"] = {
-                (k if "/" in k else f"{k}/tcp"): ("127.0.0.1", v) for k, v in c.ports.items()
-            }
+        if run.gpus:
+            kwargs["device_requests"] = [_parse_gpus(run.gpus)]
+        if run.ipc:
+            kwargs["ipc_mode"] = run.ipc
+        if run.network:
+            kwargs["network_mode"] = run.network
+        if run.shm_size:
+            kwargs["shm_size"] = run.shm_size
+        if run.cap_add:
+            kwargs["cap_add"] = list(run.cap_add)
+        if run.ports:
+            kwargs["ports"] = {p.container_port: (p.host_ip, p.host_port) for p in run.ports}
         try:
             return self._call(self.client.containers.create, **kwargs)
         except docker.errors.ImageNotFound:

@@ -52,6 +52,8 @@ class RuntimeSpec:
     """Machine -> /proc/cpuinfo flags of which at least one is needed."""
     module: str = "vllm"
     """What must import for the runtime to count as working."""
+    size: str = "about 3.4 GB"
+    """What the install downloads, for the progress line."""
 
 
 RUNTIMES: dict[str, RuntimeSpec] = {
@@ -63,6 +65,12 @@ RUNTIMES: dict[str, RuntimeSpec] = {
         # (_C_AVX2) and picks one at import; without AVX2 there is none to load.
         cpu_flags={"x86_64": ("avx512f", "avx2")},
     ),
+    # Ray for multi-node clusters of local nodes (tests, CPU boxes). Its own
+    # environment: the console never imports Ray (Ray's state is read by a probe
+    # run in the node's interpreter, so client and GCS versions always match),
+    # and the vLLM runtime stays as provisioned. On GPU boxes Ray comes with
+    # the vLLM image.
+    "ray": RuntimeSpec(name="ray", packages=("ray==2.60.0",), module="ray", size="about 250 MB"),
 }
 
 
@@ -208,7 +216,7 @@ def installed(name: str, *, quick: bool = False) -> RuntimeInfo | None:
     if not marker or marker.get("packages") != list(rt.packages) or not python.exists():
         return None
     if quick:
-        if not _finds(python, rt.module):
+        if not finds_module(python, rt.module):
             return None
         return RuntimeInfo(name, python, str(marker.get("vllm_version", "?")), False, 0.0)
     version = vllm_version(python, module=rt.module)
@@ -217,7 +225,8 @@ def installed(name: str, *, quick: bool = False) -> RuntimeInfo | None:
     return RuntimeInfo(name, python, version, fresh=False, seconds=0.0)
 
 
-def _finds(python: Path, module: str) -> bool:
+def finds_module(python: Path, module: str) -> bool:
+    """Whether ``python`` can import ``module`` (checked without importing it)."""
     code = f"import importlib.util as u, sys; sys.exit(u.find_spec({module!r}) is None)"
     try:
         return (
@@ -306,8 +315,11 @@ def pip_install(
     progress: Progress | None = None,
     what: str = "pip install",
     hint: str | None = None,
+    no_deps: bool = False,
 ) -> None:
     argv = [str(python), "-m", "pip", "install", "--progress-bar", "off"]
+    if no_deps:
+        argv.append("--no-deps")
     if extra_index_url:
         argv += ["--extra-index-url", extra_index_url]
     argv += list(packages)
@@ -382,7 +394,7 @@ def _install(
         # depends on them), so a repair only redoes what follows.
         say(f"runtime {name}: {' '.join(rt.packages)} already present")
     else:
-        say(f"runtime {name}: pip install {' '.join(rt.packages)} (about 3.4 GB, minutes)")
+        say(f"runtime {name}: pip install {' '.join(rt.packages)} ({rt.size}, minutes)")
         pip_install(
             venv_python,
             rt.packages,

@@ -39,7 +39,9 @@ from console.chat import (
     Usage,
 )
 from console.errors import ConsoleError
-from console.messages import ActiveProfileChanged, ChatRequested, ServerStatusBroadcast
+from console.sanitize import clean, clean_line
+from console.screens.base import session_of
+from console.screens.messages import ActiveProfileChanged, ChatRequested, ServerStatusBroadcast
 from console.widgets.chat_message import AssistantMessage, UserMessage
 from console.widgets.chat_settings import ChatSettingsPanel
 
@@ -115,6 +117,8 @@ class ChatScreen(Screen):
     """
 
     client_factory: ClassVar[Callable[..., ChatClient]] = ChatClient
+    measure_acceptance: ClassVar[bool] = True
+    """Without per-request metrics, take each answer's acceptance from /metrics."""
     """Builds the HTTP client (``url``, ``api_key=``); tests replay recorded streams here."""
 
     write_every_s: ClassVar[float | None] = WRITE_EVERY_S
@@ -155,7 +159,7 @@ class ChatScreen(Screen):
 
     @property
     def session(self) -> Session:
-        return self.app.session  # type: ignore[attr-defined]
+        return session_of(self)
 
     def on_mount(self) -> None:
         self.query_one("#chat-log").anchor()
@@ -168,16 +172,29 @@ class ChatScreen(Screen):
 
     def _show_status(self, extra: str = "") -> None:
         model = (self.chat.model if self.chat else None) or self.session.model or self._served_model
+        model = clean_line(model) if model else model  # the server's words: untrusted
         text = Text()
         text.append(model or "model ?", style="bold")
-        text.append(f" @ {self.session.url}")
+        text.append(f" @ {clean_line(self.session.url)}")
+        if self._base_model():
+            text.append(" · base model: it continues text, e.g. 'The capital of France is'")
         if extra:
-            text.append(f" · {extra}")
+            text.append(f" · {clean_line(extra)}")
         self.query_one("#chat-status", Static).update(text)
         transcript = self.chat.transcript if self.chat else None
         self.query_one(ChatSettingsPanel).show_where(
             model, str(transcript.path) if transcript else None
         )
+
+    def _base_model(self) -> bool:
+        """Whether the active profile's server runs a managed base model (the Gemma)."""
+        profile = self.session.profile
+        local = profile.serve.local if profile is not None else None
+        if local is None or not local.managed_model or self.session.url != profile.url:
+            return False
+        from console.runtime.models import is_base_model
+
+        return is_base_model(local.managed_model)
 
     @work(exclusive=True, group="chat-probe", exit_on_error=False, description="chat: /v1/models")
     async def _probe(self) -> None:
@@ -205,6 +222,7 @@ class ChatScreen(Screen):
                 self.client_factory(session.url, api_key=session.api_key),
                 model=session.model or self._served_model,
                 transcript=Transcript.new(),
+                measure_acceptance=self.measure_acceptance,
             )
         elif self.chat.client.url != session.url.rstrip("/"):
             old = self.chat.client
@@ -303,7 +321,7 @@ class ChatScreen(Screen):
                         pending.usage = True
                     elif isinstance(event, StreamError):
                         self.notify(
-                            f"{event.message} (the conversation so far is kept)",
+                            f"{clean(event.message)} (the conversation so far is kept)",
                             title="the server stopped the answer",
                             severity="error",
                             timeout=12,

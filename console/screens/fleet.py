@@ -1,17 +1,17 @@
 """The fleet view: one row per vLLM server, Enter opens its dashboard.
 
 The servers are the session's fleet (``--url`` more than once, ``--discover``)
-plus every running profile's server. Each server is polled by its own async
-worker (:meth:`console.fleet.FleetPoller.loop`), so a server that answers
-slowly, or not at all, holds up only its own row; the others keep updating.
-Polling pauses while the view is hidden (e.g. under a server's dashboard).
+plus every running profile's server. Each server has its own running
+:class:`console.sampler.MetricsSampler` (its own thread, its own deadline), so
+a server that answers slowly, or not at all, holds up only its own row; the
+others keep updating. The drill-down dashboard follows that same sampler, so
+its chart starts with the history the fleet already has.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -25,16 +25,20 @@ from console.fleet import (
     LEGEND,
     POLL_S,
     POLL_TIMEOUT_S,
-    FleetPoller,
     FleetRow,
     FleetSpec,
     Target,
     resolve_spec,
     row_cells,
+    start_samplers,
+    stop_samplers,
 )
 from console.sanitize import clean_line
 from console.screens.base import ForwardWorkerErrors
 from console.screens.dashboard import DashboardScreen
+
+if TYPE_CHECKING:
+    from console.sampler import MetricsSampler
 
 
 class FleetRowUpdated(Message):
@@ -55,7 +59,8 @@ class FleetTargetsFound(Message):
 
 
 class FleetServerDashboard(DashboardScreen, ForwardWorkerErrors):
-    """Today's single-server dashboard, for one server of the fleet; Esc goes back."""
+    """Today's single-server dashboard, following one fleet server's sampler; Esc
+    goes back."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "back", "Back to fleet")]
 
@@ -96,7 +101,8 @@ class FleetScreen(ForwardWorkerErrors, Screen):
         """The last row of each server, by URL (tests read it)."""
         self.targets: list[Target] = []
         self.notes: list[str] = []
-        self._visible = asyncio.Event()
+        self.samplers: dict[str, MetricsSampler] = {}
+        """One running sampler per server, by URL."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -110,15 +116,11 @@ class FleetScreen(ForwardWorkerErrors, Screen):
         table = self.query_one(DataTable)
         for name in COLUMNS:
             table.add_column(name, key=name)
-        self._visible.set()
         if self.live:
             self.find_servers()
 
-    def on_screen_suspend(self) -> None:
-        self._visible.clear()
-
-    def on_screen_resume(self) -> None:
-        self._visible.set()
+    def on_unmount(self) -> None:
+        stop_samplers(self.samplers)
 
     # -- workers -------------------------------------------------------------
 
@@ -135,31 +137,24 @@ class FleetScreen(ForwardWorkerErrors, Screen):
         """The URLs at once; then what the probes and the runtimes' state add."""
         spec = self._spec()
         self.post_message(FleetTargetsFound([Target(u) for u in spec.urls], []))
-        targets, notes = await resolve_spec(spec)
+        targets, notes = await resolve_spec(spec, api_key=self._api_key())
         self.post_message(FleetTargetsFound(targets, notes))
 
-    def _headers(self) -> dict[str, str]:
+    def _api_key(self) -> str | None:
         session = getattr(self.app, "session", None)
-        return session.headers() if session is not None else {}
+        return getattr(session, "api_key", None)
 
     def _start_polls(self, targets: list[Target]) -> None:
-        """One worker per server: their polls never wait on one another."""
-        poller = FleetPoller(
-            targets,
-            lambda row: self.post_message(FleetRowUpdated(row)),
-            interval=self.poll_s,
-            timeout=self.timeout_s,
-            headers=self._headers(),
-        )
-        for watch in poller.watches:
-            self.run_worker(
-                poller.loop(watch, gate=self._visible.wait),
-                name=f"fleet {watch.target.url}",
-                group=f"fleet-poll {watch.target.url}",
-                exclusive=True,
-                exit_on_error=False,
-                description=f"poll {watch.target.url}",
+        """One sampler per server: their polls never wait on one another."""
+        self.samplers.update(
+            start_samplers(
+                targets,
+                lambda row: self.post_message(FleetRowUpdated(row)),
+                api_key=self._api_key(),
+                poll_s=self.poll_s,
+                timeout_s=self.timeout_s,
             )
+        )
 
     # -- handlers ------------------------------------------------------------
 
@@ -223,8 +218,9 @@ class FleetScreen(ForwardWorkerErrors, Screen):
 
     def action_open(self) -> None:
         url = self.selected_url()
-        if url is not None:
-            self.app.push_screen(FleetServerDashboard(url=url))
+        sampler = self.samplers.get(url) if url is not None else None
+        if sampler is not None:
+            self.app.push_screen(FleetServerDashboard(sampler=sampler))
 
     @on(DataTable.RowSelected)
     def _row_selected(self, event: DataTable.RowSelected) -> None:

@@ -30,8 +30,9 @@ from textual.widgets import (
 )
 from textual.widgets.option_list import Option
 
-from console.messages import ActiveProfileChanged, ProfileSwitchRequested
 from console.profiles.schema import Profile
+from console.screens.base import session_of
+from console.screens.messages import ActiveProfileChanged, ProfileSwitchRequested
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "bold yellow", "info": "bold cyan"}
 
@@ -123,9 +124,28 @@ def details_text(profile: Profile) -> Text:
         row("python", loc.vllm or loc.python or f"runtime {loc.runtime}")
         if loc.managed_model:
             row("managed model", loc.managed_model)
+    row("fits", fit_summary(profile))
     if profile.source:
         row("file", short_path(profile.source))
     return out
+
+
+def fit_summary(profile: Profile) -> str:
+    """KV capacity per box (``profiles fit``), or why it is unknown."""
+    from console import fit
+    from console.errors import ConsoleError
+
+    try:
+        if profile.runtime == "local":
+            f = fit.estimate(profile)
+            return f"{f.kv_tokens:,} KV tokens, {f.concurrency:.1f}x at {f.max_len:,} (this CPU)"
+        parts = []
+        for box in fit.BOXES:
+            f = fit.estimate(profile, box=box)
+            parts.append(f"{box} {f.concurrency:.1f}x" if f.fits else f"{box} no")
+        return ", ".join(parts) + f" at {f.max_len:,} tokens"
+    except ConsoleError as exc:
+        return f"unknown ({exc.message})"
 
 
 def findings_text(findings: list) -> Text:
@@ -141,6 +161,8 @@ def findings_text(findings: list) -> Text:
         if f.fix:
             out.append("  fix: ", style="bold green")
             out.append(f"{f.fix}\n")
+        if getattr(f, "source", ""):
+            out.append(f"  source: {f.source} (vLLM {f.versions})\n", style="dim")
         out.append("\n")
     return out
 
@@ -242,7 +264,7 @@ class ProfilesScreen(Screen):
         self._fill_list()
 
     def _active_name(self) -> str | None:
-        return getattr(getattr(self.app, "session", None), "profile_name", None)
+        return session_of(self).profile_name
 
     def _fill_list(self) -> None:
         needle = self.query_one("#prof-filter", Input).value.strip().lower()

@@ -17,7 +17,6 @@ import contextlib
 import dataclasses
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import httpx
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -29,19 +28,28 @@ from textual.widgets import Footer, Header, Static
 from textual.worker import get_current_worker
 
 from console import logs as L
-from console.messages import (
+from console.errors import ConsoleError
+from console.runtime.base import ServerState, ServerStatus
+from console.runtime.provenance import provenance_lines
+from console.sanitize import clean, clean_line
+from console.screens.base import session_of
+from console.screens.messages import (
     ActiveProfileChanged,
     ServerAction,
     ServerActionRequested,
     ServerStatusChanged,
 )
-from console.runtime.base import ServerState, ServerStatus
-from console.runtime.provenance import provenance_lines
+from console.server_client import check_health
+from console.widgets.cluster_panel import ClusterPanel
 from console.widgets.log_view import LogView
 from console.widgets.startup_progress import Phase, StartupProgress
 
 if TYPE_CHECKING:
     from console.profiles.schema import Profile
+    from console.runtime.ray_state import ClusterView
+
+CLUSTER_POLL_S = 5.0
+"""Seconds between cluster probes (one Ray probe takes seconds on a loaded box)."""
 
 STATE_STYLE = {
     ServerState.READY: "bold green",
@@ -50,6 +58,7 @@ STATE_STYLE = {
     ServerState.STOPPED: "dim",
     ServerState.ABSENT: "dim",
     ServerState.STALE: "bold magenta",
+    ServerState.UNKNOWN: "bold red",
 }
 
 
@@ -58,6 +67,16 @@ class StatusReported(Message):
 
     def __init__(self, status: ServerStatus) -> None:
         super().__init__()
+        self.status = status
+
+
+class ClusterPolled(Message):
+    """The cluster's nodes and the server's status, read together in a worker."""
+
+    def __init__(self, profile: str, view: ClusterView | None, status: ServerStatus) -> None:
+        super().__init__()
+        self.profile = profile
+        self.view = view
         self.status = status
 
 
@@ -125,6 +144,7 @@ class ServerScreen(Screen):
     ServerScreen #srv-image { color: $text-muted; height: auto; }
     ServerScreen #srv-failure { color: $error; height: auto; }
     ServerScreen #srv-failure.-empty { display: none; }
+    ServerScreen #srv-cluster.-empty { display: none; }
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -132,6 +152,8 @@ class ServerScreen(Screen):
         Binding("x", "server('stop')", "Stop"),
         Binding("r", "server('restart')", "Restart"),
         Binding("a", "attach", "Re-attach"),
+        # Named in the log's status line ("… GET /metrics hidden · m"), not the footer.
+        Binding("m", "metrics_polls", "/metrics lines", show=False),
     ]
 
     def __init__(self) -> None:
@@ -141,6 +163,8 @@ class ServerScreen(Screen):
         """The lifecycle action running now (start/stop/restart), if any."""
         self.events: list[L.LogEvent] = []
         """Every typed event seen in this log (tests and the summary read it)."""
+        self.cluster_view: ClusterView | None = None
+        self._cluster_polling = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -150,8 +174,15 @@ class ServerScreen(Screen):
                 side.border_title = "Start-up"
                 yield StartupProgress(id="srv-phases")
                 yield Static("", id="srv-image")
+                yield ClusterPanel(id="srv-cluster", classes="-empty")
                 yield Static("", id="srv-failure", classes="-empty")
-            log = LogView(id="srv-log", max_lines=50_000)
+            log = LogView(
+                id="srv-log",
+                max_lines=50_000,
+                hide=L.METRICS_POLL,
+                hide_what="GET /metrics",
+                hide_key="m",
+            )
             log.border_title = "Server log"
             yield log
         yield Footer()
@@ -159,16 +190,64 @@ class ServerScreen(Screen):
     def on_mount(self) -> None:
         self._render_status()
         self.action_attach()
+        self._show_cluster_panel()
+        self.set_interval(CLUSTER_POLL_S, self._tick_cluster)
+        self._tick_cluster()
+
+    # -- cluster (multi-node profiles) -------------------------------------------------
+
+    def _show_cluster_panel(self) -> None:
+        profile = self.profile
+        panel = self.query_one(ClusterPanel)
+        panel.set_class(profile is None or profile.cluster is None, "-empty")
+        if profile is not None and profile.cluster is not None and panel.view is None:
+            panel.show(None, checking=True)
+
+    def _tick_cluster(self) -> None:
+        """Start a probe unless one is still running (polls never overlap)."""
+        profile = self.profile
+        if profile is None or profile.cluster is None or self._cluster_polling:
+            return
+        self._cluster_polling = True
+        self._poll_cluster(profile)
+
+    @work(thread=True, group="cluster-poll", exit_on_error=False)
+    def _poll_cluster(self, profile: Profile) -> None:
+        from console.runtime.ray_state import poll
+
+        status, view = poll(profile)
+        self.post_message(ClusterPolled(profile.name, view, status))
+
+    @on(ClusterPolled)
+    def _cluster_polled(self, message: ClusterPolled) -> None:
+        self._cluster_polling = False
+        profile = self.profile
+        if profile is None or profile.name != message.profile:
+            return
+        self.cluster_view = message.view
+        self.query_one(ClusterPanel).show(message.view)
+        old = self.status
+        new = message.status
+        if (
+            self.busy is None
+            and (old is None or (old.state, old.detail) != (new.state, new.detail))
+            and not (
+                old is not None
+                and new.state == ServerState.ABSENT
+                and old.state in (ServerState.STOPPED, ServerState.FAILED)
+            )
+        ):
+            self.post_message(StatusReported(new))
 
     # -- session ---------------------------------------------------------------
 
     @property
     def profile(self) -> Profile | None:
-        return getattr(getattr(self.app, "session", None), "profile", None)
+        return session_of(self).profile
 
     @property
     def url(self) -> str:
-        return getattr(getattr(self.app, "session", None), "url", "http://127.0.0.1:8000")
+        return session_of(self).url
 
     # -- actions ---------------------------------------------------------------
 
@@ -189,6 +268,11 @@ class ServerScreen(Screen):
         self._lifecycle(action)
         self._render_status()
 
+    def action_metrics_polls(self) -> None:
+        """Show or hide the access-log lines of ``/metrics`` polls (the console's own)."""
+        shown = self.query_one(LogView).toggle_hidden()
+        self.notify("GET /metrics lines shown" if shown else "GET /metrics lines hidden")
+
     @on(ServerActionRequested)
     def _requested(self, request: ServerActionRequested) -> None:
         self.action_server(request.action)
@@ -208,6 +292,9 @@ class ServerScreen(Screen):
         self.workers.cancel_group(self, "server-follow")
         self.status = None
         self.action_attach()
+        self.query_one(ClusterPanel).show(None)
+        self._show_cluster_panel()
+        self._tick_cluster()
 
     def _reset_log(self) -> None:
         self.events = []
@@ -227,29 +314,47 @@ class ServerScreen(Screen):
         if events:
             self.post_message(LogEvents(events))
 
+    def _could_not(self, profile: Profile, what: str, exc: Exception) -> None:
+        """A runtime error (Docker engine down, port taken): one line on screen and in a
+        notice, and the status says so instead of staying at "checking…"/STARTING."""
+        line = exc.message if isinstance(exc, ConsoleError) else f"{type(exc).__name__}: {exc}"
+        line = " ".join(str(line).split())
+        self.post_message(
+            StatusReported(
+                ServerStatus(profile.name, profile.runtime, ServerState.UNKNOWN, detail=line)
+            )
+        )
+        self.app.call_from_thread(
+            self.notify, line, title=f"could not {what} {profile.name}", severity="error"
+        )
+
     @work(thread=True, exclusive=True, group="server-life", exit_on_error=False)
     def _lifecycle(self, action: ServerAction) -> None:
-        from console.runtime.base import runtime_for
-
         profile = self.profile
         assert profile is not None
         try:
-            runtime = runtime_for(profile)
-            if action in ("stop", "restart"):
-                self.post_message(StatusReported(runtime.down(profile)))
-            if action in ("start", "restart"):
-                self.post_message(
-                    StatusReported(
-                        ServerStatus(profile.name, profile.runtime, ServerState.STARTING)
-                    )
-                )
-                parser = L.LogParser()
-                status = runtime.up(profile, on_line=lambda line: self._feed(parser, line))
-                if flushed := parser.flush():
-                    self.post_message(LogEvents(flushed))
-                self.post_message(StatusReported(status))
+            self._run_action(action, profile)
+        except Exception as exc:  # shown on the screen, never a crash or a raw worker name
+            self._could_not(profile, action, exc)
         finally:
             self.app.call_from_thread(self._done_busy)
+
+    def _run_action(self, action: ServerAction, profile: Profile) -> None:
+        """Worker-thread body of ``_lifecycle``."""
+        from console.runtime import runtime_for
+
+        runtime = runtime_for(profile)
+        if action in ("stop", "restart"):
+            self.post_message(StatusReported(runtime.down(profile)))
+        if action in ("start", "restart"):
+            self.post_message(
+                StatusReported(ServerStatus(profile.name, profile.runtime, ServerState.STARTING))
+            )
+            parser = L.LogParser()
+            status = runtime.up(profile, on_line=lambda line: self._feed(parser, line))
+            if flushed := parser.flush():
+                self.post_message(LogEvents(flushed))
+            self.post_message(StatusReported(status))
 
     def _done_busy(self) -> None:
         self.busy = None
@@ -259,11 +364,15 @@ class ServerScreen(Screen):
 
     @work(thread=True, exclusive=True, group="server-life", exit_on_error=False)
     def _attach_runtime(self) -> None:
-        from console.runtime.base import runtime_for
+        from console.runtime import runtime_for
 
         profile = self.profile
         assert profile is not None
-        status = runtime_for(profile).status(profile)
+        try:
+            status = runtime_for(profile).status(profile)
+        except Exception as exc:
+            self._could_not(profile, "check", exc)
+            return
         if status.state == ServerState.ABSENT:
             status = _someone_elses_server(status, profile.url, self.app)
         self.post_message(StatusReported(status))
@@ -273,7 +382,7 @@ class ServerScreen(Screen):
     @work(thread=True, exclusive=True, group="server-follow", exit_on_error=False)
     def _follow(self, skip: int = 0, follow: bool = True) -> None:
         """Replay the log from the start (skipping lines already shown), then follow."""
-        from console.runtime.base import runtime_for
+        from console.runtime import runtime_for
 
         profile = self.profile
         if profile is None:
@@ -302,17 +411,14 @@ class ServerScreen(Screen):
     async def _probe_url(self) -> None:
         """No profile: the server's state is whatever ``/health`` says."""
         url = self.url
-        session = getattr(self.app, "session", None)
-        headers = session.headers() if session is not None else {}
-        try:
-            async with httpx.AsyncClient(timeout=3.0, headers=headers) as client:
-                response = await client.get(url.rstrip("/") + "/health")
-            state = ServerState.READY if response.status_code == 200 else ServerState.STARTING
-            detail = (
-                "" if response.status_code == 200 else f"/health answered {response.status_code}"
-            )
-        except httpx.HTTPError as exc:
-            state, detail = ServerState.ABSENT, f"no answer from {url}: {type(exc).__name__}"
+        async with session_of(self).client() as client:
+            health = await client.health()
+        if health.ok:
+            state, detail = ServerState.READY, ""
+        elif health.answered:
+            state, detail = ServerState.STARTING, health.detail
+        else:
+            state, detail = ServerState.ABSENT, health.detail
         self.post_message(
             StatusReported(ServerStatus("(url)", "attached", state, url, detail=detail))
         )
@@ -336,14 +442,17 @@ class ServerScreen(Screen):
     @on(LogEvents)
     def _events(self, message: LogEvents) -> None:
         phases = self.query_one(StartupProgress)
+        session = session_of(self)
         for ev in message.events:
             self.events.append(ev)
+            # KV capacity from the log reaches the dashboard on servers whose /metrics lack it.
+            session.note_log_event(ev)
             if message := apply_event(phases, ev):
                 self._show_failure(message)
 
     def _show_failure(self, message: str) -> None:
         box = self.query_one("#srv-failure", Static)
-        box.update(Text(f"✗ {message}") if message else "")
+        box.update(Text(f"✗ {clean(message)}") if message else "")
         box.set_class(not message, "-empty")
 
     # -- rendering -----------------------------------------------------------------
@@ -355,7 +464,10 @@ class ServerScreen(Screen):
         who = profile.name if profile else "no profile (attached by URL)"
         text.append(f"{who}", style="bold")
         if profile is not None:
-            text.append(f" · {profile.runtime}")
+            where = profile.runtime
+            if profile.cluster is not None:
+                where = f"{len(profile.cluster.nodes)} nodes, {profile.cluster.backend}"
+            text.append(f" · {where}")
         if self.busy:
             text.append(f" · {self.busy}…", style="bold yellow")
         if st is None:
@@ -368,8 +480,10 @@ class ServerScreen(Screen):
                 text.append(f" · pid {st.pid}")
             if st.container_id:
                 text.append(f" · container {st.container_id[:12]}")
-            if st.detail and st.state != ServerState.FAILED:
-                text.append(f" · {st.detail}", style="dim")
+            if st.state == ServerState.UNKNOWN:
+                text.append(f" · {clean_line(st.detail)}", style="red")
+            elif st.detail and st.state != ServerState.FAILED:
+                text.append(f" · {clean_line(st.detail)}", style="dim")
             if st.log_path:
                 text.append(f"\nlog file: {st.log_path}", style="dim")
         self.query_one("#srv-status", Static).update(text)
@@ -424,12 +538,7 @@ def _someone_elses_server(status: ServerStatus, url: str, app: object) -> Server
     """A server the console did not start may still answer on the profile's
     address (started by hand, or by another tool): say so instead of ABSENT."""
     session = getattr(app, "session", None)
-    headers = session.headers() if session is not None else {}
-    try:
-        response = httpx.get(url.rstrip("/") + "/health", timeout=3.0, headers=headers)
-    except httpx.HTTPError:
-        return status
-    if response.status_code != 200:
+    if not check_health(url, api_key=getattr(session, "api_key", None)).ok:
         return status
     return dataclasses.replace(
         status,

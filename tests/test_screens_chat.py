@@ -1,0 +1,199 @@
+"""The chat screen on hand-made streams for what the small CPU Gemma cannot do:
+reasoning, tool calls, an error in the middle of the answer. The HTTP client
+replays the recorded bytes (httpx's transport seam); the screen is real."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from functools import partial
+from pathlib import Path
+
+import httpx
+import pytest
+from textual.widgets import Collapsible, Markdown, Static
+
+from console.app import ConsoleApp
+from console.chat import ChatClient, Transcript
+from console.screens.chat import ChatScreen
+from console.screens.messages import ChatRequested
+from console.session import Session
+from console.widgets.chat_message import AssistantMessage
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(autouse=True)
+def private_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VLLM_CONSOLE_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("VLLM_CONSOLE_CONFIG_DIR", str(tmp_path / "config"))
+
+
+def replaying(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    body = path.read_bytes()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/models":
+            return httpx.Response(200, json={"data": [{"id": "replayed"}]})
+        return httpx.Response(200, content=body)
+
+    factory = partial(ChatClient, transport=httpx.MockTransport(handler))
+    monkeypatch.setattr(ChatScreen, "client_factory", factory)
+
+
+async def run_one(app: ConsoleApp, pilot, text: str) -> ChatScreen:
+    screen = app.screen
+    assert isinstance(screen, ChatScreen)
+    await pilot.click("#chat-input")
+    await pilot.press(*text, "enter")
+    deadline = time.monotonic() + 30
+    while (
+        not (screen.chat and screen.chat.answers and screen.chat.answers[-1].t_end)
+        or screen.generating
+    ):
+        assert time.monotonic() < deadline, "the replayed answer did not finish"
+        await pilot.pause(0.02)
+    await pilot.pause()
+    return screen
+
+
+async def test_mid_stream_error_notice_and_history(monkeypatch: pytest.MonkeyPatch) -> None:
+    replaying(DATA / "chat" / "midstream_error.sse", monkeypatch)
+    app = ConsoleApp(session=Session(url="http://replay"), start_mode="chat")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await run_one(app, pilot, "go")
+        assert any("engine core died" in n.message for n in app._notifications)
+        view = screen.query_one(AssistantMessage)
+        assert view.query_one(".answer", Markdown).source == "The first"
+        assert view.has_class("-error")
+        assert "engine core died" in str(view.query_one(".stats", Static).render())
+        assert [t["role"] for t in screen.chat.conversation.turns] == ["user", "assistant"]
+        kinds = [r["type"] for r in Transcript.read(screen.chat.transcript.path)]
+        assert kinds[-2:] == ["error", "answer"]
+        assert app.is_running
+
+
+async def test_reasoning_is_shown_apart_and_folded(monkeypatch: pytest.MonkeyPatch) -> None:
+    replaying(DATA / "chat" / "reasoning_content.sse", monkeypatch)
+    app = ConsoleApp(session=Session(url="http://replay"), start_mode="chat")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await run_one(app, pilot, "2+2?")
+        view = screen.query_one(AssistantMessage)
+        assert view.has_class("-has-reasoning")
+        assert view.query_one(".reasoning", Markdown).source == "Let me think."
+        assert view.query_one(".answer", Markdown).source == "Four."
+        assert view.query_one(Collapsible).collapsed  # folded once the answer came
+        assert "7 tokens" in str(view.query_one(".stats", Static).render())
+
+
+async def test_tool_calls_are_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    replaying(DATA / "chat" / "tool_calls.sse", monkeypatch)
+    app = ConsoleApp(session=Session(url="http://replay"), start_mode="chat")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await run_one(app, pilot, "weather?")
+        view = screen.query_one(AssistantMessage)
+        tools = str(view.query_one(".tools", Static).render())
+        assert 'get_weather({"city": "Paris"})' in tools
+        assert 'get_time({"tz": "CET"})' in tools
+        assert "finish: tool_calls" in str(view.query_one(".stats", Static).render())
+
+
+async def test_chat_requested_with_text_sends_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    replaying(DATA / "vllm-0.32-cpu" / "chat_stream.sse", monkeypatch)
+    app = ConsoleApp(session=Session(url="http://replay"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert app.current_mode == "dashboard"
+        app.post_message(ChatRequested("from the palette"))
+        deadline = time.monotonic() + 30
+        while not (
+            isinstance(app.screen, ChatScreen)
+            and app.screen.chat
+            and app.screen.chat.answers
+            and app.screen.chat.answers[-1].t_end
+        ):
+            assert time.monotonic() < deadline
+            await pilot.pause(0.02)
+        assert app.screen.chat.conversation.turns[0]["content"] == "from the palette"
+        assert app.screen.chat.answers[-1].completion_tokens == 40
+        assert app.screen.chat.model == "replayed"
+
+
+async def test_follows_the_answer_only_while_the_user_is_at_the_bottom(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Auto-scroll while at the bottom; scrolling up stops it; End resumes it."""
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+    async def gated():
+        while (chunk := await queue.get()) is not None:
+            yield chunk
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=gated())
+
+    monkeypatch.setattr(
+        ChatScreen, "client_factory", partial(ChatClient, transport=httpx.MockTransport(handler))
+    )
+    # the gated stream answers every path: no /metrics scrape may take its lines
+    monkeypatch.setattr(ChatScreen, "measure_acceptance", False)
+
+    def line(i: int) -> bytes:
+        delta = {"choices": [{"index": 0, "delta": {"content": f"line {i}\n\n"}}]}
+        return f"data: {json.dumps(delta)}\n\n".encode()
+
+    app = ConsoleApp(session=Session(url="http://replay", model="m"), start_mode="chat")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        log = screen.query_one("#chat-log")
+
+        async def feed(start: int, count: int) -> None:
+            for i in range(start, start + count):
+                await queue.put(line(i))
+            # Wait (bounded) until the view has rendered the last line fed.
+            deadline = time.monotonic() + 20
+            while f"line {start + count - 1}" not in (
+                screen.query_one(AssistantMessage).query_one(".answer", Markdown).source
+            ):
+                assert time.monotonic() < deadline
+                await pilot.pause(0.02)
+            await pilot.pause(0.2)
+
+        await pilot.click("#chat-input")
+        await pilot.press(*"talk", "enter")
+        while not screen.query(AssistantMessage):
+            await pilot.pause(0.02)
+        await feed(0, 30)
+        assert log.max_scroll_y > 0
+        assert log.scroll_y == log.max_scroll_y  # followed the answer
+
+        log.focus()
+        await pilot.press("home")
+        await pilot.pause(0.2)
+        assert log.scroll_y == 0
+        await feed(30, 10)
+        assert log.scroll_y == 0  # the reader stays where they are
+
+        await pilot.press("end")
+        await pilot.pause(0.2)
+        await feed(40, 10)
+        assert log.scroll_y == log.max_scroll_y  # following again
+        await queue.put(b"data: [DONE]\n\n")
+        await queue.put(None)
+
+
+@pytest.mark.parametrize(
+    ("profile", "labelled"), [("gemma3-270m-cpu", True), ("smollm2-135m-cpu-ngram", False)]
+)
+async def test_a_base_model_is_labelled_with_a_completion_prompt(
+    profile: str, labelled: bool
+) -> None:
+    """The Gemma is a base model: the Chat screen says it continues text and how
+    to prompt it; the demo's instruction-tuned model needs no such note."""
+    app = ConsoleApp(Session.create(profile=profile, remember=False), start_mode="chat")
+    async with app.run_test(size=(120, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, ChatScreen)
+        await pilot.pause()
+        status = str(screen.query_one("#chat-status", Static).render())
+        assert ("base model: it continues text" in status) is labelled, status
