@@ -21,9 +21,10 @@ import pytest
 
 from console.cli import main
 from console.errors import ConsoleError
+from console.logs import failure_reason
 from console.profiles import load_profile, with_overrides
 from console.runtime import ServerState, runtime_for, state
-from console.runtime.local import LocalRuntime, failure_reason
+from console.runtime.local import LocalRuntime
 from console.runtime.state import ServerRecord
 from tests.fixtures.vllm_server import VllmServer, free_port
 from tests.helpers import wait_for
