@@ -33,9 +33,7 @@ from console.screens.server import ServerScreen
 from console.session import Session
 from console.widgets.cluster_panel import ClusterPanel, render_cluster
 from tests.netns import netns_pids, two_nodes
-from tests.screen_helpers import private_state, wait_until
-
-__all__ = ["private_state"]
+from tests.screen_helpers import wait_until
 
 pytestmark = pytest.mark.timeout(900)
 

@@ -49,12 +49,6 @@ def _metric(text: str, name: str) -> dict[str, float]:
     return out
 
 
-@pytest.fixture
-def private_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("VLLM_CONSOLE_STATE_DIR", str(tmp_path / "state"))
-    return tmp_path / "state"
-
-
 # --- the real server -----------------------------------------------------------------------
 
 
