@@ -264,9 +264,14 @@ class ConsoleApp(App[None]):
 
     async def on_mount(self) -> None:
         self.sub_title = self.session.label
+        # Sampling belongs to the session: it runs whatever screen shows.
+        _ = self.session.sampler
         await self.switch_mode(self.start_mode)
         for notice in self.session.notices:
             self.notify(notice, title="profile not loaded", severity="warning", timeout=20)
+
+    def on_unmount(self) -> None:
+        self.session.close()
 
     # -- actions -------------------------------------------------------------
 
@@ -325,7 +330,7 @@ class ConsoleApp(App[None]):
     @on(ServerStatusChanged)
     def _server_status(self, news: ServerStatusChanged) -> None:
         status = news.status
-        self.session.extra["server_status"] = status
+        self.session.server_status = status
         if (
             status.url
             and status.profile == self.session.profile_name

@@ -109,6 +109,11 @@ TRACEBACK_CONTINUATIONS = (
 )
 
 
+METRICS_POLL = re.compile(r'"GET /metrics(?:[?/][^ "]*)? HTTP/')
+"""An access-log line of a ``/metrics`` poll (the console's own, once a second):
+the server log view hides these by default."""
+
+
 def _num(raw: str | None) -> float | None:
     if raw is None or raw == "nan":
         return None
@@ -788,6 +793,24 @@ def engine_death(lines: list[str]) -> str | None:
     if root and root != before[-1][1] and not _ENGINE_DEATH.search(root):
         return f"{notice} (before it: {root})"
     return notice
+
+
+def last_error(lines: list[str]) -> str:
+    """What a dead server's log says about its end, for ``status`` and ``down``.
+
+    ``failure_reason`` falls back to the last line; when that line is no error
+    (an access-log line, say), the log simply ends: the process was killed
+    from outside, which is worth saying instead of quoting an INFO line."""
+    death = engine_death(lines)
+    if death is not None:
+        return f"last error in its log: {death}"
+    leveled = [_leveled(ln) for ln in lines]
+    reason = _reason(leveled)
+    level, tail = next(((lv, t) for lv, t in reversed(leveled) if t), (None, ""))
+    is_error = bool(RE_EXCEPTION.match(tail)) or level in ("ERROR", "CRITICAL")
+    if reason == tail and not is_error:
+        return "its log ends without an error (killed from outside: kill -9, the OOM killer?)"
+    return f"last error in its log: {reason}"
 
 
 def worst_failure(lines: Iterable[str]) -> Failure | None:

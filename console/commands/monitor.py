@@ -108,6 +108,7 @@ def build_report(
         "hint": hint,
         "timestamp": figures.timestamp if figures is not None else time.time(),
         "window_s": figures.window_s if figures is not None else None,
+        "counter_reset": figures.counter_reset if figures is not None else False,
         "server": (server or M.ServerInfo()).to_dict(),
     }
     fd = figures.to_dict() if figures is not None else {}
@@ -156,7 +157,17 @@ def collect_once(
             figures = M.derive(second, first)
         except M.MetricsError as exc:
             error = exc
-    return build_report(base, figures=figures, server=server, gpu=sampler.sample(), error=error)
+    report = build_report(base, figures=figures, server=server, gpu=sampler.sample(), error=error)
+    report["cluster"] = cluster_report(base)
+    return report
+
+
+def cluster_report(url: str) -> dict[str, Any] | None:
+    """The nodes of a multi-node server the console started at ``url`` (Ray's state
+    for a Ray cluster, the node processes for vLLM's executor); None otherwise."""
+    from console.runtime import ray_state
+
+    return ray_state.for_url(url)
 
 
 # --------------------------------------------------------------------------- text
@@ -217,6 +228,8 @@ def render_text(r: dict[str, Any]) -> str:
         lines.append("            windows over these counters skipped")
     if r.get("stale"):
         lines.append(f"  STALE     last good sample {r.get('age_s', 0):.0f} s old")
+    if r.get("counter_reset"):
+        lines.append("  RESET     counters went down (server restarted): window restarted")
     if r.get("requests") is not None:
         q, kv, tp = r["requests"], r["kv_cache"], r["throughput"]
         pc, lat = r["prefix_cache"], r["latency"]
@@ -257,6 +270,17 @@ def render_text(r: dict[str, Any]) -> str:
         when = time.strftime("%H:%M:%S", time.localtime(ev["ts"]))
         msg = sanitize.clean_line(ev["message"])
         lines.append(f"  event     {when} {ev['severity']} {ev['kind']}: {msg}")
+    cluster = r.get("cluster")
+    if cluster:
+        nodes = cluster.get("nodes") or []
+        up = sum(1 for n in nodes if n.get("alive"))
+        lines.append(f"  cluster   {cluster.get('backend')}: {up}/{len(nodes)} nodes up")
+        if cluster.get("error"):
+            lines.append(f"            {clean_line(cluster['error'])}")
+        for n in nodes:
+            note = f"  {clean_line(n['detail'])}" if n.get("detail") else ""
+            where = clean_line(n.get("address") or "")
+            lines.append(f"  node      {n.get('name')}: {n.get('state')} {where}{note}")
     if r.get("gpu_status"):
         lines.append(f"  gpu       none ({r['gpu_status']})")
     hm = r.get("host_memory")

@@ -30,7 +30,7 @@ import psutil
 
 from console import paths
 from console.errors import ConsoleError
-from console.logs import READY_LINE, bare, engine_death, failure_reason
+from console.logs import READY_LINE, bare, engine_death, failure_reason, last_error
 from console.runtime import health, state
 from console.runtime.base import Leftover, LineCallback, ServerState, ServerStatus
 from console.runtime.provision import Progress
@@ -501,12 +501,11 @@ class LocalRuntime:
         if leader is None and not members:
             state.remove(rec.profile, self.servers_dir)
             _CHILDREN.pop(rec.pid, None)
-            reason = failure_reason(tail_lines(rec.log_path, 400))
+            ending = last_error(tail_lines(rec.log_path, 400))
             return self._status(
                 rec,
                 ServerState.STOPPED,
-                f"server (pid {rec.pid}) had already exited; cleared its record. "
-                f"Last error in its log: {reason}",
+                f"server (pid {rec.pid}) had already exited; cleared its record; {ending}",
             )
         if leader is not None:
             how = f"SIGTERM to pid {rec.pid}"
@@ -622,13 +621,12 @@ class LocalRuntime:
 
     def _leftover_detail(self, rec: ServerRecord, left: tuple[Leftover, ...]) -> str:
         total = sum(x.rss_bytes for x in left) / 2**30
-        lines = tail_lines(rec.log_path, 400)
-        reason = engine_death(lines) or failure_reason(lines)
+        ending = last_error(tail_lines(rec.log_path, 400))
         return (
             f"the API server (pid {rec.pid}) is gone but {len(left)} processes of its "
             f"session still run ({total:.1f} GiB): "
             + ", ".join(x.describe() for x in left)
-            + f". `vllm-console down {rec.profile}` ends them. Last error in its log: {reason}"
+            + f". `vllm-console down {rec.profile}` ends them; {ending}"
         )
 
     def _stale_detail(self, rec: ServerRecord) -> str:
@@ -640,8 +638,7 @@ class LocalRuntime:
             pass
         if port_in_use(rec.host, rec.port):
             parts.append(f"{_port_message(rec.host, rec.port)}")
-        lines = tail_lines(rec.log_path, 400)
-        parts.append(f"last error in its log: {engine_death(lines) or failure_reason(lines)}")
+        parts.append(last_error(tail_lines(rec.log_path, 400)))
         return "; ".join(parts) + f". `vllm-console down {rec.profile}` clears the record."
 
     def servers(self) -> list[ServerStatus]:

@@ -18,10 +18,12 @@ import json
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from console.profiles.schema import Profile
+    from console.runtime.base import ServerStatus
     from console.runtime.state import ServerRecord
 
 MAX_OUTPUT = 1 << 20
@@ -37,7 +39,7 @@ try:
     state._initialize_global_state(GcsClientOptions.create(
         addr, None, allow_cluster_id_nil=True, fetch_cluster_id_if_nil=False))
     nodes = state.node_table()
-    how = "ray GCS node table"
+    how = "GCS node table"
 except Exception as first:
     try:
         import ray
@@ -81,7 +83,8 @@ class ClusterView:
     backend: str
     nodes: list[ClusterNode] = field(default_factory=list)
     source: str = ""
-    """Where the node states came from (``ray GCS node table``, ``processes``)."""
+    """Where the node states came from (``Ray 2.60.0 GCS node table @ HEAD:6379``,
+    ``processes``)."""
     error: str | None = None
     timestamp: float = field(default_factory=time.time)
     host_memory: dict[str, int] | None = None
@@ -186,13 +189,13 @@ def probe(profile: Profile, *, timeout: float = 20.0) -> ClusterView:
         return ClusterView(
             spec.backend, source="ray", error=sanitize.clean_line(str(data["error"]))
         )
-    how = f"{data.get('how', 'ray')} (Ray {data.get('ray', '?')}) at {address}"
+    how = f"Ray {data.get('ray', '?')} {data.get('how', '')} @ {address}"
     return ClusterView(spec.backend, _from_ray(profile, data), source=how)
 
 
 def _host_memory() -> dict[str, int] | None:
     try:
-        text = open("/proc/meminfo").read()  # noqa: SIM115
+        text = Path("/proc/meminfo").read_text()
     except OSError:
         return None
     values: dict[str, int] = {}
@@ -250,3 +253,45 @@ def view(profile: Profile, record: ServerRecord | None) -> ClusterView:
             shown.detail = "; ".join(x for x in (shown.detail, ours) if x)
     result.host_memory = _host_memory()
     return result
+
+
+def for_url(url: str) -> dict[str, Any] | None:
+    """The cluster view (as JSON data) of the multi-node server the console started
+    at ``url``; None when no cluster record matches (a single-node server)."""
+    from console.errors import ConsoleError
+    from console.profiles.loader import load_profile
+    from console.runtime.cluster import ClusterRuntime
+
+    runtime = ClusterRuntime()
+    base = url.rstrip("/")
+    for record in state_records(runtime):
+        if record.url.rstrip("/") != base:
+            continue
+        try:
+            profile = load_profile(record.source or record.profile)
+        except ConsoleError as exc:  # a moved profile still gets a cluster entry
+            return {"backend": None, "nodes": [], "error": f"profile not loadable: {exc}"}
+        if profile.cluster is None:
+            return None
+        return view(profile, record).to_dict()
+    return None
+
+
+def state_records(runtime: Any) -> list[ServerRecord]:
+    from console.runtime import state
+
+    return [r for r in state.all_records(runtime.servers_dir) if r.runtime == runtime.name]
+
+
+def poll(profile: Profile) -> tuple[ServerStatus, ClusterView | None]:
+    """The server's status and its cluster view now (for the screens' workers)."""
+    from console.runtime.base import ServerState, ServerStatus
+    from console.runtime.cluster import ClusterRuntime
+
+    try:
+        runtime = ClusterRuntime()
+        status = runtime.status(profile)
+        record = runtime.record(profile)
+        return status, (view(profile, record) if record is not None else None)
+    except Exception as exc:  # shown; the next poll tries again
+        return ServerStatus(profile.name, "cluster", ServerState.ABSENT, detail=str(exc)), None

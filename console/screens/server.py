@@ -32,13 +32,14 @@ from console.errors import ConsoleError
 from console.runtime.base import ServerState, ServerStatus
 from console.runtime.provenance import provenance_lines
 from console.sanitize import clean, clean_line
+from console.screens.base import session_of
 from console.screens.messages import (
     ActiveProfileChanged,
     ServerAction,
     ServerActionRequested,
     ServerStatusChanged,
 )
-from console.server_client import DEFAULT_URL, ServerClient, check_health
+from console.server_client import check_health
 from console.widgets.cluster_panel import ClusterPanel
 from console.widgets.log_view import LogView
 from console.widgets.startup_progress import Phase, StartupProgress
@@ -151,6 +152,8 @@ class ServerScreen(Screen):
         Binding("x", "server('stop')", "Stop"),
         Binding("r", "server('restart')", "Restart"),
         Binding("a", "attach", "Re-attach"),
+        # Named in the log's status line ("… GET /metrics hidden · m"), not the footer.
+        Binding("m", "metrics_polls", "/metrics lines", show=False),
     ]
 
     def __init__(self) -> None:
@@ -173,7 +176,13 @@ class ServerScreen(Screen):
                 yield Static("", id="srv-image")
                 yield ClusterPanel(id="srv-cluster", classes="-empty")
                 yield Static("", id="srv-failure", classes="-empty")
-            log = LogView(id="srv-log", max_lines=50_000)
+            log = LogView(
+                id="srv-log",
+                max_lines=50_000,
+                hide=L.METRICS_POLL,
+                hide_what="GET /metrics",
+                hide_key="m",
+            )
             log.border_title = "Server log"
             yield log
         yield Footer()
@@ -204,18 +213,9 @@ class ServerScreen(Screen):
 
     @work(thread=True, group="cluster-poll", exit_on_error=False)
     def _poll_cluster(self, profile: Profile) -> None:
-        from console.runtime import ray_state
-        from console.runtime.cluster import ClusterRuntime
+        from console.runtime.ray_state import poll
 
-        view: ClusterView | None = None
-        try:
-            runtime = ClusterRuntime()
-            status = runtime.status(profile)
-            record = runtime.record(profile)
-            if record is not None:
-                view = ray_state.view(profile, record)
-        except Exception as exc:
-            status = ServerStatus(profile.name, "cluster", ServerState.ABSENT, detail=str(exc))
+        status, view = poll(profile)
         self.post_message(ClusterPolled(profile.name, view, status))
 
     @on(ClusterPolled)
@@ -243,11 +243,11 @@ class ServerScreen(Screen):
 
     @property
     def profile(self) -> Profile | None:
-        return getattr(getattr(self.app, "session", None), "profile", None)
+        return session_of(self).profile
 
     @property
     def url(self) -> str:
-        return getattr(getattr(self.app, "session", None), "url", DEFAULT_URL)
+        return session_of(self).url
 
     # -- actions ---------------------------------------------------------------
 
@@ -267,6 +267,11 @@ class ServerScreen(Screen):
             self._reset_log()
         self._lifecycle(action)
         self._render_status()
+
+    def action_metrics_polls(self) -> None:
+        """Show or hide the access-log lines of ``/metrics`` polls (the console's own)."""
+        shown = self.query_one(LogView).toggle_hidden()
+        self.notify("GET /metrics lines shown" if shown else "GET /metrics lines hidden")
 
     @on(ServerActionRequested)
     def _requested(self, request: ServerActionRequested) -> None:
@@ -406,8 +411,7 @@ class ServerScreen(Screen):
     async def _probe_url(self) -> None:
         """No profile: the server's state is whatever ``/health`` says."""
         url = self.url
-        session = getattr(self.app, "session", None)
-        async with ServerClient(url, api_key=getattr(session, "api_key", None)) as client:
+        async with session_of(self).client() as client:
             health = await client.health()
         if health.ok:
             state, detail = ServerState.READY, ""
@@ -438,8 +442,11 @@ class ServerScreen(Screen):
     @on(LogEvents)
     def _events(self, message: LogEvents) -> None:
         phases = self.query_one(StartupProgress)
+        session = session_of(self)
         for ev in message.events:
             self.events.append(ev)
+            # KV capacity from the log reaches the dashboard on servers whose /metrics lack it.
+            session.note_log_event(ev)
             if message := apply_event(phases, ev):
                 self._show_failure(message)
 
@@ -457,7 +464,10 @@ class ServerScreen(Screen):
         who = profile.name if profile else "no profile (attached by URL)"
         text.append(f"{who}", style="bold")
         if profile is not None:
-            text.append(f" · {profile.runtime}")
+            where = profile.runtime
+            if profile.cluster is not None:
+                where = f"{len(profile.cluster.nodes)} nodes, {profile.cluster.backend}"
+            text.append(f" · {where}")
         if self.busy:
             text.append(f" · {self.busy}…", style="bold yellow")
         if st is None:
