@@ -34,10 +34,7 @@ from console.fleet import (
 from console.screens.fleet import FleetScreen, FleetServerDashboard
 from console.session import Session
 from tests.helpers import wait_for
-from tests.screen_helpers import DOWN_URL, private_state, wait_until
-
-__all__ = ["private_state"]
-
+from tests.screen_helpers import DOWN_URL, wait_until
 
 # --------------------------------------------------------------------------- helpers
 
