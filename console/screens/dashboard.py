@@ -47,6 +47,7 @@ from console.sanitize import clean_line
 from console.screens.base import session_of
 from console.screens.messages import ActiveProfileChanged, ServerStatusBroadcast
 from console.widgets.acceptance_bars import FORMULA, AcceptanceBars
+from console.widgets.cluster_panel import ClusterStrip
 from console.widgets.gauge import Gauge
 from console.widgets.memory_panel import GpuView, MemoryPanel, ProcessAlloc
 from console.widgets.stat_tile import StatTile
@@ -254,6 +255,7 @@ class DashboardScreen(Screen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("w", "toggle_scope", "Last 60 s / since start"),
         Binding("r", "refresh_now", "Refresh"),
+        Binding("f", "app.fleet", "Fleet"),
     ]
 
     scope: reactive[str] = reactive(WINDOW)
@@ -266,8 +268,12 @@ class DashboardScreen(Screen):
         live: bool = True,
         gpu_sampler: Callable[[], GpuSample] | None = None,
         clock: Callable[[], float] = time.time,
+        sampler: MetricsSampler | None = None,
     ) -> None:
         super().__init__()
+        self.fixed_sampler = sampler
+        """A fleet server's running sampler (the fleet view's drill-down); None: the
+        session's server."""
         self.clock = clock
         """Wall clock for the age of figures (fixed in snapshot tests)."""
         self.gpu_sampler = gpu_sampler
@@ -300,6 +306,9 @@ class DashboardScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("connecting…", id="dash-status")
+        yield ClusterStrip(
+            lambda: getattr(session_of(self.app), "profile", None), id="dash-cluster"
+        )
         with Grid(id="dash-grid"):
             with Vertical(id="panel-gpu", classes="panel") as p:
                 p.border_title = "GPU"
@@ -406,10 +415,14 @@ class DashboardScreen(Screen):
 
     # -- following the session's sampler -----------------------------------------
 
+    def _source(self) -> MetricsSampler:
+        """The sampler to follow: the fleet's one for its server, else the session's."""
+        return self.fixed_sampler or session_of(self).sampler
+
     def _follow(self, *, catch_up: bool = False) -> None:
         """Subscribe to the session's sampler (a new one when the URL changed) and
         show what it has: its history and its latest poll."""
-        sampler = session_of(self).sampler
+        sampler = self._source()
         if sampler is not self.sampler:
             if self._unsubscribe is not None:
                 self._unsubscribe()
@@ -425,6 +438,9 @@ class DashboardScreen(Screen):
                 self._show(last)
             else:
                 self.render_figures()
+
+    def _source_url(self) -> str:
+        return self.fixed_sampler.url if self.fixed_sampler else session_of(self).url
 
     def _render_status_if_shown(self) -> None:
         if self._visible.is_set() and self.tick is not None:
@@ -677,7 +693,7 @@ class DashboardScreen(Screen):
     def _status_line(self) -> tuple[bool, bool, str]:
         """(down, stale, text) of the status line."""
         tick = self.tick
-        url = tick.url if tick is not None else session_of(self).url
+        url = tick.url if tick is not None else self._source_url()
         now = self.clock()
         label = window_note(tick.window if tick else None) if self.scope == WINDOW else SINCE_START
         scope = f"[{label} · w]"
