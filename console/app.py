@@ -50,17 +50,19 @@ import sys
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from textual import on
+from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 from textual.worker import Worker, WorkerState
 
 from console.errors import ConsoleError
+from console.sanitize import clean, clean_line
 from console.screens.base import with_worker_errors
 from console.screens.messages import (
     ActiveProfileChanged,
@@ -74,6 +76,9 @@ from console.screens.messages import (
     ServerStatusChanged,
 )
 from console.session import Session, load_profile_by_name, profile_names
+
+if TYPE_CHECKING:
+    from console.profiles.schema import Profile
 
 
 class ScreenMode:
@@ -132,6 +137,19 @@ def error_text(error: BaseException | None) -> str:
         return str(error)
     text = str(error)
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def worker_title(name: str, description: str) -> str:
+    """A notice title for a failed worker that a person can read: its name when it has
+    one, else its method's name in words (``_lifecycle('start')`` -> "lifecycle
+    (start) failed"), never the raw call."""
+    if name:
+        return f"{name} failed"
+    call = description.strip()
+    method, _, args = call.partition("(")
+    words = method.strip("_").replace("_", " ") or "a background task"
+    args = args.rstrip(")").replace("'", "").replace('"', "").strip()
+    return f"{words} ({args}) failed" if args and len(args) <= 30 else f"{words} failed"
 
 
 class ConsoleCommands(Provider):
@@ -246,7 +264,14 @@ class ConsoleApp(App[None]):
 
     async def on_mount(self) -> None:
         self.sub_title = self.session.label
+        # Sampling belongs to the session: it runs whatever screen shows.
+        _ = self.session.sampler
         await self.switch_mode(self.start_mode)
+        for notice in self.session.notices:
+            self.notify(notice, title="profile not loaded", severity="warning", timeout=20)
+
+    def on_unmount(self) -> None:
+        self.session.close()
 
     # -- actions -------------------------------------------------------------
 
@@ -282,11 +307,21 @@ class ConsoleApp(App[None]):
 
     @on(ProfileSwitchRequested)
     def _switch_profile(self, request: ProfileSwitchRequested) -> None:
+        self._load_profile(request.name)
+
+    @work(thread=True, exclusive=True, group="profile-switch", exit_on_error=False)
+    def _load_profile(self, name: str) -> None:
+        """Read and validate the profile off the UI thread (YAML, pydantic, files)."""
         try:
-            profile = load_profile_by_name(request.name)
+            profile = load_profile_by_name(name)
         except Exception as exc:
-            self.notify(error_text(exc), title=f"profile {request.name}", severity="error")
+            self.call_from_thread(
+                self.notify, error_text(exc), title=f"profile {name}", severity="error"
+            )
             return
+        self.call_from_thread(self._set_profile, profile)
+
+    def _set_profile(self, profile: Profile) -> None:
         self.session.set_profile(profile)
         self.sub_title = self.session.label
         self.notify(f"active profile: {profile.name} ({self.session.url})")
@@ -295,7 +330,7 @@ class ConsoleApp(App[None]):
     @on(ServerStatusChanged)
     def _server_status(self, news: ServerStatusChanged) -> None:
         status = news.status
-        self.session.extra["server_status"] = status
+        self.session.server_status = status
         if (
             status.url
             and status.profile == self.session.profile_name
@@ -314,6 +349,29 @@ class ConsoleApp(App[None]):
 
     # -- errors --------------------------------------------------------------
 
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Every notice, from any screen, goes through the one sanitiser.
+
+        Notices quote servers and containers (error bodies, model names, log
+        lines): escape sequences are dropped and Textual markup is never
+        interpreted (``[@click=...]`` in an error body must not become an action).
+        """
+        super().notify(
+            clean(message),
+            title=clean_line(title),
+            severity=severity,
+            timeout=timeout,
+            markup=False,
+        )
+
     @on(Worker.StateChanged)
     def _worker_failed(self, event: Worker.StateChanged) -> None:
         """The one place worker errors become visible: a notice, never a crash."""
@@ -323,7 +381,7 @@ class ConsoleApp(App[None]):
         self.log.error(f"worker {worker.name!r} failed: {worker.error!r}")
         self.notify(
             error_text(worker.error),
-            title=worker.description or worker.name or "task failed",
+            title=worker_title(worker.name, worker.description),
             severity="error",
             timeout=12,
         )

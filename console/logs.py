@@ -109,6 +109,11 @@ TRACEBACK_CONTINUATIONS = (
 )
 
 
+METRICS_POLL = re.compile(r'"GET /metrics(?:[?/][^ "]*)? HTTP/')
+"""An access-log line of a ``/metrics`` poll (the console's own, once a second):
+the server log view hides these by default."""
+
+
 def _num(raw: str | None) -> float | None:
     if raw is None or raw == "nan":
         return None

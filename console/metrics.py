@@ -30,7 +30,6 @@ from console.errors import ConsoleError
 if TYPE_CHECKING:
     import httpx
 
-DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT = SC.METRICS.deadline_s
 QUANTILES = (0.5, 0.9, 0.99)
 
@@ -326,7 +325,7 @@ async def ascrape(
     if isinstance(client, SC.ServerClient):
         sc = client
     else:
-        sc = SC.ServerClient(url or DEFAULT_URL, http=client)
+        sc = SC.ServerClient(url or SC.DEFAULT_URL, http=client)
     try:
         text = await sc.metrics_page(_limits(timeout))
     except SC.ServerError as exc:
@@ -415,7 +414,7 @@ async def afetch_server_info(
     if isinstance(client, SC.ServerClient):
         sc = client
     else:
-        sc = SC.ServerClient(url or DEFAULT_URL, http=client)
+        sc = SC.ServerClient(url or SC.DEFAULT_URL, http=client)
 
     async def get(path: str, limits: SC.Limits) -> SC.Reply | SC.ServerError:
         try:
@@ -813,7 +812,13 @@ class MetricsTracker:
 
     Feed it every scrape (or the error instead). On error the last good sample
     stays; ``figures()`` reports its age and marks it stale. A counter that
-    goes down (server restart) starts the history afresh.
+    goes down (server restart) starts the history afresh and is remembered
+    (``reset_at``): the figures right after it say ``counter_reset``.
+
+    The window's baseline is the oldest sample no older than ``window_s``
+    before the latest, so a window never spans more than ``window_s``;
+    ``Figures.window_s`` says what it really spans (less while it fills, or
+    after a gap in sampling), and labels are built from that.
     """
 
     def __init__(self, window_s: float = 60.0, *, stale_after_s: float = 5.0) -> None:
@@ -824,6 +829,10 @@ class MetricsTracker:
         self.last_error: Exception | None = None
         self.last_error_at: float | None = None
         self.kv_capacity_tokens_from_log: int | None = None
+        self.reset_at: float | None = None
+        """Timestamp of the first sample after the last counter reset."""
+        self.resets = 0
+        """Counter resets seen (server restarts)."""
 
     @property
     def latest(self) -> MetricsSample | None:
@@ -841,17 +850,20 @@ class MetricsTracker:
         """Add a good sample; returns the figures over the last scrape interval."""
         last = self.latest
         if last is not None and (sample.timestamp <= last.timestamp or _was_reset(sample, last)):
+            if sample.timestamp > last.timestamp:
+                self.reset_at = sample.timestamp
+                self.resets += 1
             self._samples.clear()
             self._first = None
         self._samples.append(sample)
         if self._first is None:
             self._first = sample
         self.last_error = None
-        # Keep one sample at or before the window's start as the baseline.
+        # The baseline is the oldest sample inside the window: never older.
         cutoff = sample.timestamp - self.window_s
-        while len(self._samples) >= 2 and self._samples[1].timestamp <= cutoff:
+        while self._samples[0].timestamp < cutoff:
             self._samples.popleft()
-        return self.last_interval()
+        return self.last_interval()  # type: ignore[return-value]
 
     def note_log_event(self, event: Any) -> None:
         """Take KV capacity from a ``console.logs.KvCacheSize`` event (older servers
@@ -864,32 +876,65 @@ class MetricsTracker:
         self.last_error = error
         self.last_error_at = time.time() if at is None else at
 
-    def _derive(self, cur: MetricsSample, prev: MetricsSample | None, now: float | None) -> Figures:
+    def _after_reset(self, base: MetricsSample | None) -> bool:
+        """Whether figures from ``base`` (None: no baseline) start at the last reset."""
+        if self.reset_at is None or self.latest is None:
+            return False
+        start = base if base is not None else self.latest
+        return start.timestamp == self.reset_at
+
+    def _derive(
+        self, cur: MetricsSample, prev: MetricsSample | None, now: float | None, *, reset: bool
+    ) -> Figures:
         f = derive(cur, prev, kv_capacity_tokens_from_log=self.kv_capacity_tokens_from_log)
         age = max(0.0, (time.time() if now is None else now) - cur.timestamp)
-        return replace(f, age_s=age, stale=age > self.stale_after_s or self.last_error is not None)
+        return replace(
+            f,
+            age_s=age,
+            stale=age > self.stale_after_s or self.last_error is not None,
+            counter_reset=f.counter_reset or reset,
+        )
 
     def last_interval(self, now: float | None = None) -> Figures | None:
-        """Figures between the last two samples (the sparkline point)."""
+        """Figures between the last two samples (the sparkline point); right
+        after a restart there is no interval and ``counter_reset`` says why."""
         if self.latest is None:
             return None
-        return self._derive(self.latest, self.previous, now)
+        prev = self.previous
+        return self._derive(self.latest, prev, now, reset=prev is None and self._after_reset(None))
 
     def window(self, now: float | None = None) -> Figures | None:
-        """Figures over (about) the last ``window_s`` seconds."""
+        """Figures over the last ``window_s`` seconds at most (``window_s`` of the
+        result is the span covered; None while only one sample is in it).
+        ``counter_reset``: the window restarted at a server restart."""
         if self.latest is None:
             return None
         base = self._samples[0] if len(self._samples) >= 2 else None
-        return self._derive(self.latest, base, now)
+        return self._derive(self.latest, base, now, reset=self._after_reset(base))
 
     def since_start(self, now: float | None = None) -> Figures | None:
         """Figures since the first sample this tracker saw (or the last restart)."""
         if self.latest is None:
             return None
         first = self._first if self._first is not self.latest else None
-        return self._derive(self.latest, first, now)
+        return self._derive(self.latest, first, now, reset=self._after_reset(first))
+
+    def lifetime(self, now: float | None = None) -> Figures | None:
+        """The server's lifetime counters as of the latest sample (no window)."""
+        if self.latest is None:
+            return None
+        return self._derive(self.latest, None, now, reset=False)
 
     def age(self, now: float | None = None) -> float | None:
         if self.latest is None:
             return None
         return max(0.0, (time.time() if now is None else now) - self.latest.timestamp)
+
+
+def window_label(seconds: float | None) -> str:
+    """What a window figure's label says: the span it really covers."""
+    if seconds is None:
+        return "no window yet"
+    if seconds < 120:
+        return f"last {seconds:.0f} s"
+    return f"last {seconds / 60:.0f} min"

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["MAX_PENDING", "StreamCleaner", "clean", "clean_line"]
+__all__ = ["MAX_PENDING", "StreamCleaner", "clean", "clean_line", "clean_log_line"]
 
 # Anything that needs attention: C0 except tab/newline, DEL, C1. ``\r`` is here too.
 _SUSPECT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -71,6 +71,17 @@ def clean_line(text: str) -> str:
     if "\n" in cleaned or "\t" in cleaned:
         cleaned = cleaned.replace("\n", "\u240a").replace("\t", "\u2409")
     return cleaned
+
+
+def clean_log_line(line: str) -> str:
+    """One log line (server, container, build) as a log view shows it.
+
+    The line ending (LF, CR LF) is dropped and tabs pass; a CR inside the line
+    (a progress bar's rewrite, or an attempt to hide what came before it) shows
+    as ``␊`` instead of overwriting, and so does any other line break.
+    """
+    cleaned = clean(line.rstrip("\r\n"))
+    return cleaned.replace("\n", "\u240a") if "\n" in cleaned else cleaned
 
 
 class StreamCleaner:

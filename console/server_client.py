@@ -43,6 +43,9 @@ if TYPE_CHECKING:
 # httpx is imported where a request is made: session.py (imported by every CLI
 # start) takes normalize_url and the API key from here, and needs no HTTP stack.
 
+DEFAULT_URL = "http://127.0.0.1:8000"
+"""vLLM's default bind; used when neither ``--url`` nor a profile says otherwise."""
+
 KIB = 1024
 MIB = 1024 * KIB
 
@@ -197,7 +200,17 @@ class Reply:
 
 
 def error_message(body: str) -> str:
-    """The message of an error body: ``{"error": {"message"}}``, ``{"detail"}`` or text."""
+    """The message of an error body: ``{"error": {"message"}}``, ``{"detail"}`` or text.
+
+    Made terminal-safe and one line here (``console.sanitize.clean_line``): it
+    ends up in our own error messages, which every screen and command shows.
+    """
+    from console.sanitize import clean_line
+
+    return clean_line(_error_message(body))
+
+
+def _error_message(body: str) -> str:
     try:
         data = json.loads(body)
     except ValueError:

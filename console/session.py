@@ -20,15 +20,16 @@ from console import paths
 
 # URL normalising and the API key belong to the one server client; kept importable here.
 from console.server_client import API_KEY_VARS as API_KEY_VARS
+from console.server_client import DEFAULT_URL as DEFAULT_URL
 from console.server_client import api_key_from_env as api_key_from_env
 from console.server_client import auth_headers
 from console.server_client import normalize_url as normalize_url
 
 if TYPE_CHECKING:
     from console.profiles.schema import Profile
-
-DEFAULT_URL = "http://127.0.0.1:8000"
-"""vLLM's default bind; used when neither ``--url`` nor a profile says otherwise."""
+    from console.runtime.base import ServerStatus
+    from console.sampler import MetricsSampler
+    from console.server_client import ServerClient
 
 
 def _state_file() -> Path:
@@ -85,6 +86,12 @@ class Session:
     """The loaded active profile (None when attached by URL only or not loadable)."""
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
     """Free slots screens may share (e.g. the last server status); not persisted."""
+    server_status: ServerStatus | None = field(default=None, repr=False)
+    """The last status a runtime reported for the active profile's server."""
+    _samplers: dict[str, MetricsSampler] = field(default_factory=dict, repr=False)
+    notices: list[str] = field(default_factory=list, repr=False)
+    """Problems found while building the session that the UI must show (e.g. the
+    remembered profile no longer loads); the App shows each once at start."""
 
     @classmethod
     def create(
@@ -99,11 +106,17 @@ class Session:
         if name:
             try:
                 session.set_profile(load_profile_by_name(name), remember=False)
-            except Exception:
+            except Exception as exc:
                 if profile:
                     raise
-                # A remembered profile that no longer loads is not worth failing over.
+                # A remembered profile that no longer loads is not worth failing over,
+                # but the user must see why the console came up without it.
                 session.profile_name = None
+                reason = " ".join(str(getattr(exc, "message", exc)).split())
+                session.notices.append(
+                    f"the last active profile {name!r} does not load, so none is active: "
+                    f"{reason}. Fix it, or pick another on the profiles screen (4)"
+                )
         return session
 
     def set_profile(self, profile: Profile, *, remember: bool = True) -> None:
@@ -118,6 +131,56 @@ class Session:
     def headers(self) -> dict[str, str]:
         """HTTP headers for the server (the bearer token when a key is set)."""
         return auth_headers(self.api_key)
+
+    def client(self) -> ServerClient:
+        """A new async client for the session's server (URL and key); close it
+        (``async with``) when done."""
+        from console.server_client import ServerClient
+
+        return ServerClient(self.url, api_key=self.api_key)
+
+    # -- sampling ---------------------------------------------------------------
+
+    @property
+    def sampler(self) -> MetricsSampler:
+        """The running ``/metrics`` sampler of the session's server URL.
+
+        Sampling belongs to the session, not to a screen: it starts on first
+        use and keeps going while other screens show. A URL change (another
+        profile) starts the new URL's sampler and stops the old one.
+        """
+        from console.sampler import MetricsSampler
+
+        url = self.url
+        current = self._samplers.get(url)
+        if current is None:
+            for old in self._samplers.values():
+                old.stop(timeout=0)
+            self._samplers.clear()
+            current = self._samplers[url] = MetricsSampler(url, api_key=self.api_key)
+        return current.start()
+
+    def samplers(self) -> list[MetricsSampler]:
+        """Every sampler this session runs (one per server URL)."""
+        return list(self._samplers.values())
+
+    @property
+    def server_pid(self) -> int | None:
+        """PID of the session's server when a runtime of this console reported it."""
+        st = self.server_status
+        if st is None or st.pid is None or st.profile != self.profile_name:
+            return None
+        return st.pid
+
+    def note_log_event(self, event: object) -> None:
+        """A server log event (KV capacity on servers whose /metrics lack it)."""
+        self.sampler.note_log_event(event)
+
+    def close(self) -> None:
+        """Stop every sampler (the app calls this on exit)."""
+        for sampler in self._samplers.values():
+            sampler.stop()
+        self._samplers.clear()
 
     @property
     def label(self) -> str:

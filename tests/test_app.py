@@ -217,7 +217,7 @@ async def test_server_status_moves_the_session_url_for_the_active_profile() -> N
             if app.session.url == "http://127.0.0.1:8123":
                 break
         assert app.session.url == "http://127.0.0.1:8123"
-        assert app.session.extra["server_status"] is status
+        assert app.session.server_status is status
         assert any(isinstance(m, ServerStatusBroadcast) for m in received)
         # Another profile's server does not move the URL.
         other = ServerStatus("x", "local", ServerState.READY, url="http://127.0.0.1:9999")

@@ -27,6 +27,7 @@ TOP_KEYS = {
     "url",
     "ok",
     "error",
+    "counter_reset",
     "server",
     "requests",
     "kv_cache",

@@ -390,6 +390,28 @@ def test_tracker_restarts_history_when_the_server_restarts() -> None:
     assert tr.since_start(now=4).throughput.generation_tokens_per_s == 20  # type: ignore[union-attr]
 
 
+def test_window_never_spans_more_than_it_says_after_a_gap() -> None:
+    """Nobody sampled for 90 s: the window restarts from the samples inside it,
+    and its label is the span it covers, never "last 60 s" over 90 s."""
+    from console.metrics import window_label
+
+    tr = MetricsTracker(window_s=60)
+    for i in range(5):
+        tr.feed(parse_metrics(build_page(gen=100 + 10 * i), timestamp=1000.0 + i))
+    assert window_label(tr.window(now=1004.0).window_s) == "last 4 s"  # type: ignore[union-attr]
+    tr.feed(parse_metrics(build_page(gen=2000), timestamp=1094.0))
+    assert tr.window(now=1094.0).window_s is None  # type: ignore[union-attr]
+    assert window_label(None) == "no window yet"
+    tr.feed(parse_metrics(build_page(gen=2010), timestamp=1095.0))
+    w = tr.window(now=1095.0)
+    assert w is not None and w.window_s == 1.0
+    assert w.throughput.generation_tokens_per_s == 10.0
+    for i in range(1, 80):  # a full minute and more at 1 Hz: the window stays 60 s
+        tr.feed(parse_metrics(build_page(gen=2010 + i), timestamp=1095.0 + i))
+    assert tr.window(now=1174.0).window_s == 60.0  # type: ignore[union-attr]
+    assert window_label(90.0) == "last 90 s" and window_label(300.0) == "last 5 min"
+
+
 # --------------------------------------------------------------------------- real server
 
 

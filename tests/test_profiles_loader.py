@@ -461,13 +461,13 @@ _near_valid = st.fixed_dictionaries(
 def test_loaded_profiles_render_and_lint_or_give_console_error(tmp_path: Path, data: dict) -> None:
     from console.profiles import (
         display_argv,
-        lint,
         render_argv,
         render_docker_run,
         render_dockerfile,
         render_env,
     )
     from console.profiles.catalogue import shipped
+    from console.profiles.lint import lint
 
     path = tmp_path / "fuzz.yaml"
     path.write_text(yaml.safe_dump(data), encoding="utf-8")

@@ -57,6 +57,10 @@ trap 'echo "INFO:     Shutting down"; kill $pid; exit 0' TERM INT
 httpd -f -p "$host:$port" -h /www & pid=$!
 echo "INFO:     Application startup complete."
 wait $pid
+if [ -n "$FAKE_LINGER" ]; then  # the API server died; an engine process lives on
+  echo "(EngineCore_DP0 pid=7) INFO $(ts) [core.py:9] still running"
+  while :; do sleep 1; done
+fi
 """
 
 
@@ -184,6 +188,45 @@ def test_up_streams_logs_becomes_ready_and_stops_cleanly(
     assert "s3cret-value" not in saved
     # logs of a removed container come from the saved file
     assert "INFO:     Shutting down" in list(runtime.logs(profile))
+
+
+def test_a_container_whose_api_died_is_shown_as_such_and_the_key_is_not_in_argv(
+    tmp_path, monkeypatch, docker_engine, fake_server_image, cleanup
+) -> None:
+    key = "sk-test-0123456789"
+    monkeypatch.setenv("VC_TEST_KEY", key)
+    path = write_profile(
+        tmp_path, "t-linger", env={"FAKE_LINGER": "1"}, engine_args={"api-key": "${VC_TEST_KEY}"}
+    )
+    profile = load_profile(str(path))
+    cleanup.append(profile.name)
+    runtime = runtime_for(profile)
+    status = runtime.up(profile, timeout=60)
+    assert status.state is ServerState.READY, status.detail
+    container = docker_engine.client().containers.get(status.container_id)
+    # The key reaches the server through its environment, not its argv (`ps`).
+    assert key not in " ".join(container.attrs["Config"]["Cmd"])
+    assert f"VLLM_API_KEY={key}" in container.attrs["Config"]["Env"]
+
+    container.exec_run(["sh", "-c", "kill -9 $(pidof httpd)"])  # the API server dies
+    wait_for(
+        lambda: runtime.status(profile).state is ServerState.FAILED, 30, "status to say failed"
+    )
+    container.reload()
+    assert container.status == "running"
+    failed = runtime.status(profile)
+    assert "still runs but its API server is gone" in failed.detail, failed.detail
+    assert "connection refused" in failed.detail
+    assert failed.leftovers and all(x.rss_bytes >= 0 for x in failed.leftovers)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli_main(["status", str(path)]) == 1
+    assert "t-linger (docker): failed" in out.getvalue()
+    assert f"vllm-console down {profile.name}" in out.getvalue()
+
+    down = runtime.down(profile, timeout=10)
+    assert down.state is ServerState.STOPPED
+    assert runtime.find(profile) is None
 
 
 def test_failed_start_keeps_the_container_and_its_log(

@@ -63,6 +63,41 @@ async def test_tiny_bench_fills_the_table(
         assert all(r["output_tokens"] == 8 for r in data["runs"])
 
 
+async def test_opens_without_a_text_field_focused_and_arms_from_the_profile_pair(
+    private_state: Path,
+) -> None:
+    """Digits switch screens at once; the arms are the active profile's A/B pair."""
+    session = Session.create(profile="gemma3-270m-cpu-ngram", remember=False)
+    app = ConsoleApp(session, start_mode="bench")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, BenchScreen)
+        assert not isinstance(app.focused, Input), app.focused
+        arm_a = screen.query_one("#bench-arm-a", Input)
+        arm_b = screen.query_one("#bench-arm-b", Input)
+        await wait_until(pilot, lambda: arm_b.value, timeout=20, what="arm B prefilled")
+        assert (arm_a.value, arm_b.value) == ("gemma3-270m-cpu", "gemma3-270m-cpu-ngram")
+        await pilot.press("1")
+        await wait_until(
+            pilot, lambda: app.current_mode == "dashboard", timeout=10, what="key 1: dashboard"
+        )
+
+
+def test_ab_pair_both_ways() -> None:
+    from console.profiles.counterpart import ab_pair
+    from console.profiles.loader import discover
+
+    profiles, _ = discover()
+    by = {p.name: p for p in profiles}
+    for active in ("gemma3-270m-cpu", "gemma3-270m-cpu-ngram"):
+        pair = ab_pair(by[active], profiles)
+        assert pair is not None
+        assert (pair.baseline, pair.speculative) == ("gemma3-270m-cpu", "gemma3-270m-cpu-ngram")
+    pair = ab_pair(by["gemma4-26b-mtp"], profiles)
+    assert pair is not None
+    assert (pair.baseline, pair.speculative) == ("gemma4-26b-baseline", "gemma4-26b-mtp")
+
+
 async def test_bad_input_is_a_notice_not_a_crash(private_state: Path) -> None:
     app = ConsoleApp(Session.create(url=DOWN_URL, remember=False), start_mode="bench")
     async with app.run_test(size=(80, 24)) as pilot:

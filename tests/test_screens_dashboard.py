@@ -4,6 +4,7 @@ server that goes away and comes back, and replays of recorded /metrics pages."""
 from __future__ import annotations
 
 import http.server
+import itertools
 import socket
 import threading
 import time
@@ -66,7 +67,7 @@ async def test_dashboard_fills_with_real_numbers(vllm_server) -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         screen = dashboard(app)
         await wait_until(pilot, lambda: screen.polls >= 2, timeout=30, what="two scrapes")
-        assert screen.up is True, screen.tracker.last_error
+        assert screen.up is True, screen.tick.error
         # KV capacity comes from the server's cache_config_info: a real token count.
         capacity = tile(screen, "#kv-capacity").value
         assert capacity.replace(",", "").isdigit() and int(capacity.replace(",", "")) > 0
@@ -77,11 +78,7 @@ async def test_dashboard_fills_with_real_numbers(vllm_server) -> None:
         await repeat_paragraph(vllm_server.url, vllm_server.model, 1)
         await wait_until(
             pilot,
-            lambda: (
-                (
-                    screen.tracker.window() or M.derive(screen.tracker.latest)
-                ).throughput.generation_tokens_per_s
-            ),
+            lambda: screen.tick.window and screen.tick.window.throughput.generation_tokens_per_s,
             timeout=30,
             what="generation tokens/s in the window",
         )
@@ -100,21 +97,22 @@ async def test_acceptance_bars_move_under_ngram(vllm_ngram_server) -> None:
             pilot, lambda: screen.polls >= 1 and screen.up, timeout=30, what="first scrape"
         )
         bars = screen.query_one(AcceptanceBars)
-        before = screen.tracker.latest
+        before = screen.tick.lifetime
         assert before is not None
-        drafts_before = M.derive(before).spec_decode.lifetime.drafts
+        drafts_before = before.spec_decode.lifetime.drafts
 
         await repeat_paragraph(vllm_ngram_server.url, vllm_ngram_server.model, 3)
 
         def window_has_drafts() -> bool:
-            w = screen.tracker.window()
+            w = screen.tick.window
             return bool(
                 w and w.spec_decode and w.spec_decode.window and w.spec_decode.window.drafts
             )
 
         await wait_until(pilot, window_has_drafts, timeout=30, what="drafts in the last 60 s")
         await pilot.pause()
-        spec = screen.tracker.window().spec_decode
+        window = screen.tick.window
+        spec = window.spec_decode
         k = spec.num_speculative_tokens
         assert k == 4
         assert spec.lifetime.drafts > drafts_before
@@ -123,7 +121,8 @@ async def test_acceptance_bars_move_under_ngram(vllm_ngram_server) -> None:
         assert all(r is not None and 0.0 <= r <= 1.0 for r in bars.rates)
         assert bars.rates[0] > 0, "a repeated paragraph must get first drafts accepted"
         assert bars.rates == tuple(spec.window.per_position)
-        assert "last 60 s" in str(screen.query_one("#panel-spec").border_subtitle)
+        subtitle = str(screen.query_one("#panel-spec").border_subtitle)
+        assert subtitle.startswith(f"last {window.window_s:.0f} s") and window.window_s <= 60
         mal = tile(screen, "#spec-mal").value
         assert mal.endswith(f"/ {k + 1}") and 1.0 <= float(mal.split()[0]) <= k + 1
         assert tile(screen, "#spec-dar").value.endswith("%")
@@ -138,6 +137,45 @@ async def test_acceptance_bars_move_under_ngram(vllm_ngram_server) -> None:
             or int(tile(screen, "#spec-drafts").value.replace(",", "")) >= spec.lifetime.drafts
         )
         assert "FORMULA" not in bars.tooltip and "A_i / D" in str(bars.tooltip)
+
+
+@pytest.mark.usefixtures("private_state")
+async def test_hidden_dashboard_keeps_real_samples_no_ramp(vllm_server) -> None:
+    """Hidden for 90 s (another screen shows) while the server works: sampling
+    goes on in the session, so shown again the chart has a real sample about
+    every second of the hidden span, and the burst is a burst, not a ramp."""
+    from console.widgets.throughput_chart import ThroughputChart
+
+    app = ConsoleApp(Session(url=vllm_server.url), start_mode="dashboard")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = dashboard(app)
+        await wait_until(pilot, lambda: screen.up is True, timeout=30, what="first scrape")
+        await app.switch_mode("chat")
+        hidden_at = time.time()
+        shown_polls = screen.polls
+        await repeat_paragraph(vllm_server.url, vllm_server.model, 1)  # work while hidden
+        await wait_until(
+            pilot, lambda: time.time() - hidden_at >= 90, timeout=150, what="90 s hidden"
+        )
+        assert screen.polls == shown_polls, "a hidden dashboard renders nothing"
+        await app.switch_mode("dashboard")
+        shown_at = time.time()
+        await pilot.pause()
+        chart = screen.query_one(ThroughputChart)
+        hidden = [p for p in chart.points if hidden_at <= p.t <= shown_at]
+        stamps = [p.t for p in hidden]
+        steps = [b - a for a, b in itertools.pairwise(stamps)]
+        assert len(hidden) >= 60, f"{len(hidden)} samples in 90 s hidden"
+        assert max(steps) <= 3.0, f"a {max(steps):.1f} s hole in the samples"
+        assert sorted(steps)[len(steps) // 2] == pytest.approx(1.0, abs=0.25)
+        assert not any(p.gap for p in hidden)
+        gens = [p.generation or 0.0 for p in hidden]
+        assert max(gens) > 0, "the request made while hidden shows"
+        assert gens.count(0.0) >= len(gens) // 3, "idle seconds stay at zero: no ramp"
+        # The window's label is the span it covers.
+        subtitle = str(screen.query_one("#panel-throughput").border_subtitle)
+        span = screen.tick.window.window_s
+        assert subtitle.startswith(f"last {span:.0f} s") and 55 <= span <= 60
 
 
 class _RecordedMetrics(http.server.BaseHTTPRequestHandler):
@@ -204,32 +242,6 @@ async def test_server_down_then_back_by_itself() -> None:
         # The last figures stay, marked stale, rather than vanishing.
         assert tile(screen, "#kv-capacity").value == "110,733"
         assert "stale" in tile(screen, "#requests").note
-
-
-@pytest.mark.usefixtures("private_state")
-async def test_polls_never_overlap_on_a_slow_server() -> None:
-    """Scrapes slower than the poll interval: the next starts only after the last."""
-
-    class Slow(_RecordedMetrics):
-        delay_s = 0.6
-        lock = threading.Lock()
-        in_flight = max_in_flight = served = 0
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
-        app = ConsoleApp(Session(url=url))
-        async with app.run_test(size=(80, 24)) as pilot:
-            await app.switch_mode("chat")  # the dashboard must not be polling meanwhile
-            screen = DashboardScreen(poll_s=0.05, live=True)
-            await app.push_screen(screen)
-            await wait_until(pilot, lambda: Slow.served >= 4, timeout=20, what="four scrapes")
-            assert Slow.max_in_flight == 1
-            assert screen.up is True
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_idle_window_falls_back_to_since_start() -> None:

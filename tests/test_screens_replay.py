@@ -79,7 +79,7 @@ async def live_reference(app: ReplayApp, pilot, src: ReplaySource, index: int) -
     await app.push_screen(ref)
     for f in src.frames[: index + 1]:
         err = None if f.sample is not None else RuntimeError(f.error)
-        ref._polled(MetricsPolled(f.sample, err))
+        ref._replayed(MetricsPolled(f.sample, err, at=f.ts))
     await pilot.pause()
     got = shown(ref)
     app.pop_screen()

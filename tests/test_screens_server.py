@@ -98,6 +98,21 @@ async def test_startup_phases_and_filter_from_a_real_log(log: str, graphs: Phase
         await pilot.press("escape")
         await pilot.pause()
         assert len(view.shown_lines) == everything
+        # The console's own /metrics polls are hidden by default; "m" shows them.
+        polls = [x for x in lines if L.METRICS_POLL.search(x)]
+        assert polls and not any(L.METRICS_POLL.search(x) for x in view.shown_lines)
+        await pilot.press("m")
+        await pilot.pause()
+        assert len(view.shown_lines) == everything + len(polls)
+        await pilot.press("m")
+        await pilot.pause()
+        assert len(view.shown_lines) == everything
+        # KV capacity from the log reaches the session's sampler (older servers'
+        # /metrics lack it).
+        sizes = [e for e in screen.events if isinstance(e, L.KvCacheSize)]
+        assert sizes and sizes[-1].tokens
+        tracker = app.session.sampler.tracker
+        assert tracker.kv_capacity_tokens_from_log == sizes[-1].tokens
 
 
 @pytest.mark.usefixtures("private_state")

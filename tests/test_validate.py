@@ -120,3 +120,11 @@ def test_url_needs_scheme_and_host(env: dict[str, str], command: list[str], url:
     proc = cli(env, *args)
     assert proc.returncode == 2, proc.stderr
     assert "--url" in one_error_line(proc.stderr)
+
+
+@pytest.mark.parametrize("message", ["", "   ", "\n"])
+def test_chat_refuses_an_empty_message(env: dict[str, str], message: str) -> None:
+    proc = cli(env, "chat", "--url", "http://127.0.0.1:9", message)
+    assert proc.returncode == 2, proc.stderr
+    assert "empty" in one_error_line(proc.stderr)
+    assert "cannot reach" not in proc.stderr  # nothing was sent

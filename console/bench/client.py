@@ -14,12 +14,16 @@ Definitions (reference/vllm.md section 7, vLLM 0.33 ``endpoint_request_func``):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+from console.server_client import STREAM, ServerClient, ServerError, StreamLimits, error_message
+
+if TYPE_CHECKING:
+    import httpx
 
 
 @dataclass
@@ -119,14 +123,19 @@ async def stream_chat(
     *,
     prompt_id: str,
     run_start: float | None = None,
-    headers: dict[str, str] | None = None,
+    limits: StreamLimits = STREAM,
 ) -> RequestResult:
     """Send ``request`` to ``url``/v1/chat/completions and time its stream.
+
+    The stream is read by the one server client (``console.server_client``):
+    its connect timeout, idle timeout, deadline and size caps apply (``limits``);
+    ``client`` is the run's shared connection pool.
 
     Failures (HTTP errors, a broken stream, an error event mid-stream) are
     recorded on the result, not raised: one bad request must not lose a run.
     """
-    endpoint = url.rstrip("/") + "/v1/chat/completions"
+    server = ServerClient(url, http=client)
+    endpoint = server.endpoint("/v1/chat/completions")
     result = RequestResult(prompt_id=prompt_id)
     sent = time.perf_counter()
     result.start = sent - run_start if run_start is not None else 0.0
@@ -134,21 +143,19 @@ async def stream_chat(
     got_ids = False
     last_choice_at: float | None = None
     try:
-        async with client.stream("POST", endpoint, json=request.body(), headers=headers) as resp:
-            if resp.status_code != 200:
-                body = (await resp.aread()).decode("utf-8", "replace")
-                result.error = f"HTTP {resp.status_code} from {endpoint}: {_error_message(body)}"
-                return result
-            async for line in resp.aiter_lines():
-                if not line.startswith("data:"):
-                    continue
-                payload = line[5:].strip()
-                if payload == "[DONE]":
+        async with contextlib.aclosing(
+            server.sse("/v1/chat/completions", request.body(), limits)
+        ) as payloads:
+            async for payload in payloads:
+                if payload.strip() == "[DONE]":
                     break
                 now = time.perf_counter()
                 chunk = json.loads(payload)
+                if not isinstance(chunk, dict):
+                    result.error = f"unexpected event from {endpoint}: {error_message(payload)}"
+                    break
                 if "error" in chunk and not chunk.get("choices"):
-                    result.error = f"server error mid-stream: {_error_message(payload)}"
+                    result.error = f"server error mid-stream: {error_message(payload)}"
                     break
                 choices = chunk.get("choices") or []
                 if choices:
@@ -168,8 +175,10 @@ async def stream_chat(
                 if usage and not choices:
                     result.output_tokens = usage.get("completion_tokens")
                     result.prompt_tokens = usage.get("prompt_tokens")
-    except (httpx.HTTPError, json.JSONDecodeError) as exc:
-        result.error = f"{type(exc).__name__} talking to {endpoint}: {exc}"
+    except ServerError as exc:
+        result.error = exc.message
+    except (json.JSONDecodeError, AttributeError, TypeError) as exc:
+        result.error = f"{type(exc).__name__} reading the stream from {endpoint}: {exc}"
     if last_choice_at is not None:
         result.latency = last_choice_at - sent
     if got_ids:
@@ -179,14 +188,3 @@ async def stream_chat(
     if result.error is None and result.output_tokens is None:
         result.error = f"no usage chunk from {endpoint} (stream_options.include_usage ignored?)"
     return result
-
-
-def _error_message(body: str) -> str:
-    try:
-        data = json.loads(body)
-    except json.JSONDecodeError:
-        return body.strip()[:300]
-    err = data.get("error", data) if isinstance(data, dict) else data
-    if isinstance(err, dict):
-        return str(err.get("message", err))[:300]
-    return str(err)[:300]

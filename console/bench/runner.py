@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -41,6 +42,7 @@ from console.bench.model import (
 )
 from console.bench.report import write_json
 from console.errors import ConsoleError, UsageError
+from console.server_client import STREAM, StreamLimits
 
 # --------------------------------------------------------------------------- events
 
@@ -205,6 +207,10 @@ class BenchRunner:
             headers=self._headers,
         )
 
+    def _limits(self) -> StreamLimits:
+        """The stream bounds of one request: ``request_timeout`` is its idle timeout."""
+        return dataclasses.replace(STREAM, connect_s=15.0, idle_s=self.config.request_timeout)
+
     # -- one arm
 
     async def _describe(self, client: httpx.AsyncClient, url: str, info: ArmInfo) -> None:
@@ -241,7 +247,7 @@ class BenchRunner:
         self._note(f"arm {info.label}: {self.config.warmup} warm-up request(s)")
         for prompt in self.plan.warmup():
             req = self._request(info.label, prompt, self.config.warmup_max_tokens)
-            res = await stream_chat(client, url, req, prompt_id=prompt.id)
+            res = await stream_chat(client, url, req, prompt_id=prompt.id, limits=self._limits())
             if not res.ok:
                 raise ConsoleError(f"arm {info.label}: warm-up request failed: {res.error}")
 
@@ -261,7 +267,9 @@ class BenchRunner:
 
         async def one(req: ChatRequest, prompt: Prompt) -> RequestResult:
             async with sem:
-                return await stream_chat(client, url, req, prompt_id=prompt.id, run_start=t0)
+                return await stream_chat(
+                    client, url, req, prompt_id=prompt.id, run_start=t0, limits=self._limits()
+                )
 
         results = list(
             await asyncio.gather(*(one(r, p) for r, p in zip(requests, prompts, strict=True)))

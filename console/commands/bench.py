@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from console.errors import UsageError
+from console.sanitize import clean
 from console.validate import server_url
 
 
@@ -112,13 +113,13 @@ def run(args: argparse.Namespace) -> int:
 
     def progress(event: BenchEvent) -> None:
         if not args.quiet and event.kind != "done":
-            print(event.message, file=sys.stderr, flush=True)
+            print(clean(event.message), file=sys.stderr, flush=True)
 
     json_path = Path(args.json).expanduser() if args.json else None
     result = asyncio.run(
         run_bench(arms, config, on_event=progress, json_path=json_path, model=args.model)
     )
-    print(render_table(result))
+    print(clean(render_table(result)))  # model names and errors come from servers
     if json_path is not None and not args.quiet:
         print(f"result written to {json_path}", file=sys.stderr)
     failed = sum(r.failed for r in result.runs)

@@ -74,7 +74,9 @@ class BuildView:
         filled = round(done * cells)
         head = f"[{'#' * filled}{'-' * (cells - filled)}] step {step.index}/{step.total or '?'} "
         room = max(10, self.width - len(head) - 1)
-        instr = step.instruction.replace("\n", " ")
+        from console.sanitize import clean_line
+
+        instr = clean_line(step.instruction.replace("\n", " "))
         if len(instr) > room:
             instr = instr[: room - 1] + "…"
         return head + instr
@@ -97,22 +99,26 @@ class BuildView:
             BuildStep,
             BuildWarning,
         )
+        from console.sanitize import clean_log_line as c  # the build's output: untrusted
 
         match event:
             case BuildStep():
                 self.step = event
                 total = f"/{event.total}" if event.total else ""
-                text = f"Step {event.index}{total}: {event.instruction}"
+                text = f"Step {event.index}{total}: {c(event.instruction)}"
                 self._line(f"{BOLD}{text}{RESET}" if self.tty else text)
             case BuildOutput(text, "stderr"):
+                text = c(text)
                 self._line(f"{RED}{text}{RESET}" if self.tty else text)
             case BuildOutput(text, _):
-                self._line(text)
+                self._line(c(text))
             case BuildWarning(message):
+                message = c(message)
                 self._line(
                     f"{YELLOW}warning: {message}{RESET}" if self.tty else f"warning: {message}"
                 )
             case BuildPull(layer, status, current, total):
+                layer, status = c(layer), c(status)
                 if self.tty and total:
                     pct = 100 * current // total
                     self.out.write(f"{CLEAR_LINE}pulling {layer}: {status} {pct}%")
@@ -123,7 +129,7 @@ class BuildView:
                 self.close()  # the command reports it once, with the step and the log path
             case BuildDone(image_id, duration_s, tags):
                 self.close()
-                names = ", ".join(tags) or "untagged"
+                names = c(", ".join(tags)) or "untagged"
                 self.out.write(f"built {image_id[:19]} ({names}) in {duration_s:.1f} s\n")
                 self.out.flush()
 

@@ -12,7 +12,8 @@ import contextlib
 import sys
 from typing import TYPE_CHECKING, TextIO
 
-from console.errors import ConsoleError
+from console.errors import ConsoleError, UsageError
+from console.server_client import DEFAULT_URL
 from console.validate import server_url
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=server_url,
         dest="chat_url",
         metavar="URL",
-        help="server URL (default: the active profile's, else http://127.0.0.1:8000)",
+        help=f"server URL (default: the active profile's, else {DEFAULT_URL})",
     )
     parser.add_argument("--model", help="served model name (default: the first in /v1/models)")
     parser.add_argument("--system", default="", help="system prompt")
@@ -58,6 +59,8 @@ def run_chat(args: argparse.Namespace) -> int:
     from console.chat import ChatSettings
     from console.session import Session
 
+    if args.message is not None and not args.message.strip():
+        raise UsageError("the message is empty; nothing was sent (leave it out for a REPL)")
     session = Session.create(url=args.chat_url or getattr(args, "url", None))
     settings = ChatSettings(
         temperature=args.temperature, max_tokens=args.max_tokens, top_p=args.top_p

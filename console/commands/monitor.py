@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from console.errors import ConsoleError, UsageError
-from console.session import DEFAULT_URL
+from console.server_client import DEFAULT_URL
 from console.validate import server_url
 
 if TYPE_CHECKING:
@@ -108,6 +108,7 @@ def build_report(
         "hint": hint,
         "timestamp": figures.timestamp if figures is not None else time.time(),
         "window_s": figures.window_s if figures is not None else None,
+        "counter_reset": figures.counter_reset if figures is not None else False,
         "server": (server or M.ServerInfo()).to_dict(),
     }
     fd = figures.to_dict() if figures is not None else {}
@@ -217,6 +218,8 @@ def render_text(r: dict[str, Any]) -> str:
         lines.append("            windows over these counters skipped")
     if r.get("stale"):
         lines.append(f"  STALE     last good sample {r.get('age_s', 0):.0f} s old")
+    if r.get("counter_reset"):
+        lines.append("  RESET     counters went down (server restarted): window restarted")
     if r.get("requests") is not None:
         q, kv, tp = r["requests"], r["kv_cache"], r["throughput"]
         pc, lat = r["prefix_cache"], r["latency"]
@@ -312,7 +315,7 @@ def _emit(report: dict[str, Any], as_json: bool, out: IO[str], redraw: bool) -> 
 def run_monitor(args: argparse.Namespace) -> int:
     from console import metrics as M
 
-    url = M.base_url(args.monitor_url or getattr(args, "url", None) or M.DEFAULT_URL)
+    url = M.base_url(args.monitor_url or getattr(args, "url", None) or DEFAULT_URL)
     if not args.interval > 0:
         raise UsageError(f"--interval {args.interval}: must be a positive number of seconds")
     if args.check:

@@ -10,7 +10,9 @@ from console.runtime import provision
 
 
 def _progress(line: str) -> None:
-    print(f"  {line}", flush=True)
+    from console.sanitize import clean_log_line
+
+    print(f"  {clean_log_line(line)}", flush=True)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

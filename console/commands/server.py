@@ -134,11 +134,15 @@ def _profile(name: str, port: int | None = None, docker_host: str | None = None)
 
 
 def _print_line(line: str) -> None:
-    print(line, flush=True)
+    from console.sanitize import clean_log_line
+
+    print(clean_log_line(line), flush=True)  # a server's or container's words: untrusted
 
 
 def _report(status: ServerStatus) -> None:
-    print(f"{status.profile}: {status.state.value}: {status.detail}", flush=True)
+    from console.sanitize import clean_line
+
+    print(f"{status.profile}: {status.state.value}: {clean_line(status.detail)}", flush=True)
 
 
 def _start(args: argparse.Namespace, *, restart: bool) -> int:
@@ -260,6 +264,8 @@ def _all_statuses(docker_host: str | None = None) -> list[ServerStatus]:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from console.sanitize import clean_line
+
     if args.name:
         profile = _profile(args.name, docker_host=args.docker_host)
         statuses = [runtime_for(profile).status(profile)]
@@ -277,7 +283,7 @@ def _status(args: argparse.Namespace) -> int:
             pid = f" pid {status.pid}" if status.pid else ""
             print(f"{status.profile} ({status.runtime}): {status.state.value}{where}{pid}")
             if status.detail:
-                print(f"  {status.detail}")
+                print(f"  {clean_line(status.detail)}")
             if status.log_path:
                 print(f"  log: {status.log_path}")
             for line in provenance_lines(status.image):

@@ -97,7 +97,9 @@ def run_tui(args: argparse.Namespace) -> int:
 
 
 def _say(line: str) -> None:
-    print(f"  {line}", file=sys.stderr, flush=True)
+    from console.sanitize import clean_log_line
+
+    print(f"  {clean_log_line(line)}", file=sys.stderr, flush=True)
 
 
 def start_demo_server(name: str, *, wait: bool, timeout: float) -> ServerStatus:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from console import metrics as M
 from console.history.store import Event, HistoryStore
+from console.sampler import ChartPoint
 
 
 @dataclass(frozen=True)
@@ -115,9 +116,14 @@ class ReplaySource:
 
     def tracker_frames(self, index: int, window_s: float) -> Iterator[Frame]:
         """The frames to feed a fresh tracker so it equals the live one at ``index``:
-        the segment's first good frame, then from the last frame at or before the
+        the last good frame before the segment (so a restart is seen as one), the
+        segment's first good frame, then from the last frame at or before the
         window's start up to ``index``."""
         first = self._segment_start(index)
+        # The last good frame before a restart: the tracker remembers the reset.
+        before = next((f for f in reversed(self.frames[:first]) if f.sample is not None), None)
+        if before is not None:
+            yield before
         # The tracker drops old samples only when a good one arrives.
         last_good = next(
             (f.ts for f in reversed(self.frames[: index + 1]) if f.sample is not None),
@@ -132,11 +138,10 @@ class ReplaySource:
             yield self.frames[first]
         yield from self.frames[begin : index + 1]
 
-    def chart_points(
-        self, index: int, span: float
-    ) -> list[tuple[float, float | None, float | None]]:
-        """(ts, generation tok/s, prompt tok/s) per good frame within ``span`` s of ``index``,
-        each over the interval from the previous good frame (as the live chart drew it)."""
+    def chart_points(self, index: int, span: float) -> list[ChartPoint]:
+        """The chart's points within ``span`` s of ``index``, as the live sampler
+        made them: tokens/s over the interval from the previous good frame, a gap
+        for a failed poll, a marker where the counters reset."""
         ts = self.frames[index].ts
         begin = max(0, self.index_at(ts - span - 1) - 1)
         prev: M.MetricsSample | None = None
@@ -144,19 +149,19 @@ class ReplaySource:
             if f.sample is not None:
                 prev = f.sample
                 break
-        out: list[tuple[float, float | None, float | None]] = []
+        out: list[ChartPoint] = []
         for f in self.frames[begin : index + 1]:
+            recent = ts - f.ts <= span
             if f.sample is None:
+                if recent:
+                    out.append(ChartPoint(f.ts, None, None))
                 continue
-            if prev is not None:
+            if prev is not None and recent:
                 fig = M.derive(f.sample, prev)
-                if fig.window_s and ts - f.ts <= span:
-                    out.append(
-                        (
-                            f.ts,
-                            fig.throughput.generation_tokens_per_s,
-                            fig.throughput.prompt_tokens_per_s,
-                        )
-                    )
+                if fig.window_s:
+                    tp = fig.throughput
+                    out.append(ChartPoint(f.ts, tp.generation_tokens_per_s, tp.prompt_tokens_per_s))
+                elif fig.counter_reset:
+                    out.append(ChartPoint(f.ts, None, None, reset=True))
             prev = f.sample
         return out

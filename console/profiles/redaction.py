@@ -85,3 +85,37 @@ def redact_argv(argv: Iterable[str], secrets: Iterable[str] = ()) -> list[str]:
                 continue
         out.append(redact_text(token, known))
     return out
+
+
+API_KEY_ENV = "VLLM_API_KEY"
+
+
+def api_key_to_env(argv: list[str]) -> tuple[list[str], dict[str, str]]:
+    """``argv`` without ``--api-key`` and the environment that carries the key instead.
+
+    A key in argv is readable by every user of the box (``ps``, /proc); vLLM
+    reads ``VLLM_API_KEY`` when ``--api-key`` is absent (vllm/entrypoints/serve/
+    middleware/register.py, checked on vLLM 0.32)."""
+    out: list[str] = []
+    keys: list[str] = []
+    index = 0
+    while index < len(argv):
+        token = argv[index]
+        if token.startswith("--api-key="):
+            keys.append(token.split("=", 1)[1])
+        elif token in ("--api-key", "--api_key"):
+            index += 1
+            while index < len(argv) and not argv[index].startswith("--"):
+                keys.append(argv[index])
+                index += 1
+            continue
+        else:
+            out.append(token)
+        index += 1
+    keys = [key for key in keys if key]
+    if len(keys) > 1:
+        raise ConsoleError(
+            f"--api-key has {len(keys)} keys; {API_KEY_ENV} carries one",
+            hint="give serve.engine_args.api-key one key",
+        )
+    return out, ({API_KEY_ENV: keys[0]} if keys else {})

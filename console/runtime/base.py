@@ -20,6 +20,7 @@ class ServerState(StrEnum):
     FAILED = "failed"  # exited or reported a fatal error; ``detail`` says why
     STOPPED = "stopped"  # stopped by the user
     STALE = "stale"  # a record exists but the process/port belongs to someone else
+    UNKNOWN = "unknown"  # the runtime could not be asked (Docker engine down); ``detail`` says why
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,20 @@ class ServerStatus:
     """Human-readable reason (failure cause, stale-state explanation)."""
     image: dict[str, str] = field(default_factory=dict)
     """Provenance labels of the image a container runs (docker runtime)."""
+    leftovers: tuple[Leftover, ...] = ()
+    """Processes of a dead server's session that still run (``down`` ends them)."""
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """A process of a server's session still running after its API server died."""
+
+    pid: int
+    name: str
+    rss_bytes: int
+
+    def describe(self) -> str:
+        return f"pid {self.pid} {self.name} {self.rss_bytes / 2**30:.1f} GiB"
 
 
 # Called with each server log line as it arrives (already without trailing newline).

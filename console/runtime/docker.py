@@ -19,6 +19,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,10 +32,13 @@ from console import paths
 from console.errors import ConsoleError
 from console.logs import Failure, LogParser, Ready
 from console.profiles import container_name, render_argv, render_env
+from console.profiles.redaction import api_key_to_env
 from console.profiles.schema import Profile
-from console.runtime.base import LineCallback, ServerState, ServerStatus
+from console.runtime import health
+from console.runtime.base import Leftover, LineCallback, ServerState, ServerStatus
 from console.runtime.dockerclient import connect, daemon_down, engine_address, engine_hostname
 from console.runtime.dockerlogs import LogFollower, follow_lines, parse_engine_time
+from console.runtime.local import READY_LINE, engine_death, failure_reason
 
 LABEL_SERVER = "vllm-console.server"
 LABEL_URL = "vllm-console.url"
@@ -258,13 +262,63 @@ class DockerRuntime:
                 )
             return ServerStatus(profile=profile.name, runtime=self.name, state=ServerState.ABSENT)
         if container.status in ("running", "restarting"):
-            url = container.labels.get(LABEL_URL) or server_url(profile)
-            state = ServerState.READY if _health(url) else ServerState.STARTING
-            return self._status(profile, container, state)
+            return self._running_status(profile, container)
         if container.status == "created":
             return self._status(profile, container, ServerState.STOPPED, "created, not started")
         self._save_log(container)
         return self._status(profile, container, ServerState.FAILED, self._failure_detail(container))
+
+    def _running_status(self, profile: Profile, container: Any) -> ServerStatus:
+        """A running container is READY, STARTING, or FAILED with evidence: /health
+        503 (engine dead), or nothing listening any more after the log said ready
+        (the API server died; the container lives on in its other processes)."""
+        url = container.labels.get(LABEL_URL) or server_url(profile)
+        answer = health.probe(url)
+        if answer.ok:
+            return self._status(profile, container, ServerState.READY)
+        if answer.code != 503 and not answer.refused:
+            return self._status(profile, container, ServerState.STARTING, answer.describe())
+        try:
+            text = self._call(container.logs, stdout=True, stderr=True, tail=2000)
+            lines = text.decode("utf-8", errors="replace").splitlines()
+        except docker.errors.APIError:
+            lines = []
+        if answer.code == 503:
+            cause = engine_death(lines) or failure_reason(lines)
+            return self._status(
+                profile,
+                container,
+                ServerState.FAILED,
+                f"the container runs but its engine is dead (/health 503): {cause}. "
+                f"`vllm-console down {profile.name}` stops it",
+            )
+        if not any(READY_LINE in line for line in lines):
+            return self._status(profile, container, ServerState.STARTING, answer.describe())
+        left = self._processes(container)
+        return replace(
+            self._status(
+                profile,
+                container,
+                ServerState.FAILED,
+                f"the container still runs but its API server is gone ({answer.describe()} "
+                f"at {url}, after the log said ready)"
+                + (": left running " + ", ".join(x.describe() for x in left) if left else "")
+                + f". `vllm-console down {profile.name}` stops it",
+            ),
+            leftovers=left,
+        )
+
+    def _processes(self, container: Any) -> tuple[Leftover, ...]:
+        """The container's processes with their memory (``docker top``)."""
+        try:
+            top = self._call(container.top, ps_args="-o pid,rss,args")
+        except (docker.errors.APIError, ConsoleError):
+            return ()
+        out: list[Leftover] = []
+        for row in top.get("Processes") or []:
+            with contextlib.suppress(ValueError, IndexError):
+                out.append(Leftover(int(row[0]), row[2][:60], int(row[1]) * 1024))
+        return tuple(out)
 
     def up(
         self,
@@ -390,12 +444,14 @@ class DockerRuntime:
 
     def _create(self, profile: Profile, image: Any, name: str) -> Any:
         c = profile.serve.container
+        # The key goes in the environment: container argv shows in the host's `ps`.
+        command, key_env = api_key_to_env(render_argv(profile))
         kwargs: dict[str, Any] = {
             "image": image.id,
-            "command": render_argv(profile),
+            "command": command,
             "name": name,
             "detach": True,
-            "environment": render_env(profile),
+            "environment": {**render_env(profile), **key_env},
             "volumes": _volumes(profile),
             "labels": {
                 LABEL_SERVER: profile.name,

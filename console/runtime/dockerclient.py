@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 from typing import Any
 from urllib.parse import urlsplit
@@ -67,9 +68,25 @@ def _ssh_target(address: str) -> str:
     return f"-p {parts.port} {who}" if parts.port else who
 
 
+# docker-py wraps requests wraps urllib3 wraps the OS error; the user needs the last.
+_CAUSES = (
+    (r"FileNotFoundError|No such file or directory", "no engine socket there"),
+    (r"Connection refused", "connection refused"),
+    (r"PermissionError|Permission denied", "permission denied (is your user in the docker group?)"),
+    (r"timed out|Timeout", "timed out"),
+    (r"Name or service not known|nodename nor servname|getaddrinfo", "unknown host"),
+    (r"Connection reset|Connection aborted", "the connection was cut"),
+)
+
+
 def _short(exc: BaseException) -> str:
+    """One plain clause for why the engine did not answer (not docker-py's repr chain)."""
     text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:300]
+    for pattern, cause in _CAUSES:
+        if re.search(pattern, text):
+            return cause
+    text = text.splitlines()[0].removeprefix("Error while fetching server API version: ")
+    return text[:200]
 
 
 class CancellableAPIClient(docker.APIClient):

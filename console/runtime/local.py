@@ -22,6 +22,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,8 +32,8 @@ import psutil
 from console import paths
 from console.errors import ConsoleError
 from console.logs import ANSI
-from console.runtime import state
-from console.runtime.base import LineCallback, ServerState, ServerStatus
+from console.runtime import health, state
+from console.runtime.base import Leftover, LineCallback, ServerState, ServerStatus
 from console.runtime.provision import Progress
 from console.runtime.state import ServerRecord
 
@@ -187,6 +188,62 @@ def _process(record: ServerRecord) -> psutil.Process | None:
         return None
 
 
+def session_members(rec: ServerRecord) -> list[psutil.Process]:
+    """Every live process of the server's session: API server, engine core, workers,
+    multiprocessing helpers, whatever they spawned.
+
+    The server was started as the leader of a new session, so its session id is
+    its PID, and the kernel does not hand that PID to a new process while any
+    member of the session lives. So: if ``rec.pid`` now belongs to another
+    process, nothing of ours is left; otherwise the session's members are ours
+    (a record from before the last boot has none)."""
+    if rec.create_time < psutil.boot_time():
+        return []
+    try:
+        leader = psutil.Process(rec.pid)
+        if abs(leader.create_time() - rec.create_time) > 1.0:
+            return []
+    except psutil.NoSuchProcess:
+        pass
+    except psutil.AccessDenied:
+        return []
+    members: list[psutil.Process] = []
+    for proc in psutil.process_iter(["create_time", "status"]):
+        try:
+            if proc.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            if proc.info["create_time"] + 1.0 < rec.create_time:
+                continue
+            if os.getsid(proc.pid) == rec.pid:
+                members.append(proc)
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    return members
+
+
+def _leftovers(members: list[psutil.Process]) -> tuple[Leftover, ...]:
+    out: list[Leftover] = []
+    for proc in members:
+        try:
+            name = _process_title(proc)
+            rss = proc.memory_info().rss
+        except psutil.Error:
+            continue
+        out.append(Leftover(proc.pid, name, rss))
+    return tuple(out)
+
+
+def _process_title(proc: psutil.Process) -> str:
+    """vLLM names its processes (``VLLM::EngineCore``); else the program's name."""
+    try:
+        cmd = proc.cmdline()
+    except psutil.Error:
+        cmd = []
+    if cmd and "::" in cmd[0]:
+        return cmd[0].split()[0]
+    return proc.name()
+
+
 def _describe(pid: int | None) -> str:
     if pid is None:
         return "another process (run as root, or `ss -ltnp`, to see which)"
@@ -237,9 +294,36 @@ def _port_message(host: str, port: int) -> str:
 
 def healthy(url: str, client: httpx.Client | None = None) -> bool:
     """/health answers 200, within the server client's deadline and size cap."""
-    from console.server_client import check_health
+    return health.probe(url, client).ok
 
-    return check_health(url, http=client).ok
+
+# What vLLM logs when its engine core (or a worker under it) dies under a live
+# API server (vllm/v1/engine/core_client.py, vllm/v1/executor, vllm/v1/utils.py).
+_ENGINE_DEATH = re.compile(
+    r"engine core exited unexpectedly|died unexpectedly|died with exit code|EngineDeadError"
+    r"|Engine core proc \S+ died"
+)
+
+
+def engine_death(lines: list[str]) -> str | None:
+    """The log's account of a dead engine after the server was last ready, or None.
+
+    The cause is the root error before the death notice when there is one
+    (e.g. an out-of-memory kill), else the notice itself."""
+    cleaned = [clean(ln) for ln in lines]
+    start = max((i for i, ln in enumerate(cleaned) if READY_LINE in ln), default=-1) + 1
+    after = cleaned[start:]
+    hits = [i for i, ln in enumerate(after) if _ENGINE_DEATH.search(ln)]
+    if not hits:
+        return None
+    notice = after[hits[0]]
+    level = _LEVEL.match(notice)
+    notice = level["msg"] if level else notice
+    before = [ln for ln in after[: hits[0]] if ln]
+    root = failure_reason(before) if before else None
+    if root and root != (before[-1] if before else None) and not _ENGINE_DEATH.search(root):
+        return f"{notice} (before it: {root})"
+    return notice
 
 
 def _parent_death_signal() -> None:
@@ -334,13 +418,15 @@ class LocalRuntime:
     def command(self, profile: Profile) -> tuple[list[str], dict[str, str], list[str]]:
         """argv, full environment, and the argv as it may be recorded (redacted)."""
         from console.profiles import redact_argv, render_argv, render_env, secret_values
+        from console.profiles.redaction import api_key_to_env
 
-        argv = render_argv(profile)
+        argv, key_env = api_key_to_env(render_argv(profile))
         env = dict(os.environ)
         env.update(CONSOLE_ENV)
         if profile.serve.local.managed_model:
             env.update(OFFLINE_ENV)
         env.update(render_env(profile))
+        env.update(key_env)  # never in argv: `ps` shows argv to every user
         return argv, env, redact_argv(argv, secret_values(profile))
 
     def up(
@@ -469,6 +555,8 @@ class LocalRuntime:
     def _exited(self, rec: ServerRecord, recent: list[str]) -> ServerStatus:
         child = _CHILDREN.pop(rec.pid, None)
         code = child.poll() if child is not None else None
+        if session_members(rec):
+            self.down_record(rec, timeout=10.0)  # its engine core and workers may live on
         state.remove(rec.profile, self.servers_dir)
         how = f"exited with code {code}" if code is not None else "exited"
         reason = failure_reason(recent or tail_lines(rec.log_path, 400))
@@ -489,9 +577,18 @@ class LocalRuntime:
         return self.down_record(rec, timeout=timeout)
 
     def down_record(self, rec: ServerRecord, *, timeout: float = 10.0) -> ServerStatus:
-        """SIGTERM to the server's process group, SIGKILL whatever is left at ``timeout``."""
-        proc = _process(rec)
-        if proc is None:
+        """End every process of the server's session, then check that none is left.
+
+        SIGTERM goes to the API server alone while it lives: it shuts its engine
+        and workers down in order (signalling the group at once would kill
+        workers under the engine). If it is already gone (killed, crashed),
+        its engine core and workers still run: SIGTERM to the whole group.
+        Whatever is left at ``timeout`` gets SIGKILL; then the session is
+        looked up again, and anything still there makes the result FAILED."""
+        started = time.monotonic()
+        leader = _process(rec)
+        members = session_members(rec)
+        if leader is None and not members:
             state.remove(rec.profile, self.servers_dir)
             _CHILDREN.pop(rec.pid, None)
             reason = failure_reason(tail_lines(rec.log_path, 400))
@@ -501,39 +598,54 @@ class LocalRuntime:
                 f"server (pid {rec.pid}) had already exited; cleared its record. "
                 f"Last error in its log: {reason}",
             )
-        try:
-            members = [proc, *proc.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            members = [proc]
-        # SIGTERM to the API server alone: it shuts its engine and workers down
-        # in order (signalling the group would kill workers under the engine).
-        started = time.monotonic()
-        with contextlib.suppress(psutil.NoSuchProcess):
-            proc.send_signal(signal.SIGTERM)
+        if leader is not None:
+            how = f"SIGTERM to pid {rec.pid}"
+            with contextlib.suppress(psutil.NoSuchProcess):
+                leader.send_signal(signal.SIGTERM)
+        else:
+            how = (
+                f"the API server (pid {rec.pid}) was already gone; SIGTERM to the "
+                f"{len(members)} processes left in its session"
+            )
+            self._signal(rec.pid, members, signal.SIGTERM)
         _, alive = psutil.wait_procs(members, timeout=timeout)
-        how = f"stopped (SIGTERM to pid {rec.pid}, {time.monotonic() - started:.1f} s)"
         if alive:
-            left = ", ".join(f"{p.pid}" for p in alive)
+            killed = ", ".join(str(p.pid) for p in alive)
             self._signal(rec.pid, alive, signal.SIGKILL)
             psutil.wait_procs(alive, timeout=5.0)
-            how = (
-                f"SIGTERM to pid {rec.pid}; after {timeout:.0f} s killed what was left "
-                f"(SIGKILL to its process group: {left})"
-            )
+            how += f"; after {timeout:.0f} s SIGKILL to what was left ({killed})"
         child = _CHILDREN.pop(rec.pid, None)
         if child is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.wait(timeout=5.0)
+        # Late children (spawned while we signalled) are caught by a second round.
+        left = session_members(rec)
+        if left:
+            self._signal(rec.pid, left, signal.SIGKILL)
+            psutil.wait_procs(left, timeout=5.0)
+            left = session_members(rec)
+        if left:
+            return self._status(
+                rec,
+                ServerState.FAILED,
+                f"{how}; still running: "
+                + ", ".join(x.describe() for x in _leftovers(left))
+                + " (another user's processes? try as root)",
+            )
         state.remove(rec.profile, self.servers_dir)
-        return self._status(rec, ServerState.STOPPED, how)
+        return self._status(
+            rec,
+            ServerState.STOPPED,
+            f"{how}; all {len(members)} processes of its session ended "
+            f"({time.monotonic() - started:.1f} s)",
+        )
 
     @staticmethod
     def _signal(pgid: int, members: list[psutil.Process], sig: signal.Signals) -> None:
-        # The server leads its own session, so its group is its PID; members that
-        # left the group (rare) are signalled one by one.
+        # The server leads its own session, so its group is its PID (the group
+        # outlives its leader); members that left the group are signalled one by one.
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            if os.getpgid(pgid) == pgid:
-                os.killpg(pgid, sig)
+            os.killpg(pgid, sig)
         for member in members:
             with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
                 member.send_signal(sig)
@@ -567,12 +679,47 @@ class LocalRuntime:
     def status_of(self, rec: ServerRecord) -> ServerStatus:
         proc = _process(rec)
         if proc is None:
+            left = _leftovers(session_members(rec))
+            if left:
+                return replace(
+                    self._status(rec, ServerState.FAILED, self._leftover_detail(rec, left)),
+                    leftovers=left,
+                )
             return self._status(rec, ServerState.STALE, self._stale_detail(rec))
-        if healthy(rec.url):
+        answer = health.probe(rec.url)
+        if answer.ok:
             return self._status(rec, ServerState.READY, f"ready at {rec.url} (pid {rec.pid})")
-        lines = [clean(ln) for ln in tail_lines(rec.log_path, 5)]
-        last = lines[-1] if lines else "no output yet"
+        lines = tail_lines(rec.log_path, 400)
+        death = engine_death(lines)
+        if answer.code == 503 or death is not None:
+            # vLLM answers 503 on /health once its engine core is dead
+            # (EngineDeadError); the API process itself keeps running.
+            cause = death or failure_reason(lines)
+            return self._status(
+                rec,
+                ServerState.FAILED,
+                f"the engine of pid {rec.pid} is dead ({answer.describe()}): {cause}. "
+                f"`vllm-console down {rec.profile}` ends what is left (log: {rec.log})",
+            )
+        last = next((clean(ln) for ln in reversed(lines) if clean(ln)), "no output yet")
+        if any(READY_LINE in ln for ln in lines):
+            return self._status(
+                rec,
+                ServerState.STARTING,
+                f"was ready, but /health does not answer now (busy?) (pid {rec.pid}): {last}",
+            )
         return self._status(rec, ServerState.STARTING, f"starting (pid {rec.pid}): {last}")
+
+    def _leftover_detail(self, rec: ServerRecord, left: tuple[Leftover, ...]) -> str:
+        total = sum(x.rss_bytes for x in left) / 2**30
+        lines = tail_lines(rec.log_path, 400)
+        reason = engine_death(lines) or failure_reason(lines)
+        return (
+            f"the API server (pid {rec.pid}) is gone but {len(left)} processes of its "
+            f"session still run ({total:.1f} GiB): "
+            + ", ".join(x.describe() for x in left)
+            + f". `vllm-console down {rec.profile}` ends them. Last error in its log: {reason}"
+        )
 
     def _stale_detail(self, rec: ServerRecord) -> str:
         parts = [f"the recorded server (pid {rec.pid}, port {rec.port}) is no longer running"]
@@ -583,8 +730,8 @@ class LocalRuntime:
             pass
         if port_in_use(rec.host, rec.port):
             parts.append(f"{_port_message(rec.host, rec.port)}")
-        reason = failure_reason(tail_lines(rec.log_path, 400))
-        parts.append(f"last error in its log: {reason}")
+        lines = tail_lines(rec.log_path, 400)
+        parts.append(f"last error in its log: {engine_death(lines) or failure_reason(lines)}")
         return "; ".join(parts) + f". `vllm-console down {rec.profile}` clears the record."
 
     def servers(self) -> list[ServerStatus]:

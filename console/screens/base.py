@@ -10,10 +10,31 @@ modes itself; a widget that runs its own workers can forward the same way with
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
 from textual import on
 from textual.dom import DOMNode
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
+
+if TYPE_CHECKING:
+    from console.session import Session
+
+
+@runtime_checkable
+class HasSession(Protocol):
+    """An App that carries the console's :class:`console.session.Session`."""
+
+    session: Session
+
+
+def session_of(node: DOMNode) -> Session:
+    """The console session of ``node``'s App: the typed way screens reach the
+    server URL, the active profile, the samplers (``ConsoleApp`` has one)."""
+    app = node.app
+    if not isinstance(app, HasSession):
+        raise TypeError(f"{type(app).__name__} has no console session")
+    return app.session
 
 
 def forward_worker_error(node: DOMNode, event: Worker.StateChanged) -> None:

@@ -25,11 +25,13 @@ from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Log
 
 from console import paths
 from console.errors import ConsoleError, UsageError
+from console.screens.base import session_of
 from console.screens.messages import BenchRequested
 
 if TYPE_CHECKING:
     # Imported when a bench runs, not at console start-up (httpx, metrics parser).
     from console.bench import ArmSpec, BenchConfig, BenchEvent, BenchResult, BenchRunner
+    from console.profiles.schema import Profile
 
 NUMBER_FIELDS: tuple[tuple[str, str, int], ...] = (
     ("sequential", "Seq", 3),
@@ -86,6 +88,9 @@ class BenchScreen(Screen):
     BenchScreen.-wide #bench-log { height: 10; }
     """
 
+    AUTO_FOCUS = "#bench-table"
+    """Not a text field: digits 1-6 switch screens as soon as the screen opens."""
+
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+r", "run", "Run bench"),
         Binding("ctrl+s", "stop", "Stop bench"),
@@ -136,7 +141,30 @@ class BenchScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#bench-arm-a", Input).value = self.app.session.url  # type: ignore[attr-defined]
+        session = session_of(self)
+        self.query_one("#bench-arm-a", Input).value = session.url
+        if session.profile is not None and not session.url_pinned:
+            self._prefill_pair(session.profile)
+
+    @work(thread=True, exclusive=True, group="bench-prefill", exit_on_error=False)
+    def _prefill_pair(self, active: Profile) -> None:
+        """Arms from the active profile's A/B pair: its baseline (A) and its
+        speculative-decoding side (B), by profile name (a running one is used as is)."""
+        from console.profiles.counterpart import ab_pair
+        from console.profiles.loader import discover
+
+        profiles, _broken = discover()  # a broken file elsewhere is not this screen's news
+        pair = ab_pair(active, profiles)
+        if pair is not None:
+            self.app.call_from_thread(self._set_arms, pair.baseline, pair.speculative)
+
+    def _set_arms(self, a: str, b: str) -> None:
+        """Fill the arms unless the user has typed in them meanwhile."""
+        arm_a = self.query_one("#bench-arm-a", Input)
+        arm_b = self.query_one("#bench-arm-b", Input)
+        if arm_b.value or arm_a.value != session_of(self).url:
+            return
+        arm_a.value, arm_b.value = a, b
 
     # -- starting and stopping ---------------------------------------------------
 

@@ -35,6 +35,7 @@ from console.buildlog import (
     BuildStep,
     BuildWarning,
 )
+from console.screens.base import session_of
 from console.screens.messages import ActiveProfileChanged, BuildRequested
 from console.widgets.log_view import LogView
 
@@ -149,7 +150,7 @@ class BuildScreen(Screen):
 
     @property
     def profile(self) -> Profile | None:
-        return getattr(getattr(self.app, "session", None), "profile", None)
+        return session_of(self).profile
 
     # -- actions -------------------------------------------------------------
 

@@ -39,6 +39,8 @@ from console.chat import (
     Usage,
 )
 from console.errors import ConsoleError
+from console.sanitize import clean, clean_line
+from console.screens.base import session_of
 from console.screens.messages import ActiveProfileChanged, ChatRequested, ServerStatusBroadcast
 from console.widgets.chat_message import AssistantMessage, UserMessage
 from console.widgets.chat_settings import ChatSettingsPanel
@@ -155,7 +157,7 @@ class ChatScreen(Screen):
 
     @property
     def session(self) -> Session:
-        return self.app.session  # type: ignore[attr-defined]
+        return session_of(self)
 
     def on_mount(self) -> None:
         self.query_one("#chat-log").anchor()
@@ -168,11 +170,12 @@ class ChatScreen(Screen):
 
     def _show_status(self, extra: str = "") -> None:
         model = (self.chat.model if self.chat else None) or self.session.model or self._served_model
+        model = clean_line(model) if model else model  # the server's words: untrusted
         text = Text()
         text.append(model or "model ?", style="bold")
-        text.append(f" @ {self.session.url}")
+        text.append(f" @ {clean_line(self.session.url)}")
         if extra:
-            text.append(f" · {extra}")
+            text.append(f" · {clean_line(extra)}")
         self.query_one("#chat-status", Static).update(text)
         transcript = self.chat.transcript if self.chat else None
         self.query_one(ChatSettingsPanel).show_where(
@@ -303,7 +306,7 @@ class ChatScreen(Screen):
                         pending.usage = True
                     elif isinstance(event, StreamError):
                         self.notify(
-                            f"{event.message} (the conversation so far is kept)",
+                            f"{clean(event.message)} (the conversation so far is kept)",
                             title="the server stopped the answer",
                             severity="error",
                             timeout=12,

@@ -1,15 +1,20 @@
 """The dashboard: one vLLM server's memory, load, throughput, latency and
 speculative decoding, live.
 
-Figures come from :class:`console.metrics.MetricsTracker`, fed by one async
-worker that scrapes ``/metrics`` once a second; the next scrape starts only
-when the previous one finished, and polling pauses while the screen is not
-shown. GPU readings come from a thread worker (NVML calls block).
+Figures come from the session's :class:`console.sampler.MetricsSampler`,
+which scrapes ``/metrics`` once a second in its own thread whatever screen
+shows; this screen subscribes to it while shown and, shown again, catches up
+from the sampler's history (so a hidden minute is real samples, not a ramp).
+A failed poll is a gap in the chart; a counter reset (server restart) is a
+marker there and a note in the status line, and the windows restart.
+GPU readings come from a thread worker (NVML calls block); without a GPU the
+memory panel shows the host's memory and the server process tree's RSS.
 
-Scope: ``w`` switches between "last 60 s" (counter differences over the
-window) and "since start" (the server's lifetime counters). When nothing
-happened in the window, ratio figures fall back to since-start values and
-say so, rather than showing blanks.
+Scope: ``w`` switches between the window (counter differences over at most
+the last 60 s, labelled with the span it really covers) and "since start"
+(the server's lifetime counters). When nothing happened in the window, ratio
+figures fall back to since-start values and say so, rather than showing
+blanks.
 
 Idle cost: a poll changes few of the figures, so every widget is touched only
 when what it shows changes, and the tiles, gauges and status line have fixed
@@ -18,15 +23,12 @@ sizes: a change repaints that one line instead of laying the screen out again.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import dataclasses
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import httpx
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -38,7 +40,11 @@ from textual.widgets import Footer, Header, Static
 from textual.worker import get_current_worker
 
 from console import metrics as M
+from console import procmem
 from console.gpu import GpuSample, default_sampler
+from console.sampler import MetricsSampler, Tick
+from console.sanitize import clean_line
+from console.screens.base import session_of
 from console.screens.messages import ActiveProfileChanged, ServerStatusBroadcast
 from console.widgets.acceptance_bars import FORMULA, AcceptanceBars
 from console.widgets.gauge import Gauge
@@ -46,13 +52,11 @@ from console.widgets.memory_panel import GpuView, MemoryPanel, ProcessAlloc
 from console.widgets.stat_tile import StatTile
 from console.widgets.throughput_chart import ThroughputChart
 
-WINDOW_S = 60.0
-POLL_S = 1.0
 GPU_POLL_S = 1.0
 
 WINDOW = "window"
 LIFETIME = "lifetime"
-SCOPE_LABEL = {WINDOW: "last 60 s", LIFETIME: "since start"}
+SINCE_START = "since start"
 IDLE_NOTE = "idle: since start"
 
 
@@ -100,15 +104,26 @@ def pick(
     lifetime: Callable[[], Any],
     *,
     empty: Callable[[Any], bool] = lambda v: v is None,
+    label: str = "last 60 s",
 ) -> Scoped:
-    """The window figure, or the since-start one (marked) when the window is empty."""
+    """The window figure (noted with ``label``, the span it covers), or the
+    since-start one (marked) when the window is empty."""
     if scope == WINDOW:
         value = window()
         if not empty(value):
-            return Scoped(value, SCOPE_LABEL[WINDOW])
+            return Scoped(value, label)
         value = lifetime()
-        return Scoped(value, IDLE_NOTE if not empty(value) else SCOPE_LABEL[WINDOW])
-    return Scoped(lifetime(), SCOPE_LABEL[LIFETIME])
+        return Scoped(value, IDLE_NOTE if not empty(value) else label)
+    return Scoped(lifetime(), SINCE_START)
+
+
+def window_note(figures: M.Figures | None) -> str:
+    """The label of window figures: the span they cover, and a restart if they began at one."""
+    span = None if figures is None else figures.window_s
+    text = M.window_label(span)
+    if figures is not None and figures.counter_reset:
+        text += " since restart" if span else " (restarted)"
+    return text
 
 
 def _empty_q(q: M.Quantiles | None) -> bool:
@@ -122,19 +137,25 @@ def _empty_spec(s: M.SpecDecodeStats | None) -> bool:
 # --------------------------------------------------------------------------- messages
 
 
-class MetricsPolled(Message):
-    """One scrape finished: a sample, or the error that stopped it."""
+class SamplerTicked(Message):
+    """The session's sampler finished a poll (posted from the sampler's thread)."""
 
-    def __init__(self, sample: M.MetricsSample | None, error: Exception | None) -> None:
+    def __init__(self, tick: Tick) -> None:
+        super().__init__()
+        self.tick = tick
+
+
+class MetricsPolled(Message):
+    """A recorded scrape to replay (tests, replays): a sample, or the error instead,
+    and when the poll ended (``at``; default: the screen's clock)."""
+
+    def __init__(
+        self, sample: M.MetricsSample | None, error: Exception | None, at: float | None = None
+    ) -> None:
         super().__init__()
         self.sample = sample
         self.error = error
-
-
-class ServerInfoFetched(Message):
-    def __init__(self, info: M.ServerInfo) -> None:
-        super().__init__()
-        self.info = info
+        self.at = at
 
 
 class GpuSampled(Message):
@@ -146,14 +167,30 @@ class GpuSampled(Message):
 # --------------------------------------------------------------------------- GPU adapter
 
 
-def gpu_view_from(sample: GpuSample | None, now: float | None = None) -> GpuView:
-    """The memory panel's view of one :class:`console.gpu.GpuSample` (first device)."""
+def gpu_view_from(
+    sample: GpuSample | None,
+    now: float | None = None,
+    server: procmem.ServerMemory | None = None,
+) -> GpuView:
+    """The memory panel's view of one :class:`console.gpu.GpuSample` (first device);
+    without a GPU, the host's memory and ``server`` (its process tree's RSS)."""
     if sample is None:
         return GpuView(available=False, reason="reading GPU…")
     age = None if now is None else max(0.0, now - sample.timestamp)
     host = sample.host
     if not sample.available or not sample.devices:
-        return GpuView(available=False, reason=sample.reason or "no GPU", age_s=age)
+        return GpuView(
+            available=False,
+            reason=sample.reason or "no GPU",
+            age_s=age,
+            host_used=host.used if host else None,
+            host_total=host.total if host else None,
+            host_cached=host.cached if host else None,
+            server_rss=server.rss if server else None,
+            server_processes=server.processes if server else 0,
+            server_pid=server.pid if server else None,
+            server_note=server.reason if server else "",
+        )
     dev = sample.devices[0]
     procs = tuple(
         ProcessAlloc(pid=p.pid, name=p.name or "?", used_bytes=p.used_bytes) for p in dev.processes
@@ -225,7 +262,6 @@ class DashboardScreen(Screen):
     def __init__(
         self,
         *,
-        poll_s: float = POLL_S,
         gpu_poll_s: float = GPU_POLL_S,
         live: bool = True,
         gpu_sampler: Callable[[], GpuSample] | None = None,
@@ -238,22 +274,28 @@ class DashboardScreen(Screen):
         """Returns one GPU reading (default: the process-wide NVML sampler)."""
         self.live = live
         """False: no workers start (replay and snapshot tests post the messages)."""
-        self.poll_s = poll_s
         self.gpu_poll_s = gpu_poll_s
-        self.tracker = M.MetricsTracker(window_s=WINDOW_S)
-        self.info: M.ServerInfo | None = None
+        self.sampler: MetricsSampler | None = None
+        """The session's sampler this screen follows (live), or its own for replays."""
+        self.tick: Tick | None = None
+        """The latest poll shown."""
         self.polls = 0
-        """Completed scrapes (good or failed); tests wait on it."""
+        """Polls shown (good or failed); tests wait on it."""
         self.up: bool | None = None
-        self._visible = asyncio.Event()
-        self._wake = asyncio.Event()
-        self._url: str | None = None
-        self._last_page: tuple[str, list[str], M.MetricsSample] | None = None
-        """(URL, its ``vllm:`` lines, their sample) of the last page parsed."""
+        self._visible = threading.Event()
+        self._unsubscribe: Callable[[], None] | None = None
         self._shown: dict[tuple[str, str], Any] = {}
         """What each widget attribute was last set to: unchanged figures cost nothing."""
 
-    # -- layout --------------------------------------------------------------
+    @property
+    def info(self) -> M.ServerInfo | None:
+        return self.tick.info if self.tick is not None else None
+
+    @property
+    def tracker(self) -> M.MetricsTracker | None:
+        """The followed sampler's tracker (read-only use: tests, diagnostics;
+        figures to show come with each tick)."""
+        return self.sampler.tracker if self.sampler is not None else None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -343,83 +385,73 @@ class DashboardScreen(Screen):
         self.query_one(MemoryPanel).show(gpu_view_from(None))
         self._visible.set()
         if self.live:
-            self.poll_metrics()
+            self._follow()
             self.sample_gpu()
+            # A poll stuck in flight sends no tick: the stall still shows, by the clock.
+            self.set_interval(1.0, self._render_status_if_shown)
+
+    def on_unmount(self) -> None:
+        self._visible.clear()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
 
     def on_screen_suspend(self) -> None:
         self._visible.clear()
 
     def on_screen_resume(self) -> None:
         self._visible.set()
-        self._wake.set()
+        if self.live:
+            self._follow(catch_up=True)
 
-    # -- workers -------------------------------------------------------------
+    # -- following the session's sampler -----------------------------------------
 
-    def _session_url(self) -> str:
-        session = getattr(self.app, "session", None)
-        return getattr(session, "url", None) or M.DEFAULT_URL
+    def _follow(self, *, catch_up: bool = False) -> None:
+        """Subscribe to the session's sampler (a new one when the URL changed) and
+        show what it has: its history and its latest poll."""
+        sampler = session_of(self).sampler
+        if sampler is not self.sampler:
+            if self._unsubscribe is not None:
+                self._unsubscribe()
+            self.sampler = sampler
+            self.tick = None
+            self.up = None
+            self._unsubscribe = sampler.subscribe(self._ticked)
+            catch_up = True
+        if catch_up:
+            self.query_one(ThroughputChart).set_points(sampler.points())
+            last = sampler.last
+            if last is not None:
+                self._show(last)
+            else:
+                self.render_figures()
 
-    def _session_headers(self) -> dict[str, str]:
-        session = getattr(self.app, "session", None)
-        headers = getattr(session, "headers", None)
-        return headers() if callable(headers) else {}
+    def _render_status_if_shown(self) -> None:
+        if self._visible.is_set() and self.tick is not None:
+            self._render_status()
 
-    @work(exclusive=True, group="dashboard-metrics", exit_on_error=False, description="metrics")
-    async def poll_metrics(self) -> None:
-        """Scrape forever; one scrape at a time, the next ``poll_s`` after the last ended."""
-        async with httpx.AsyncClient(headers=self._session_headers()) as client:
-            while True:
-                await self._visible.wait()
-                url = self._session_url()
-                if url != self._url:
-                    self._url = url
-                    self.tracker = M.MetricsTracker(window_s=WINDOW_S)
-                    self.info = None
-                sample: M.MetricsSample | None = None
-                error: Exception | None = None
-                try:
-                    sample = await self._scrape(client, url, timeout=min(5.0, 2 * self.poll_s + 1))
-                except M.MetricsError as exc:
-                    error = exc
-                if sample is not None and self.info is None:
-                    with contextlib.suppress(M.MetricsError):
-                        self.info = await M.afetch_server_info(client, url, timeout=3.0)
-                self.post_message(MetricsPolled(sample, error))
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.poll_s)
-
-    async def _scrape(
-        self, client: httpx.AsyncClient, url: str, *, timeout: float
-    ) -> M.MetricsSample:
-        """:func:`console.metrics.ascrape`, but a page whose ``vllm:`` lines are
-        the same as last time (an idle server) is not parsed again: the
-        previous figures, re-stamped. Parsing is most of a poll's cost."""
-        target = M.metrics_url(url)
-        try:
-            response = await client.get(target, headers=M.auth_headers(), timeout=timeout)
-        except httpx.HTTPError as exc:
-            raise M._http_error(target, exc) from exc
-        text = M._check_response(target, response)
-        key = [line for line in text.splitlines() if line.startswith("vllm:")]
-        now = time.time()
-        last = self._last_page
-        if last is not None and last[0] == target and last[1] == key and text.endswith("\n"):
-            return dataclasses.replace(last[2], timestamp=now)
-        sample = M.parse_metrics(text, timestamp=now, url=target)
-        self._last_page = (target, key, sample)
-        return sample
+    def _ticked(self, tick: Tick) -> None:
+        """Called in the sampler's thread after each poll: on to the UI while shown."""
+        if self._visible.is_set():
+            self.post_message(SamplerTicked(tick))
 
     @work(
         thread=True, exclusive=True, group="dashboard-gpu", exit_on_error=False, description="GPU"
     )
     def sample_gpu(self) -> None:
-        """Read NVML once a second in a thread (its calls block)."""
+        """Read NVML once a second in a thread (its calls block); without a GPU,
+        the host's memory and the server process tree's RSS."""
         worker = get_current_worker()
         sampler = self.gpu_sampler or default_sampler().sample
+        finder = procmem.ServerProcessFinder()
         while not worker.is_cancelled:
             if self._visible.is_set():
-                self.post_message(GpuSampled(gpu_view_from(sampler(), time.time())))
+                sample = sampler()
+                server = None
+                if not sample.available:
+                    session = session_of(self)
+                    server = finder.memory(session.url, session.server_pid)
+                self.post_message(GpuSampled(gpu_view_from(sample, time.time(), server)))
             deadline = time.monotonic() + self.gpu_poll_s
             while time.monotonic() < deadline and not worker.is_cancelled:
                 time.sleep(0.1)
@@ -430,27 +462,44 @@ class DashboardScreen(Screen):
     def _gpu(self, event: GpuSampled) -> None:
         self.query_one(MemoryPanel).show(event.view)
 
+    @on(SamplerTicked)
+    def _sampled(self, event: SamplerTicked) -> None:
+        if event.tick.url != (self.sampler.url if self.sampler else None):
+            return  # a poll of a sampler this screen no longer follows
+        point = event.tick.point
+        if point is not None:
+            self.query_one(ThroughputChart).add_point(point)
+        self._show(event.tick)
+
     @on(MetricsPolled)
-    def _polled(self, event: MetricsPolled) -> None:
+    def _replayed(self, event: MetricsPolled) -> None:
+        """A recorded poll: through a sampler of the screen's own, never started."""
+        if self.sampler is None:
+            self.sampler = MetricsSampler(session_of(self).url, clock=self.clock)
+        tick = self.sampler.record(event.sample, event.error, at=event.at)
+        if tick.point is not None:
+            self.query_one(ThroughputChart).add_point(tick.point)
+        self._show(tick)
+
+    def _show(self, tick: Tick) -> None:
+        """Show one poll: notices on up/down changes, then the figures."""
         self.polls += 1
-        if event.sample is not None:
-            was_down = self.up is False
-            last = self.tracker.feed(event.sample)
-            self.up = True
-            if was_down:
-                self.notify(f"server back: {self._url}", timeout=4)
-            if last is not None and last.window_s:
-                # Sample time, not arrival time: a replay draws the same chart.
-                self.query_one(ThroughputChart).add(
-                    event.sample.timestamp,
-                    last.throughput.generation_tokens_per_s,
-                    last.throughput.prompt_tokens_per_s,
+        url = tick.url
+        if tick.ok:
+            if self.up is False:
+                self.notify(f"server back: {url}", timeout=4)
+            if tick.counter_reset and self.tick is not None:
+                self.notify(
+                    f"{url}: counters went down (server restarted); windows restart",
+                    severity="warning",
+                    timeout=8,
                 )
+            self.up = True
         else:
             if self.up is not False and self.polls > 1:
-                self.notify(f"server down: {event.error}", severity="warning", timeout=6)
-            self.tracker.feed_error(event.error or RuntimeError("scrape failed"))
+                self.notify(f"server down: {tick.error}", severity="warning", timeout=6)
             self.up = False
+        self.tick = tick
         self.render_figures()
 
     def action_toggle_scope(self) -> None:
@@ -461,15 +510,16 @@ class DashboardScreen(Screen):
             self.render_figures()
 
     def action_refresh_now(self) -> None:
-        self._wake.set()
+        if self.sampler is not None:
+            self.sampler.wake()
 
     @on(ActiveProfileChanged)
     @on(ServerStatusBroadcast)
     def _server_news(self, _: ActiveProfileChanged | ServerStatusBroadcast) -> None:
-        """A new profile or a server that just came up: scrape now, not in a second."""
-        if self._session_url() != self._url:
-            self.query_one(ThroughputChart).clear_points()
-        self._wake.set()
+        """A new profile or a server that just came up: follow its URL, poll now."""
+        if self.live:
+            self._follow()
+        self.action_refresh_now()
 
     # -- rendering -----------------------------------------------------------
 
@@ -490,14 +540,14 @@ class DashboardScreen(Screen):
             self.query_one(selector).display = shown
 
     def render_figures(self) -> None:
-        """Push the tracker's figures into the widgets, in the current scope."""
+        """Push the latest poll's figures into the widgets, in the current scope."""
         self._render_status()
-        latest = self.tracker.latest
-        if latest is None:
+        tick = self.tick
+        if tick is None or tick.lifetime is None:
             return
-        now = self.clock()
-        window = self.tracker.window(now) or M.derive(latest)
-        lifetime = M.derive(latest)
+        lifetime = tick.lifetime
+        window = tick.window or lifetime
+        wnote = window_note(tick.window)
         scope = self.scope
         stale = self.up is False
 
@@ -528,14 +578,15 @@ class DashboardScreen(Screen):
             scope,
             lambda: window.prefix_cache.hit_rate,
             lambda: lifetime.prefix_cache.hit_rate_lifetime,
+            label=wnote,
         )
         self.query_one("#prefix-hit", StatTile).set(fmt_pct(hit.value), note(hit.note))
 
         # Throughput: the window's average rates; since start, the average since attach.
         if scope == WINDOW:
-            tp, tnote = window.throughput, SCOPE_LABEL[WINDOW]
+            tp, tnote = window.throughput, wnote
         else:
-            since = self.tracker.since_start(now)
+            since = tick.since_start
             tp, tnote = (since.throughput if since else M.ThroughputFigures()), "since attach"
         self.query_one("#gen-tps", StatTile).set(fmt_rate(tp.generation_tokens_per_s))
         self.query_one("#prompt-tps", StatTile).set(fmt_rate(tp.prompt_tokens_per_s))
@@ -554,9 +605,10 @@ class DashboardScreen(Screen):
                 lambda a=attr: getattr(lat_w, a),
                 lambda a=attr: getattr(lat_l, a),
                 empty=_empty_q,
+                label=wnote,
             )
             self.query_one(wid, StatTile).set(fmt_quantiles(q.value))
-        e2e = pick(scope, lambda: lat_w.e2e_s, lambda: lat_l.e2e_s, empty=_empty_q)
+        e2e = pick(scope, lambda: lat_w.e2e_s, lambda: lat_l.e2e_s, empty=_empty_q, label=wnote)
         self.query_one("#req-count", StatTile).set(
             None if e2e.value is None else f"{e2e.value.count:,}"
         )
@@ -565,10 +617,15 @@ class DashboardScreen(Screen):
         count = pre.window if scope == WINDOW else pre.lifetime
         self.query_one("#preempt", StatTile).set(None if count is None else f"{count:,}")
 
-        self._render_spec(window, lifetime, scope, note)
+        self._render_spec(window, lifetime, scope, note, wnote)
 
     def _render_spec(
-        self, window: M.Figures, lifetime: M.Figures, scope: str, note: Callable[[str], str]
+        self,
+        window: M.Figures,
+        lifetime: M.Figures,
+        scope: str,
+        note: Callable[[str], str],
+        wnote: str,
     ) -> None:
         spec_w, spec_l = window.spec_decode, lifetime.spec_decode
         absent = spec_l is None
@@ -583,6 +640,7 @@ class DashboardScreen(Screen):
             lambda: spec_w.window if spec_w else None,
             lambda: spec_l.lifetime,
             empty=_empty_spec,
+            label=wnote,
         )
         s: M.SpecDecodeStats | None = chosen.value
         self._subtitle("#panel-spec", note(f"{chosen.note} · k={k}"))
@@ -618,30 +676,40 @@ class DashboardScreen(Screen):
 
     def _status_line(self) -> tuple[bool, bool, str]:
         """(down, stale, text) of the status line."""
-        url = self._url or self._session_url()
-        age = self.tracker.age(self.clock())
-        scope = f"[{SCOPE_LABEL[self.scope]} · w]"
-        if self.up is None:
+        tick = self.tick
+        url = tick.url if tick is not None else session_of(self).url
+        now = self.clock()
+        label = window_note(tick.window if tick else None) if self.scope == WINDOW else SINCE_START
+        scope = f"[{label} · w]"
+        if tick is None or self.up is None:
             return False, False, f"connecting to {url}…"
+        age = tick.age(now)
+        stalled = tick.stalled_for(now)
+        stall = f"stalled for {fmt_age(stalled)}" if stalled is not None else ""
         if self.up is False:
-            err = self.tracker.last_error
-            data = f" · figures {fmt_age(age)} old" if age is not None else " · no data yet"
-            return True, False, f"● DOWN {url}: {_short(err)}{data} · retrying {scope}"
+            data = (
+                "no data yet" if age is None else f"stalled for {fmt_age(age)}, last figures kept"
+            )
+            text = f"● DOWN {url}: {_short(tick.error)} · {data} · retrying {scope}"
+            return True, False, text
         bits = [f"● up {url}"]
-        if self.info is not None:
-            if self.info.model:
-                bits.append(self.info.model)
-            if self.info.version:
-                bits.append(f"vLLM {self.info.version}")
-        stale = age is not None and age > 5
-        if stale and age is not None:
-            bits.append(f"stale: {fmt_age(age)} old")
+        info = tick.info
+        if info is not None:
+            if info.model:
+                bits.append(clean_line(info.model))  # the server's words: untrusted
+            if info.version:
+                bits.append(f"vLLM {clean_line(info.version)}")
+        if tick.reset_at is not None and now - tick.reset_at < 120:
+            bits.append(f"⟲ restarted {fmt_age(max(0.0, now - tick.reset_at))} ago")
+        if stall:
+            # A poll still in flight (a slow or dripping server): the last good figures stay.
+            bits.append(stall)
         bits.append(scope)
-        return False, stale, " · ".join(bits)
+        return False, bool(stall), " · ".join(bits)
 
 
 def _short(err: Exception | None) -> str:
     if err is None:
         return "no answer"
-    text = str(err).split("\n", 1)[0]
+    text = clean_line(str(err).split("\n", 1)[0])
     return text if len(text) <= 70 else text[:67] + "…"

@@ -81,7 +81,7 @@ class ActiveProfileChanged(Message, bubble=False):
 @dataclass
 class ServerStatusChanged(Message):
     """A runtime reported a new server status. The server screen posts it (it bubbles to
-    the App); the App stores it in ``app.session.extra["server_status"]``, moves the
+    the App); the App stores it in ``app.session.server_status``, moves the
     session URL to ``status.url`` when the status is for the active profile, and
     re-posts a ``ServerStatusBroadcast`` to every screen."""
 

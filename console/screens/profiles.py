@@ -31,6 +31,7 @@ from textual.widgets import (
 from textual.widgets.option_list import Option
 
 from console.profiles.schema import Profile
+from console.screens.base import session_of
 from console.screens.messages import ActiveProfileChanged, ProfileSwitchRequested
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "bold yellow", "info": "bold cyan"}
@@ -263,7 +264,7 @@ class ProfilesScreen(Screen):
         self._fill_list()
 
     def _active_name(self) -> str | None:
-        return getattr(getattr(self.app, "session", None), "profile_name", None)
+        return session_of(self).profile_name
 
     def _fill_list(self) -> None:
         needle = self.query_one("#prof-filter", Input).value.strip().lower()

@@ -16,7 +16,6 @@ dashboard's state at the cursor from the recording
 from __future__ import annotations
 
 import time
-from collections import deque
 from typing import ClassVar
 
 from textual.app import App, ComposeResult
@@ -26,7 +25,8 @@ from textual.widgets import Footer, Static
 
 from console import metrics as M
 from console.history.replay import ReplaySource
-from console.screens.dashboard import WINDOW_S, DashboardScreen, MetricsPolled
+from console.sampler import WINDOW_S, MetricsSampler
+from console.screens.dashboard import DashboardScreen, MetricsPolled
 from console.session import Session
 from console.widgets.events_panel import EventsPanel
 from console.widgets.memory_panel import GpuView, MemoryPanel
@@ -100,16 +100,18 @@ class ReplayScreen(DashboardScreen):
 
     def on_mount(self) -> None:
         super().on_mount()
-        self._url = self.source.server
-        self.info = M.ServerInfo(model=self.source.model, version=self.source.version)
+        self.sampler = self._new_sampler()
         self.query_one(ThroughputChart).span = 300
         self.query_one(MemoryPanel).show(
             GpuView(available=False, reason="GPU readings are not part of the history")
         )
         self.seek(0)
 
-    def _session_url(self) -> str:
-        return self.source.server
+    def _new_sampler(self) -> MetricsSampler:
+        """A sampler that is never started: the recording feeds it, frame by frame."""
+        sampler = MetricsSampler(self.source.server, window_s=WINDOW_S, clock=self._cursor_ts)
+        sampler.info = M.ServerInfo(model=self.source.model, version=self.source.version)
+        return sampler
 
     # -- moving the cursor ---------------------------------------------------
 
@@ -124,7 +126,8 @@ class ReplayScreen(DashboardScreen):
             frame = self.source.frames[index]
             self.index = index
             # The live path: one poll's outcome, as the sampler delivered it.
-            self._polled(MetricsPolled(frame.sample, None if frame.sample else _Err(frame.error)))
+            error = None if frame.sample else _Err(frame.error)
+            self._replayed(MetricsPolled(frame.sample, error, at=frame.ts))
         else:
             self.index = index
             self._rebuild(index)
@@ -145,23 +148,20 @@ class ReplayScreen(DashboardScreen):
         self._render_cursor()
 
     def _rebuild(self, index: int) -> None:
-        """The tracker, chart and status as live polling had them at ``index``."""
-        tracker = M.MetricsTracker(window_s=WINDOW_S)
-        up: bool | None = None
+        """The sampler, chart and status as live polling had them at ``index``."""
+        sampler = self._new_sampler()
+        tick = None
         for f in self.source.tracker_frames(index, WINDOW_S):
-            if f.sample is not None:
-                tracker.feed(f.sample)
-                up = True
-            else:
-                tracker.feed_error(_Err(f.error), at=f.ts)
-                up = False
-        self.tracker = tracker
-        self.up = up
-        self.polls = index + 1
+            tick = sampler.record(f.sample, None if f.sample else _Err(f.error), at=f.ts)
+        self.sampler = sampler
         chart = self.query_one(ThroughputChart)
-        chart._points = deque(self.source.chart_points(index, chart.span))
-        chart.replot()
-        self.render_figures()
+        chart.set_points(self.source.chart_points(index, chart.span))
+        if tick is None:
+            self.render_figures()
+            return
+        # Rebuilt, not lived through: no notices for the state it lands in.
+        self.tick, self.up, self.polls = None, tick.ok, index
+        self._show(tick)
 
     def _render_cursor(self) -> None:
         src = self.source

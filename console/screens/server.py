@@ -28,15 +28,18 @@ from textual.widgets import Footer, Header, Static
 from textual.worker import get_current_worker
 
 from console import logs as L
+from console.errors import ConsoleError
 from console.runtime.base import ServerState, ServerStatus
 from console.runtime.provenance import provenance_lines
+from console.sanitize import clean, clean_line
+from console.screens.base import session_of
 from console.screens.messages import (
     ActiveProfileChanged,
     ServerAction,
     ServerActionRequested,
     ServerStatusChanged,
 )
-from console.server_client import ServerClient, check_health
+from console.server_client import check_health
 from console.widgets.cluster_panel import ClusterPanel
 from console.widgets.log_view import LogView
 from console.widgets.startup_progress import Phase, StartupProgress
@@ -55,6 +58,7 @@ STATE_STYLE = {
     ServerState.STOPPED: "dim",
     ServerState.ABSENT: "dim",
     ServerState.STALE: "bold magenta",
+    ServerState.UNKNOWN: "bold red",
 }
 
 
@@ -148,6 +152,8 @@ class ServerScreen(Screen):
         Binding("x", "server('stop')", "Stop"),
         Binding("r", "server('restart')", "Restart"),
         Binding("a", "attach", "Re-attach"),
+        # Named in the log's status line ("… GET /metrics hidden · m"), not the footer.
+        Binding("m", "metrics_polls", "/metrics lines", show=False),
     ]
 
     def __init__(self) -> None:
@@ -170,7 +176,13 @@ class ServerScreen(Screen):
                 yield Static("", id="srv-image")
                 yield ClusterPanel(id="srv-cluster", classes="-empty")
                 yield Static("", id="srv-failure", classes="-empty")
-            log = LogView(id="srv-log", max_lines=50_000)
+            log = LogView(
+                id="srv-log",
+                max_lines=50_000,
+                hide=L.METRICS_POLL,
+                hide_what="GET /metrics",
+                hide_key="m",
+            )
             log.border_title = "Server log"
             yield log
         yield Footer()
@@ -240,11 +252,11 @@ class ServerScreen(Screen):
 
     @property
     def profile(self) -> Profile | None:
-        return getattr(getattr(self.app, "session", None), "profile", None)
+        return session_of(self).profile
 
     @property
     def url(self) -> str:
-        return getattr(getattr(self.app, "session", None), "url", "http://127.0.0.1:8000")
+        return session_of(self).url
 
     # -- actions ---------------------------------------------------------------
 
@@ -264,6 +276,11 @@ class ServerScreen(Screen):
             self._reset_log()
         self._lifecycle(action)
         self._render_status()
+
+    def action_metrics_polls(self) -> None:
+        """Show or hide the access-log lines of ``/metrics`` polls (the console's own)."""
+        shown = self.query_one(LogView).toggle_hidden()
+        self.notify("GET /metrics lines shown" if shown else "GET /metrics lines hidden")
 
     @on(ServerActionRequested)
     def _requested(self, request: ServerActionRequested) -> None:
@@ -306,29 +323,47 @@ class ServerScreen(Screen):
         if events:
             self.post_message(LogEvents(events))
 
+    def _could_not(self, profile: Profile, what: str, exc: Exception) -> None:
+        """A runtime error (Docker engine down, port taken): one line on screen and in a
+        notice, and the status says so instead of staying at "checking…"/STARTING."""
+        line = exc.message if isinstance(exc, ConsoleError) else f"{type(exc).__name__}: {exc}"
+        line = " ".join(str(line).split())
+        self.post_message(
+            StatusReported(
+                ServerStatus(profile.name, profile.runtime, ServerState.UNKNOWN, detail=line)
+            )
+        )
+        self.app.call_from_thread(
+            self.notify, line, title=f"could not {what} {profile.name}", severity="error"
+        )
+
     @work(thread=True, exclusive=True, group="server-life", exit_on_error=False)
     def _lifecycle(self, action: ServerAction) -> None:
-        from console.runtime import runtime_for
-
         profile = self.profile
         assert profile is not None
         try:
-            runtime = runtime_for(profile)
-            if action in ("stop", "restart"):
-                self.post_message(StatusReported(runtime.down(profile)))
-            if action in ("start", "restart"):
-                self.post_message(
-                    StatusReported(
-                        ServerStatus(profile.name, profile.runtime, ServerState.STARTING)
-                    )
-                )
-                parser = L.LogParser()
-                status = runtime.up(profile, on_line=lambda line: self._feed(parser, line))
-                if flushed := parser.flush():
-                    self.post_message(LogEvents(flushed))
-                self.post_message(StatusReported(status))
+            self._run_action(action, profile)
+        except Exception as exc:  # shown on the screen, never a crash or a raw worker name
+            self._could_not(profile, action, exc)
         finally:
             self.app.call_from_thread(self._done_busy)
+
+    def _run_action(self, action: ServerAction, profile: Profile) -> None:
+        """Worker-thread body of ``_lifecycle``."""
+        from console.runtime import runtime_for
+
+        runtime = runtime_for(profile)
+        if action in ("stop", "restart"):
+            self.post_message(StatusReported(runtime.down(profile)))
+        if action in ("start", "restart"):
+            self.post_message(
+                StatusReported(ServerStatus(profile.name, profile.runtime, ServerState.STARTING))
+            )
+            parser = L.LogParser()
+            status = runtime.up(profile, on_line=lambda line: self._feed(parser, line))
+            if flushed := parser.flush():
+                self.post_message(LogEvents(flushed))
+            self.post_message(StatusReported(status))
 
     def _done_busy(self) -> None:
         self.busy = None
@@ -342,7 +377,11 @@ class ServerScreen(Screen):
 
         profile = self.profile
         assert profile is not None
-        status = runtime_for(profile).status(profile)
+        try:
+            status = runtime_for(profile).status(profile)
+        except Exception as exc:
+            self._could_not(profile, "check", exc)
+            return
         if status.state == ServerState.ABSENT:
             status = _someone_elses_server(status, profile.url, self.app)
         self.post_message(StatusReported(status))
@@ -381,8 +420,7 @@ class ServerScreen(Screen):
     async def _probe_url(self) -> None:
         """No profile: the server's state is whatever ``/health`` says."""
         url = self.url
-        session = getattr(self.app, "session", None)
-        async with ServerClient(url, api_key=getattr(session, "api_key", None)) as client:
+        async with session_of(self).client() as client:
             health = await client.health()
         if health.ok:
             state, detail = ServerState.READY, ""
@@ -413,14 +451,17 @@ class ServerScreen(Screen):
     @on(LogEvents)
     def _events(self, message: LogEvents) -> None:
         phases = self.query_one(StartupProgress)
+        session = session_of(self)
         for ev in message.events:
             self.events.append(ev)
+            # KV capacity from the log reaches the dashboard on servers whose /metrics lack it.
+            session.note_log_event(ev)
             if message := apply_event(phases, ev):
                 self._show_failure(message)
 
     def _show_failure(self, message: str) -> None:
         box = self.query_one("#srv-failure", Static)
-        box.update(Text(f"✗ {message}") if message else "")
+        box.update(Text(f"✗ {clean(message)}") if message else "")
         box.set_class(not message, "-empty")
 
     # -- rendering -----------------------------------------------------------------
@@ -445,8 +486,10 @@ class ServerScreen(Screen):
                 text.append(f" · pid {st.pid}")
             if st.container_id:
                 text.append(f" · container {st.container_id[:12]}")
-            if st.detail and st.state != ServerState.FAILED:
-                text.append(f" · {st.detail}", style="dim")
+            if st.state == ServerState.UNKNOWN:
+                text.append(f" · {clean_line(st.detail)}", style="red")
+            elif st.detail and st.state != ServerState.FAILED:
+                text.append(f" · {clean_line(st.detail)}", style="dim")
             if st.log_path:
                 text.append(f"\nlog file: {st.log_path}", style="dim")
         self.query_one("#srv-status", Static).update(text)

@@ -20,6 +20,7 @@ from textual.containers import Vertical
 from textual.widgets import Collapsible, Markdown, Static
 
 from console.chat import format_tool_call
+from console.sanitize import StreamCleaner, clean, clean_line
 
 SEGMENT_CHARS = 1200
 """A streamed answer's live Markdown is closed at the first paragraph break
@@ -69,14 +70,14 @@ class UserMessage(Static):
     """
 
     def __init__(self, text: str) -> None:
-        super().__init__(Text(text), markup=False)
+        super().__init__(Text(clean(text)), markup=False)
         self.text = text
 
 
 def tool_call_text(call: ToolCall) -> Text:
     text = Text()
     text.append("tool call ", style="dim")
-    text.append(format_tool_call(call))
+    text.append(clean_line(format_tool_call(call)))  # the model's words: untrusted
     return text
 
 
@@ -137,6 +138,10 @@ class AssistantMessage(Vertical):
         self._scan = 0
         """Where the next split-point scan of ``_live`` starts (a line start)."""
         self._in_fence = False
+        # The model's text is untrusted: one cleaner per stream, so an escape
+        # sequence cut across two deltas is held back and dropped whole.
+        self._answer_clean = StreamCleaner()
+        self._reasoning_clean = StreamCleaner()
 
     def compose(self) -> ComposeResult:
         with Collapsible(title="Reasoning", collapsed=False, classes="reasoning-box"):
@@ -146,6 +151,9 @@ class AssistantMessage(Vertical):
         yield Static("waiting for the first token…", classes="stats")
 
     async def add_reasoning(self, text: str) -> None:
+        text = self._reasoning_clean.feed(text)
+        if not text:
+            return
         if self._reasoning_stream is None:
             self.add_class("-has-reasoning")
             self._reasoning_stream = Markdown.get_stream(self.query_one(".reasoning", Markdown))
@@ -157,6 +165,9 @@ class AssistantMessage(Vertical):
         return "".join(m.source for m in self.query(".answer").results(Markdown))
 
     async def add_content(self, text: str) -> None:
+        text = self._answer_clean.feed(text)
+        if not text:
+            return
         if self._answer_stream is None:
             self._answer_stream = Markdown.get_stream(self.query(".answer").first(Markdown))
             if self._reasoning_stream is not None:
@@ -194,12 +205,16 @@ class AssistantMessage(Vertical):
             tokens = answer.completion_tokens
             line = "generating… " + (f"{tokens} tokens" if tokens is not None else "")
         if answer.error and not live:
-            line = f"{line}\n{answer.error}"
+            line = f"{line}\n{clean(answer.error)}"
         self.set_class(bool(answer.error) and not live, "-error")
         self.query_one(".stats", Static).update(Text(line))
 
     async def finish(self, answer: Answer) -> None:
         """Flush the streams and show the final figures (also after a stop or error)."""
+        if rest := self._reasoning_clean.flush():
+            await self.add_reasoning(rest)
+        if rest := self._answer_clean.flush():
+            await self.add_content(rest)
         for stream in (self._reasoning_stream, self._answer_stream):
             if stream is not None:
                 await stream.stop()
@@ -213,8 +228,8 @@ class AssistantMessage(Vertical):
         """Render a complete answer at once (a replayed transcript, a snapshot)."""
         if answer.reasoning:
             self.add_class("-has-reasoning")
-            await self.query_one(".reasoning", Markdown).update(answer.reasoning)
+            await self.query_one(".reasoning", Markdown).update(clean(answer.reasoning))
             self.query_one(Collapsible).collapsed = True
         if answer.content:
-            await self.query(".answer").first(Markdown).update(answer.content)
+            await self.query(".answer").first(Markdown).update(clean(answer.content))
         await self.finish(answer)

@@ -35,6 +35,8 @@ from textual.containers import Vertical
 from textual.reactive import reactive
 from textual.widgets import Input, Log, Static
 
+from console.sanitize import clean_log_line
+
 _ERROR = re.compile(r"\b(?:ERROR|CRITICAL|FATAL|Traceback|Error|error:|failed|FAILED)\b.*")
 _WARNING = re.compile(r"\bWARN(?:ING)?\b")
 PACE_WAIT_S = 0.2
@@ -108,6 +110,9 @@ class LogView(Vertical):
         max_lines: int = 20_000,
         flush_interval: float = 0.05,
         chunk: int = 2_000,
+        hide: re.Pattern[str] | None = None,
+        hide_what: str = "",
+        hide_key: str = "",
         name: str | None = None,
         id: str | None = None,
         classes: str | None = None,
@@ -129,6 +134,16 @@ class LogView(Vertical):
         self._status = ""
         self._total = 0
         """Lines handled so far: shown, or dropped unseen as older than ``max_lines``."""
+        self.hide = hide
+        """Lines matching it are left out unless :attr:`show_hidden` (e.g. the
+        console's own ``GET /metrics`` polls in a server log)."""
+        self.hide_what = hide_what
+        """What the hidden lines are, for the status line."""
+        self.hide_key = hide_key
+        """The key that toggles them, named in the status line."""
+        self.show_hidden = False
+        self._hidden = 0
+        """Lines seen that ``hide`` matches."""
 
     def compose(self) -> ComposeResult:
         # Disabled while hidden, so it never takes focus (and keys) from the screen.
@@ -188,6 +203,7 @@ class LogView(Vertical):
             self._pushed = 0
         self._lines.clear()
         self._total = 0
+        self._hidden = 0
         self.query_one(Log).clear()
         self._update_status()
 
@@ -208,12 +224,33 @@ class LogView(Vertical):
                 batch = [popleft() for _ in range(limit)]
             self._total = self._pushed - len(self._pending)
             self._drained.notify_all()
-        batch = [line.rstrip("\r\n").replace("\r", "") for line in batch]
+        # Lines come from a server, a container or a build: untrusted (the one sanitiser).
+        batch = [clean_log_line(line) for line in batch]
+        if self.hide is not None:
+            self._hidden += sum(1 for x in batch if self.hide.search(x))
         self._lines.extend(batch)
-        shown = batch if self._pattern is None else [x for x in batch if self._pattern.search(x)]
+        shown = self._visible(batch)
         if shown:
             self.query_one(Log).write_lines(shown)
         self._update_status()
+
+    def _visible(self, lines: list[str]) -> list[str]:
+        """The lines the filter keeps and ``hide`` does not leave out."""
+        hide = None if self.show_hidden else self.hide
+        pattern = self._pattern
+        if hide is None and pattern is None:
+            return lines
+        return [
+            x
+            for x in lines
+            if (hide is None or not hide.search(x)) and (pattern is None or pattern.search(x))
+        ]
+
+    def toggle_hidden(self) -> bool:
+        """Show the lines ``hide`` leaves out, or hide them again; returns whether shown."""
+        self.show_hidden = not self.show_hidden
+        self._rewrite()
+        return self.show_hidden
 
     @property
     def lines(self) -> list[str]:
@@ -254,12 +291,13 @@ class LogView(Vertical):
             box = self.query_one("#log-filter", Input)
             box.disabled = False
             box.value = value
+        self._rewrite()
+
+    def _rewrite(self) -> None:
+        """Show the retained lines again through the filter and ``hide``."""
         log = self.query_one(Log)
         log.clear()
-        source = list(self._lines)
-        log.write_lines(
-            source if self._pattern is None else [x for x in source if self._pattern.search(x)]
-        )
+        log.write_lines(self._visible(list(self._lines)))
         self._update_status()
 
     def _update_status(self) -> None:
@@ -267,6 +305,10 @@ class LogView(Vertical):
         text = f"{self._total:,} lines"
         if self._pattern is not None:
             text += f" · filter {self.filter_text!r}: {log.line_count:,} shown"
+        if self.hide is not None and self._hidden:
+            state = "shown" if self.show_hidden else "hidden"
+            key = f" ({self.hide_key})" if self.hide_key else ""
+            text += f" · {self._hidden:,} {self.hide_what} {state}{key}"
         text += " · / filter"
         if text != self._status:
             self._status = text

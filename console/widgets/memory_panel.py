@@ -53,6 +53,12 @@ class GpuView:
     power_w: float | None = None
     power_limit_w: float | None = None
     age_s: float | None = None
+    server_rss: int | None = None
+    """Resident memory of the server's process tree (no-GPU boxes)."""
+    server_processes: int = 0
+    server_pid: int | None = None
+    server_note: str = ""
+    """Why the server's memory is unknown (not local, not found)."""
 
 
 class MemoryPanel(Vertical):
@@ -94,11 +100,10 @@ class MemoryPanel(Vertical):
         note = self.query_one("#mem-note", Static)
         procs.set_class(False, "-has-procs")
         alloc.display = False
+        load.display = True
+        alloc.label = "GPU alloc"
         if not view.available:
-            gauge.label = "GPU mem"
-            gauge.set(None, "no GPU")
-            load.set(None)
-            _update(note, view.reason or "no NVIDIA GPU visible (NVML unavailable)")
+            self._show_host(view)
             return
         if view.unified:
             gauge.label = "host pool"
@@ -148,6 +153,42 @@ class MemoryPanel(Vertical):
         if view.age_s is not None and view.age_s > 5:
             bits.append(f"stale: {view.age_s:.0f} s old")
         _update(note, " · ".join(bits))
+
+    def _show_host(self, view: GpuView) -> None:
+        """No GPU reading: the host's RAM and the server tree's RSS, called host memory."""
+        gauge = self.query_one("#mem-gauge", Gauge)
+        alloc = self.query_one("#mem-alloc", StatTile)
+        load = self.query_one("#mem-load", StatTile)
+        note = self.query_one("#mem-note", Static)
+        load.display = False
+        gauge.label = "host mem"
+        if view.host_total:
+            gauge.set(
+                _frac(view.host_used, view.host_total),
+                f"{gib(view.host_used)}/{gib(view.host_total)} GiB",
+            )
+        else:
+            gauge.set(None, "unknown")
+        gauge.tooltip = (
+            "Host memory (psutil): total - available. Not GPU memory: no GPU is read here."
+        )
+        alloc.display = True
+        if alloc.label != "server RSS":
+            alloc.label = "server RSS"
+            alloc.refresh()
+        if view.server_rss is not None:
+            procs = "process" if view.server_processes == 1 else "processes"
+            alloc.set(f"{gib(view.server_rss)} GiB", f"{view.server_processes} {procs}")
+        else:
+            alloc.set(None, view.server_note)
+        alloc.tooltip = (
+            "Resident memory of the server's process tree (API server, engine, workers), "
+            f"pid {view.server_pid}."
+            if view.server_pid
+            else "Resident memory of the server's process tree, when it runs on this machine."
+        )
+        reason = view.reason or "no NVIDIA GPU visible (NVML unavailable)"
+        _update(note, f"host memory · {reason}")
 
 
 def _update(widget: Static, text: str) -> None:

@@ -8,13 +8,43 @@ that repeats the previous one (an idle server: 0 tok/s, again) does not
 redraw at once: only the time axis would move. Such a chart catches up at
 least every ``settle_s`` seconds, so a past burst drifts left in steps of a
 few seconds rather than every second; any new value redraws immediately.
+
+Honest gaps: a point without values (a failed poll) or a step longer than
+``max_step_s`` between two points breaks the line; nothing is drawn across
+the time nobody measured. A counter reset (server restart) is a vertical
+marker.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 
 from textual_plotext import PlotextPlot
+
+from console.sampler import ChartPoint
+
+Segment = list[tuple[float, float]]
+
+
+def segments(points: Iterable[ChartPoint], idx: int, max_step_s: float) -> list[Segment]:
+    """The runs of ``(t, value)`` of one series (``idx`` 1 or 2) that may be joined
+    by a line: a missing value or a step longer than ``max_step_s`` ends a run."""
+    runs: list[Segment] = []
+    run: Segment = []
+    last_t: float | None = None
+    for p in points:
+        value = p[idx]
+        if value is None or (last_t is not None and p.t - last_t > max_step_s):
+            if run:
+                runs.append(run)
+            run = []
+        if value is not None:
+            run.append((p.t, value))
+        last_t = p.t
+    if run:
+        runs.append(run)
+    return runs
 
 
 class ThroughputChart(PlotextPlot):
@@ -29,6 +59,7 @@ class ThroughputChart(PlotextPlot):
         *,
         span: int = 300,
         settle_s: float = 5.0,
+        max_step_s: float = 5.0,
         name: str | None = None,
         id: str | None = None,
         classes: str | None = None,
@@ -36,26 +67,50 @@ class ThroughputChart(PlotextPlot):
         super().__init__(name=name, id=id, classes=classes)
         self.span = span
         self.settle_s = settle_s
+        self.max_step_s = max_step_s
+        """A longer step between two points is a gap, not a line."""
         self._drawn_at: float | None = None
         """Sample time of the newest point when last drawn."""
-        self._points: deque[tuple[float, float | None, float | None]] = deque()
+        self._points: deque[ChartPoint] = deque()
 
     def add(self, t: float, generation: float | None, prompt: float | None) -> None:
         """Append one sample at time ``t``; redraw if it shows something new."""
-        repeat = bool(self._points) and self._points[-1][1:] == (generation, prompt)
-        self._points.append((t, generation, prompt))
-        while self._points and t - self._points[0][0] > self.span:
-            self._points.popleft()
-        if repeat and self._drawn_at is not None and t - self._drawn_at < self.settle_s:
+        self.add_point(ChartPoint(t, generation, prompt))
+
+    def add_point(self, point: ChartPoint) -> None:
+        """Append one point (a gap or reset marker too); redraw if it shows something new."""
+        last = self._points[-1] if self._points else None
+        repeat = (
+            last is not None
+            and (last.generation, last.prompt) == (point.generation, point.prompt)
+            and not point.reset
+            and point.t - last.t <= self.max_step_s
+        )
+        self._points.append(point)
+        self._trim()
+        if repeat and self._drawn_at is not None and point.t - self._drawn_at < self.settle_s:
             return
         self.replot()
+
+    def set_points(self, points: Iterable[ChartPoint]) -> None:
+        """Replace the history (a screen shown again catches up from its sampler)."""
+        self._points = deque(points)
+        self._trim()
+        self.replot()
+
+    def _trim(self) -> None:
+        if not self._points:
+            return
+        newest = self._points[-1].t
+        while self._points and newest - self._points[0].t > self.span:
+            self._points.popleft()
 
     def clear_points(self) -> None:
         self._points.clear()
         self.replot()
 
     @property
-    def points(self) -> list[tuple[float, float | None, float | None]]:
+    def points(self) -> list[ChartPoint]:
         return list(self._points)
 
     def on_mount(self) -> None:
@@ -66,13 +121,17 @@ class ThroughputChart(PlotextPlot):
         plt.clear_data()
         plt.clear_figure()
         if self._points:
-            now = self._points[-1][0]
+            now = self._points[-1].t
             for idx, label, color in ((1, "generation", "green"), (2, "prompt", "cyan")):
-                xs = [p[0] - now for p in self._points if p[idx] is not None]
-                ys = [p[idx] for p in self._points if p[idx] is not None]
-                if xs:
-                    plt.plot(xs, ys, label=label, color=color, marker="braille")
-            plt.xlim(-min(self.span, max(now - self._points[0][0], 10)), 0)
+                for i, run in enumerate(segments(self._points, idx, self.max_step_s)):
+                    xs = [t - now for t, _ in run]
+                    ys = [v for _, v in run]
+                    # One legend entry per series, however many runs it has.
+                    plt.plot(xs, ys, label=label if i == 0 else "", color=color, marker="braille")
+            for p in self._points:
+                if p.reset:
+                    plt.vline(p.t - now, "red")
+            plt.xlim(-min(self.span, max(now - self._points[0].t, 10)), 0)
         plt.ylim(0, None)
         self._drawn_at = self._points[-1][0] if self._points else None
         self.refresh()
