@@ -63,6 +63,8 @@ async def test_replay_shows_what_the_live_dashboard_showed(
     finally:
         stop.set()
         load.join(timeout=120)
+    # the compared figures include real throughput, not only an idle server's
+    assert any(live["gen-tps"][0] not in ("–", "0.0") for _, live in seen)
     db = private_state / "state" / "history.sqlite3"
     with HistoryStore(db, readonly=True) as store:
         source = ReplaySource.load(store, url)
