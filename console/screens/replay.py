@@ -67,10 +67,13 @@ class ReplayScreen(DashboardScreen):
         Binding("plus,equals_sign", "speed(1)", "Faster", show=False),
         Binding("minus", "speed(-1)", "Slower", show=False),
         Binding("r", "refresh_now", "Refresh", show=False),
+        Binding("escape", "close", "Back", show=False),
     ]
 
-    def __init__(self, source: ReplaySource, *, speed: float = 1.0) -> None:
+    def __init__(self, source: ReplaySource, *, speed: float = 1.0, closable: bool = False) -> None:
         super().__init__(live=False, clock=self._cursor_ts)
+        self.closable = closable
+        """Pushed over another screen (the Bench screen): Esc goes back to it."""
         self.source = source
         self.index = -1
         """The frame the dashboard shows (-1 before the first one)."""
@@ -228,6 +231,11 @@ class ReplayScreen(DashboardScreen):
         i = min(range(len(SPEEDS)), key=lambda k: abs(SPEEDS[k] - self.speed))
         self.speed = SPEEDS[max(0, min(len(SPEEDS) - 1, i + direction))]
         self._render_cursor()
+
+    def action_close(self) -> None:
+        if self.closable:
+            self.playing = False
+            self.app.pop_screen()
 
     def action_refresh_now(self) -> None:
         """Nothing to refresh in a recording."""
