@@ -27,10 +27,13 @@ $(STAMP): pyproject.toml requirements.lock
 system:
 	bash scripts/install-system.sh
 
-# The local vLLM runtime and the small Gemma, cached under the XDG data folder.
+# The local vLLM runtime and the small models, cached under the XDG data folder:
+# the Gemma (base model: speculative-decoding tests) and SmolLM2-135M-Instruct
+# (the demo's chat: it answers questions).
 provision: venv
 	$(BIN)/vllm-console runtime install cpu
 	$(BIN)/vllm-console model fetch gemma3-270m
+	$(BIN)/vllm-console model fetch smollm2-135m
 
 lint: venv
 	$(BIN)/ruff format --check .

@@ -27,7 +27,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from console import paths
+from console import acceptance, paths
+from console.acceptance import Acceptance
 from console.errors import ConsoleError
 from console.server_client import STREAM, ServerClient, ServerError
 
@@ -88,7 +89,14 @@ class StreamError:
     code: int | None = None
 
 
-Event = ContentDelta | ReasoningDelta | ToolCallDelta | Usage | Finished | StreamError
+@dataclass(frozen=True)
+class SpecMetrics:
+    """``metrics.speculative_decoding`` of the final usage chunk (per-request acceptance)."""
+
+    acceptance: Acceptance
+
+
+Event = ContentDelta | ReasoningDelta | ToolCallDelta | Usage | Finished | StreamError | SpecMetrics
 
 
 def events_from_chunk(chunk: dict[str, Any]) -> list[Event]:
@@ -120,6 +128,11 @@ def events_from_chunk(chunk: dict[str, Any]) -> list[Event]:
             )
         if choice.get("finish_reason"):
             events.append(Finished(choice["finish_reason"]))
+    metrics = chunk.get("metrics")
+    if isinstance(metrics, dict) and "speculative_decoding" in metrics:
+        found = acceptance.from_payload(metrics["speculative_decoding"])
+        if found is not None:
+            events.append(SpecMetrics(found))
     usage = chunk.get("usage")
     if isinstance(usage, dict) and "completion_tokens" in usage:
         events.append(
@@ -195,6 +208,8 @@ class Answer:
     t_last: float | None = None
     t_end: float | None = None
     tokens_at_first: int | None = None
+    acceptance: Acceptance | None = None
+    """This answer's own spec-decode acceptance, when the server told (or counters showed)."""
     _awaiting_first_usage: bool = field(default=False, repr=False)
 
     def apply(self, event: Event, now: float) -> None:
@@ -224,6 +239,8 @@ class Answer:
             self.finish_reason = event.reason
         elif isinstance(event, StreamError):
             self.error = event.message
+        elif isinstance(event, SpecMetrics):
+            self.acceptance = event.acceptance
 
     def finish(self, now: float) -> None:
         if self.t_end is None:
@@ -264,6 +281,7 @@ class Answer:
             "completion_tokens": self.completion_tokens,
             "tokens_per_s": _round(self.tokens_per_s),
             "elapsed_s": _round(self.elapsed_s),
+            "acceptance": self.acceptance.to_dict() if self.acceptance else None,
         }
 
     def stats_line(self) -> str:
@@ -272,6 +290,8 @@ class Answer:
         tokens = "?" if self.completion_tokens is None else str(self.completion_tokens)
         rate = "?" if self.tokens_per_s is None else f"{self.tokens_per_s:.1f}"
         parts = [f"TTFT {ttft}", f"{tokens} tokens", f"{rate} tok/s"]
+        if self.acceptance is not None:
+            parts.append(self.acceptance.line())
         if self.stopped:
             parts.append("stopped")
         elif self.finish_reason and self.finish_reason != "stop":
@@ -399,6 +419,11 @@ class ChatClient:
         self.url = self._server.url
         self._limits = replace(STREAM, idle_s=timeout)
 
+    @property
+    def server(self) -> ServerClient:
+        """The underlying server client (``/metrics`` for the acceptance fallback)."""
+        return self._server
+
     async def aclose(self) -> None:
         await self._server.aclose()
 
@@ -464,6 +489,16 @@ class ChatClient:
 
 # -- the session the UI and CLI drive ----------------------------------------
 
+ALONE_WAIT_S = 3.0
+"""How long the counters may take to show a finished answer (they update per step)."""
+
+
+@dataclass(frozen=True)
+class _Counters:
+    spec: tuple[float, float, float, tuple[float, ...]]
+    generated: float
+    finished: float
+
 
 class ChatSession:
     """A multi-turn conversation with one server, kept on disk as it happens."""
@@ -476,8 +511,13 @@ class ChatSession:
         system: str = "",
         settings: ChatSettings | None = None,
         transcript: Transcript | None = None,
+        measure_acceptance: bool = False,
     ) -> None:
+        """``measure_acceptance``: without per-request metrics from the server, take an
+        answer's acceptance from the /metrics counters around it when it ran alone."""
         self.client = client
+        self.measure_acceptance = measure_acceptance
+        self._spec_server: bool | None = None  # None: not known yet
         self.model = model
         self.conversation = Conversation(system=system)
         self.settings = settings or ChatSettings()
@@ -540,11 +580,14 @@ class ChatSession:
             if resolve_error is not None:
                 raise resolve_error
             model = await self.resolve_model()
+            before = await self._idle_counters()
             current.t_request = time.monotonic()
             async for event in self.client.stream(model, messages, self.settings):
                 current.apply(event, time.monotonic())
                 self._record_delta(event)
                 yield event
+            if before is not None and current.acceptance is None and current.error is None:
+                current.acceptance = await self._alone_delta(before, current)
         except ConsoleError as exc:
             current.error = str(exc)
             raise
@@ -572,6 +615,59 @@ class ChatSession:
                         settings=asdict(self.settings),
                         stats=current.stats(),
                     )
+
+    async def _scrape(self) -> Any:
+        from console import metrics
+
+        try:
+            return await metrics.ascrape(self.client.server, timeout=5.0)
+        except ConsoleError:
+            return None
+
+    async def _idle_counters(self) -> _Counters | None:
+        """The spec counters before an answer, if this is a spec-decode server at rest."""
+        if not self.measure_acceptance or self._spec_server is False:
+            return None
+        from console import metric_names as N
+        from console import metrics
+
+        sample = await self._scrape()
+        spec = metrics.spec_counts(sample) if sample is not None else None
+        if spec is None:
+            self._spec_server = False  # no spec counters (or no /metrics): never again
+            return None
+        self._spec_server = True
+        if (sample.total(N.RUNNING) or 0) + (sample.total(N.WAITING) or 0):
+            return None  # another request is in flight: its drafts would mix in
+        return _Counters(
+            spec, sample.total(N.GENERATION_TOKENS) or 0, sample.total(N.REQUEST_SUCCESS) or 0
+        )
+
+    async def _alone_delta(self, before: _Counters, answer: Answer) -> Acceptance | None:
+        """Counter differences once they show exactly this answer, and nothing else."""
+        import asyncio
+
+        from console import metric_names as N
+        from console import metrics
+
+        tokens = answer.completion_tokens
+        if tokens is None:
+            return None
+        deadline = time.monotonic() + ALONE_WAIT_S
+        while True:
+            sample = await self._scrape()
+            spec = metrics.spec_counts(sample) if sample is not None else None
+            if spec is None:
+                return None
+            generated = (sample.total(N.GENERATION_TOKENS) or 0) - before.generated
+            finished = (sample.total(N.REQUEST_SUCCESS) or 0) - before.finished
+            if generated > tokens or finished > 1:
+                return None  # another request ran meanwhile
+            if generated == tokens and finished == 1:
+                return acceptance.from_counts(before.spec, spec)
+            if time.monotonic() > deadline:
+                return None  # counters never settled on this answer alone
+            await asyncio.sleep(0.1)
 
     def _record_delta(self, event: Event) -> None:
         if self.transcript is None:

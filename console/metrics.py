@@ -677,6 +677,10 @@ def _spec_counts(sample: MetricsSample) -> tuple[float, float, float, tuple[floa
     return d, t, a, _positions(sample)
 
 
+spec_counts = _spec_counts
+"""(drafts, draft tokens, accepted, per position) totals of a sample; None without spec."""
+
+
 def _spec_figures(
     current: MetricsSample, previous: MetricsSample | None, seconds: float | None
 ) -> SpecDecodeFigures | None:

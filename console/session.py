@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from console import paths
 
@@ -85,8 +85,6 @@ class Session:
     api_key: str | None = field(default=None, repr=False)
     profile: Profile | None = field(default=None, repr=False)
     """The loaded active profile (None when attached by URL only or not loadable)."""
-    extra: dict[str, Any] = field(default_factory=dict, repr=False)
-    """Free slots screens may share (e.g. the last server status); not persisted."""
     server_status: ServerStatus | None = field(default=None, repr=False)
     """The last status a runtime reported for the active profile's server."""
     history: SessionHistory | None = field(default=None, repr=False)

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from console.cli import main
-from console.profiles import Profile, lint, load_profile, nodes
+from console.profiles import Profile, load_profile, nodes
 from console.profiles.catalogue import shipped
+from console.profiles.lint import lint
 from console.profiles.loader import ProfileError, deep_merge, load_file
 from console.profiles.render import display_value
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
+import os
+import shlex
 import threading
 import time
 from pathlib import Path
@@ -19,7 +21,7 @@ import yaml
 
 from console.cli import main as cli_main
 from console.errors import ConsoleError
-from console.profiles import container_name, load_profile
+from console.profiles import container_name, load_profile, render_docker_run
 from console.runtime import ServerState, runtime_for
 from console.runtime.build import build_image
 from console.runtime.docker import LABEL_SERVER, DockerRuntime
@@ -188,6 +190,82 @@ def test_up_streams_logs_becomes_ready_and_stops_cleanly(
     assert "s3cret-value" not in saved
     # logs of a removed container come from the saved file
     assert "INFO:     Shutting down" in list(runtime.logs(profile))
+
+
+def _preview_args(text: str) -> tuple[dict[str, list[str]], str, list[str]]:
+    """``docker run`` text -> (options by flag, image, args after the image)."""
+    tokens = shlex.split(text.replace(" \\\n", " "))
+    assert tokens[:3] == ["docker", "run", "-d"], tokens[:3]
+    options: dict[str, list[str]] = {}
+    i = 3
+    while tokens[i].startswith("-"):
+        flag, eq, value = tokens[i].partition("=")
+        if not eq:
+            i += 1
+            value = tokens[i]
+        options.setdefault(flag, []).append(value)
+        i += 1
+    return options, tokens[i], tokens[i + 1 :]
+
+
+def test_the_preview_is_the_container_up_creates(
+    tmp_path, monkeypatch, docker_engine, fake_server_image, cleanup
+) -> None:
+    """`profiles render --as docker` and `docker inspect` of what `up` made agree."""
+    home = tmp_path / "home"
+    (home / "data").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("HF_TOKEN", "hf-from-the-environment")
+    path = write_profile(
+        tmp_path,
+        "t-preview",
+        volumes=["~/data:/data:ro"],
+        env={"HF_TOKEN": "${HF_TOKEN}", "PLAIN": "a b"},
+        engine_args={"max-model-len": 512, "enforce-eager": True},
+        container={
+            "network": "bridge",
+            "ports": {"8000/tcp": free_port()},
+            "shm_size": "64m",
+            "cap_add": ["SYS_NICE"],
+            "ipc": "private",
+        },
+    )
+    profile = load_profile(str(path))
+    cleanup.append(profile.name)
+    options, image, args = _preview_args(render_docker_run(profile))
+
+    runtime = runtime_for(profile)
+    status = runtime.up(profile, wait=False)
+    client = docker_engine.client()
+    attrs = client.containers.get(status.container_id).attrs
+    host = attrs["HostConfig"]
+
+    assert options["--name"] == [attrs["Name"].lstrip("/")]
+    assert client.images.get(image).id == attrs["Image"]
+    assert args == attrs["Config"]["Cmd"]
+    for env in options["-e"]:
+        expected = env if "=" in env else f"{env}={os.environ[env]}"
+        assert expected in attrs["Config"]["Env"]
+    assert options["--network"] == [host["NetworkMode"]]
+    assert options["--ipc"] == [host["IpcMode"]]
+    assert options["--shm-size"] == ["64m"] and host["ShmSize"] == 64 * 1024 * 1024
+    assert options["--cap-add"] == host["CapAdd"]
+    published = {
+        f"{b['HostIp']}:{b['HostPort']}:{port.removesuffix('/tcp')}"
+        for port, bindings in host["PortBindings"].items()
+        for b in bindings
+    }
+    assert set(options["-p"]) == published
+    assert all(p.startswith("127.0.0.1:") for p in published)
+    mounts = {
+        (m["Source"], m["Destination"], "ro" if not m["RW"] else "rw") for m in attrs["Mounts"]
+    }
+    previewed = set()
+    for v in options["-v"]:
+        source, dest, mode = v.split(":")
+        previewed.add((str(Path(source).expanduser()), dest, mode))
+    assert previewed == mounts
+    runtime.down(profile, timeout=5)
 
 
 def test_a_container_whose_api_died_is_shown_as_such_and_the_key_is_not_in_argv(

@@ -18,6 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from console.profiles import load_profile, with_overrides
 from console.runtime import state
 from console.runtime.base import ServerState
 from console.runtime.local import LocalRuntime, session_members
@@ -48,7 +49,9 @@ def runtime(tmp_path: Path) -> LocalRuntime:
 
 
 @contextlib.contextmanager
-def _tree(runtime: LocalRuntime, child: str, tmp_path: Path) -> Iterator[ServerRecord]:
+def _tree(
+    runtime: LocalRuntime, child: str, tmp_path: Path, name: str = "tree"
+) -> Iterator[ServerRecord]:
     log = tmp_path / "server.log"
     log.write_text("(APIServer pid=1) INFO 12-02 04:00:00 [api.py:1] starting\n")
     proc = subprocess.Popen(
@@ -61,7 +64,7 @@ def _tree(runtime: LocalRuntime, child: str, tmp_path: Path) -> Iterator[ServerR
         assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
         port = free_port()
         rec = ServerRecord(
-            profile="tree",
+            profile=name,
             pid=proc.pid,
             create_time=psutil.Process(proc.pid).create_time(),
             host="127.0.0.1",
@@ -145,3 +148,26 @@ def test_a_record_whose_pid_is_someone_elses_has_no_session(
     )
     assert session_members(rec) == []
     assert runtime.status_of(rec).state is ServerState.STALE
+
+
+def test_up_ends_what_is_left_of_the_previous_server_first(
+    runtime: LocalRuntime, tmp_path: Path
+) -> None:
+    """A new ``up`` after the API died does not leave the old engine holding its memory."""
+    profile = with_overrides(
+        load_profile("gemma3-270m-cpu"),
+        model=str(tmp_path),
+        port=free_port(),
+        local={"runtime": None, "python": sys.executable, "managed_model": None},
+    )
+    with _tree(runtime, CHILD_TERM, tmp_path, name=profile.name) as rec:
+        children = [p for p in session_members(rec) if p.pid != rec.pid]
+        leader = psutil.Process(rec.pid)
+        leader.send_signal(signal.SIGKILL)
+        wait_for(lambda: leader.status() == psutil.STATUS_ZOMBIE, 10, "the leader to die")
+        said: list[str] = []
+        status = runtime.up(profile, on_line=said.append, timeout=120)
+        assert status.state is ServerState.FAILED  # no vLLM in this Python: a quick exit
+        assert any("ended what was left of the previous server" in s for s in said), said
+        assert session_members(rec) == []
+        assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in children)

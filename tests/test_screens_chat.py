@@ -135,6 +135,8 @@ async def test_follows_the_answer_only_while_the_user_is_at_the_bottom(
     monkeypatch.setattr(
         ChatScreen, "client_factory", partial(ChatClient, transport=httpx.MockTransport(handler))
     )
+    # the gated stream answers every path: no /metrics scrape may take its lines
+    monkeypatch.setattr(ChatScreen, "measure_acceptance", False)
 
     def line(i: int) -> bytes:
         delta = {"choices": [{"index": 0, "delta": {"content": f"line {i}\n\n"}}]}
@@ -178,3 +180,20 @@ async def test_follows_the_answer_only_while_the_user_is_at_the_bottom(
         assert log.scroll_y == log.max_scroll_y  # following again
         await queue.put(b"data: [DONE]\n\n")
         await queue.put(None)
+
+
+@pytest.mark.parametrize(
+    ("profile", "labelled"), [("gemma3-270m-cpu", True), ("smollm2-135m-cpu-ngram", False)]
+)
+async def test_a_base_model_is_labelled_with_a_completion_prompt(
+    profile: str, labelled: bool
+) -> None:
+    """The Gemma is a base model: the Chat screen says it continues text and how
+    to prompt it; the demo's instruction-tuned model needs no such note."""
+    app = ConsoleApp(Session.create(profile=profile, remember=False), start_mode="chat")
+    async with app.run_test(size=(120, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, ChatScreen)
+        await pilot.pause()
+        status = str(screen.query_one("#chat-status", Static).render())
+        assert ("base model: it continues text" in status) is labelled, status

@@ -38,6 +38,10 @@ class BenchConfig:
     temperature: float = 0.0
     prompts: str | None = None
     """A JSONL prompt file; None uses the shipped chat prompts."""
+    categories: bool = False
+    """Bench by category (console.bench.categories) instead of the two scenarios."""
+    dataset: str | None = None
+    """The category prompts (JSONL with ``category``); None: the shipped set."""
     request_timeout: float = 900.0
     server_timeout: float = 900.0
     """How long a profile's server may take to become ready."""
@@ -45,7 +49,9 @@ class BenchConfig:
     def check(self) -> None:
         if self.sequential < 0 or self.concurrent < 0:
             raise UsageError("--sequential and --concurrent must be 0 or more")
-        if self.sequential == 0 and self.concurrent == 0:
+        if self.dataset is not None and not self.categories:
+            raise UsageError("--dataset goes with --categories")
+        if self.sequential == 0 and self.concurrent == 0 and not self.categories:
             raise UsageError("nothing to run: --sequential and --concurrent are both 0")
         if self.max_tokens < 1:
             raise UsageError("--max-tokens must be at least 1")
@@ -57,7 +63,9 @@ class BenchConfig:
             raise UsageError("--temperature must be 0 or more")
 
     def scenarios(self) -> list[Scenario]:
-        out = []
+        out: list[Scenario] = []
+        if self.categories:
+            return out  # one request at a time per category instead
         if self.sequential:
             out.append(Scenario(SEQUENTIAL, self.sequential, 1))
         if self.concurrent:
@@ -137,7 +145,8 @@ def load_prompts(path: str | Path | None = None) -> list[Prompt]:
                     f"{where}:{lineno}: needs `messages` (a chat list) or `prompt` (a string)"
                 )
             pid = str(row.get("id") or f"{Path(where).stem}-{lineno}")
-            prompts.append(Prompt(id=pid, kind=str(row.get("kind", "chat")), messages=messages))
+            kind = row.get("category") or row.get("kind") or "chat"
+            prompts.append(Prompt(id=pid, kind=str(kind), messages=messages))
     if not prompts:
         raise ConsoleError(f"no prompts in {path or 'console/data/prompts'}")
     return prompts
@@ -250,6 +259,8 @@ class BenchResult:
     started: str = field(default_factory=lambda: utc_now())
     finished: str | None = None
     prompts_reused: bool = False
+    categories: dict[str, list[Any]] = field(default_factory=dict)
+    """Arm label -> its CategoryRun per category (bench by category)."""
 
     @property
     def complete(self) -> bool:

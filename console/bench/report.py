@@ -310,6 +310,19 @@ def render_table(result: BenchResult) -> str:
     """The whole report as plain text: arms, headline, per-scenario table, checks."""
     labels = [a.label for a in result.arms]
     out: list[str] = [arm_line(a) for a in result.arms]
+    if result.config.categories:
+        from console.bench.categories import render_category_table
+
+        a = result.categories.get(labels[0], []) if labels else []
+        b = result.categories.get(labels[1], []) if len(labels) > 1 else None
+        out += [
+            f"bench by category: one request at a time, max_tokens {result.config.max_tokens}, "
+            f"temperature {result.config.temperature:g}",
+            "",
+            render_category_table(a, b),
+        ]
+        out += [f"note: {n}" for n in result.notes]
+        return "\n".join(out)
     out += [config_line(result), "", *headline(result), ""]
     head = f"{'':24}" + "".join(f" {lab:>22}" for lab in labels)
     if len(labels) == 2:
@@ -395,6 +408,9 @@ def to_json(result: BenchResult) -> dict[str, Any]:
         "equality": equality(result),
         "notes": list(result.notes),
         "runs": [r.to_dict() for r in result.runs],
+        "categories": {
+            label: [run.to_dict() for run in runs] for label, runs in result.categories.items()
+        },
     }
 
 

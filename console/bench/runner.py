@@ -27,6 +27,7 @@ from typing import Any, Literal
 import httpx
 
 from console import metrics
+from console.bench.categories import CategoryRun, by_category, load_dataset, run_categories
 from console.bench.client import ChatRequest, RequestResult, stream_chat
 from console.bench.model import (
     ArmInfo,
@@ -178,7 +179,8 @@ class BenchRunner:
         self.model = model
         self.plan = PromptPlan(tuple(load_prompts(config.prompts)), config)
         self.result = BenchResult(config=config, prompts_reused=self.plan.reused)
-        if self.plan.reused:
+        self.dataset = load_dataset(config.dataset) if config.categories else []
+        if self.plan.reused and not config.categories:
             self.result.notes.append(
                 f"{self.plan.needed} requests share {len(self.plan.prompts)} prompts: "
                 "some prompts repeat, so prefix caching can shorten their prefill"
@@ -353,7 +355,42 @@ class BenchRunner:
                     for url, info in opened:
                         record = await self._run(client, url, info, scenario, repeat)
                         self._record(record, scenario)
+            if self.config.categories:
+                # one category at a time, arms alternating: drift spreads over both
+                for category in by_category(self.dataset):
+                    for url, info in opened:
+                        await self._categories(client, url, info, only=[category])
         self._done = True
+
+    async def _categories(
+        self, client: httpx.AsyncClient, url: str, info: ArmInfo, only: list[str] | None = None
+    ) -> None:
+        def done(run: CategoryRun) -> None:
+            self.result.categories.setdefault(info.label, []).append(run)
+            spec = run.spec
+            accept = (
+                f", acceptance length {spec.mean_acceptance_length:.2f}"
+                if spec and spec.mean_acceptance_length is not None
+                else ""
+            )
+            rate = run.decode_tok_s
+            self._emit(
+                "run",
+                f"arm {info.label} {run.category}: {len(run.requests)} requests, "
+                f"{run.output_tokens} tokens, "
+                f"{'?' if rate is None else f'{rate:.1f}'} decode tok/s{accept}",
+            )
+
+        await run_categories(
+            client,
+            url,
+            self._models[info.label],
+            self.dataset,
+            max_tokens=self.config.max_tokens,
+            temperature=self.config.temperature,
+            on_category=done,
+            only=only,
+        )
 
     async def _run_in_turn(self, client: httpx.AsyncClient, scenarios: list[Scenario]) -> None:
         for spec in self.arms:
@@ -364,6 +401,8 @@ class BenchRunner:
                     for repeat in range(self.config.repeats):
                         record = await self._run(client, url, info, scenario, repeat)
                         self._record(record, scenario)
+                if self.config.categories:
+                    await self._categories(client, url, info)
         self._done = True
 
 

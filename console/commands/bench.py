@@ -9,10 +9,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from console.errors import UsageError
+from console.errors import ConsoleError, UsageError
 from console.sanitize import clean
 from console.validate import server_url
+
+if TYPE_CHECKING:
+    from console.bench.model import BenchConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -61,6 +65,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--temperature", type=float, default=0.0, help="sampling temperature (default 0: greedy)"
     )
     p.add_argument("--prompts", metavar="FILE", help="JSONL prompts instead of the shipped ones")
+    p.add_argument(
+        "--categories",
+        action="store_true",
+        help="bench by task category (coding, maths, extraction, summarising, translation, "
+        "QA, writing, multi-turn): acceptance and speed-up per category, one request at a time",
+    )
+    p.add_argument(
+        "--dataset",
+        metavar="FILE.jsonl",
+        help="your own category prompts (one JSON object per line: category, messages or "
+        "prompt); implies --categories",
+    )
+    p.add_argument(
+        "--compare-vllm",
+        action="store_true",
+        help="also run `vllm bench serve` (from the runtime's vLLM) on the same prompts, "
+        "alternating rounds, and print both throughputs side by side",
+    )
+    p.add_argument(
+        "--rounds", type=int, default=3, metavar="N", help="--compare-vllm rounds (default 3)"
+    )
     p.add_argument("--model", help="served model name (default: the first of /v1/models)")
     p.add_argument(
         "--json", metavar="FILE", help="write the full result here, updated as runs finish"
@@ -107,8 +132,12 @@ def run(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         temperature=args.temperature,
         prompts=args.prompts,
+        categories=args.categories or args.dataset is not None,
+        dataset=args.dataset,
     )
     config.check()
+    if args.compare_vllm:
+        return _compare(args, config)
     arms = _arms(args)
 
     def progress(event: BenchEvent) -> None:
@@ -124,3 +153,66 @@ def run(args: argparse.Namespace) -> int:
         print(f"result written to {json_path}", file=sys.stderr)
     failed = sum(r.failed for r in result.runs)
     return 1 if failed else 0
+
+
+def _compare(args: argparse.Namespace, config: BenchConfig) -> int:
+    """``--compare-vllm``: the console's client and ``vllm bench serve``, same prompts."""
+    import asyncio
+    import json
+
+    from console import metrics
+    from console.bench.categories import load_dataset
+    from console.bench.compare import compare_with_vllm
+    from console.bench.model import load_prompts
+    from console.runtime.provision import runtime_python
+
+    if not args.url or args.url_b or args.profiles:
+        raise UsageError("--compare-vllm measures one running server: give --url URL only")
+    if args.rounds < 1:
+        raise UsageError("--rounds must be at least 1")
+    python = runtime_python("cpu")
+    if not python.is_file():
+        raise ConsoleError(
+            f"--compare-vllm runs vLLM's own benchmark from the managed runtime: {python} "
+            "is missing",
+            hint="vllm-console runtime install cpu",
+        )
+    url = metrics.base_url(args.url)
+    server = asyncio.run(_models(url))
+    model = args.model or (server[0]["id"] if server else None)
+    if not model:
+        raise ConsoleError(f"{url}/v1/models lists no model", hint="pass --model NAME")
+    root = next((m.get("root") for m in server if m.get("id") == model), None)
+    tokenizer = root if isinstance(root, str) and Path(root).is_dir() else model
+    prompts = load_dataset(config.dataset) if config.categories else load_prompts(config.prompts)
+    prompts = prompts[: max(config.sequential, 1)]
+
+    def progress(r: object) -> None:
+        if not args.quiet:
+            print(
+                f"round {r.index + 1}: console {r.console_tok_s:.2f} tok/s, "  # type: ignore[attr-defined]
+                f"vllm {r.vllm_tok_s:.2f} tok/s",
+                file=sys.stderr,
+                flush=True,
+            )  # type: ignore[attr-defined]
+
+    result = asyncio.run(
+        compare_with_vllm(
+            url, model, prompts, python=str(python), tokenizer=tokenizer,
+            max_tokens=config.max_tokens, rounds=args.rounds, on_round=progress,
+        )
+    )  # fmt: skip
+    print(result.render())
+    if args.json:
+        path = Path(args.json).expanduser()
+        path.write_text(json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n")
+    return 0
+
+
+async def _models(url: str) -> list[dict]:
+    from console.server_client import ServerClient
+
+    async with ServerClient(url) as client:
+        data = await client.models_json()
+    rows = data.get("data") if isinstance(data, dict) else None
+    return [m for m in rows or [] if isinstance(m, dict)]

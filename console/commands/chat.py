@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import sys
 from typing import TYPE_CHECKING, TextIO
 
@@ -50,6 +51,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--no-transcript", action="store_true", help="do not keep a transcript on disk"
     )
+    parser.add_argument(
+        "--stats",
+        action="store_true",
+        help="after each answer, print its figures as one JSON line on stderr (TTFT, tok/s, "
+        "and the answer's own speculative-decoding acceptance where the server gives it)",
+    )
     parser.set_defaults(func=run_chat)
 
 
@@ -80,19 +87,22 @@ async def _chat(
         system=args.system,
         settings=settings,
         transcript=None if args.no_transcript else Transcript.new(),
+        measure_acceptance=True,
     )
     try:
         if args.message is not None:
-            answer = await _one(chat, args.message, sys.stdout, sys.stderr)
+            answer = await _one(chat, args.message, sys.stdout, sys.stderr, stats=args.stats)
             return 1 if answer.error else 0
-        return await _repl(chat)
+        return await _repl(chat, stats=args.stats)
     finally:
         if chat.transcript is not None:
             print(f"transcript: {chat.transcript.path}", file=sys.stderr)
         await chat.aclose()
 
 
-async def _one(chat: ChatSession, text: str, out: TextIO, err: TextIO) -> Answer:
+async def _one(
+    chat: ChatSession, text: str, out: TextIO, err: TextIO, *, stats: bool = False
+) -> Answer:
     from console.chat import Answer, ContentDelta, ReasoningDelta, StreamError, tool_calls_text
     from console.sanitize import StreamCleaner, clean
 
@@ -126,11 +136,13 @@ async def _one(chat: ChatSession, text: str, out: TextIO, err: TextIO) -> Answer
     if answer.tool_calls:
         err.write(clean(tool_calls_text(answer.tool_calls)) + "\n")
     err.write(f"[{answer.stats_line()}]\n")
+    if stats:
+        err.write("stats: " + json.dumps(answer.stats(), allow_nan=False) + "\n")
     err.flush()
     return answer
 
 
-async def _repl(chat: ChatSession) -> int:
+async def _repl(chat: ChatSession, *, stats: bool = False) -> int:
     import asyncio
 
     from console.sanitize import clean
@@ -147,7 +159,7 @@ async def _repl(chat: ChatSession) -> int:
             return 0
         if not text.strip():
             return 0
-        task = asyncio.ensure_future(_one(chat, text, sys.stdout, sys.stderr))
+        task = asyncio.ensure_future(_one(chat, text, sys.stdout, sys.stderr, stats=stats))
         try:
             await task
         except ConsoleError as exc:

@@ -157,7 +157,17 @@ def collect_once(
             figures = M.derive(second, first)
         except M.MetricsError as exc:
             error = exc
-    return build_report(base, figures=figures, server=server, gpu=sampler.sample(), error=error)
+    report = build_report(base, figures=figures, server=server, gpu=sampler.sample(), error=error)
+    report["cluster"] = cluster_report(base)
+    return report
+
+
+def cluster_report(url: str) -> dict[str, Any] | None:
+    """The nodes of a multi-node server the console started at ``url`` (Ray's state
+    for a Ray cluster, the node processes for vLLM's executor); None otherwise."""
+    from console.runtime import ray_state
+
+    return ray_state.for_url(url)
 
 
 # --------------------------------------------------------------------------- text
@@ -260,6 +270,17 @@ def render_text(r: dict[str, Any]) -> str:
         when = time.strftime("%H:%M:%S", time.localtime(ev["ts"]))
         msg = sanitize.clean_line(ev["message"])
         lines.append(f"  event     {when} {ev['severity']} {ev['kind']}: {msg}")
+    cluster = r.get("cluster")
+    if cluster:
+        nodes = cluster.get("nodes") or []
+        up = sum(1 for n in nodes if n.get("alive"))
+        lines.append(f"  cluster   {cluster.get('backend')}: {up}/{len(nodes)} nodes up")
+        if cluster.get("error"):
+            lines.append(f"            {clean_line(cluster['error'])}")
+        for n in nodes:
+            note = f"  {clean_line(n['detail'])}" if n.get("detail") else ""
+            where = clean_line(n.get("address") or "")
+            lines.append(f"  node      {n.get('name')}: {n.get('state')} {where}{note}")
     if r.get("gpu_status"):
         lines.append(f"  gpu       none ({r['gpu_status']})")
     hm = r.get("host_memory")

@@ -143,7 +143,7 @@ def _display_data(profile: Profile) -> dict[str, Any]:
 def cmd_show(args: argparse.Namespace) -> int:
     import yaml
 
-    from console.profiles import loader, render
+    from console.profiles import container, loader, render
 
     profile = loader.load_profile(args.name)
     data = _display_data(profile)
@@ -156,7 +156,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100).rstrip())
     print("# server command:")
     if profile.runtime == "docker":
-        print(render.render_docker_run(profile))
+        print(container.render_docker_run(profile))
     else:
         print(" ".join(render.shell_quote(tok) for tok in command))
     return 0
@@ -273,7 +273,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from console.profiles import loader, render
+    from console.profiles import container, loader, render
 
     profile = loader.load_profile(args.name)
     if profile.cluster is not None and args.fmt in ("argv", "docker"):
@@ -290,7 +290,7 @@ def cmd_render(args: argparse.Namespace) -> int:
                 f"profile {profile.name} runs locally (runtime: local); "
                 "use --as argv for its command"
             )
-        print(render.render_docker_run(profile))
+        print(container.render_docker_run(profile))
     else:
         if profile.image is None:
             raise ConsoleError(f"profile {profile.name} has no image section to render")

@@ -23,17 +23,19 @@ WEB_PORT = 8765
 """Not 8000: that is vLLM's default port."""
 
 
-DEMO_PROFILE = "gemma3-270m-cpu-ngram"
-"""The README's demo: the small Gemma on vLLM's CPU build, n-gram speculative decoding."""
+DEMO_PROFILE = "smollm2-135m-cpu-ngram"
+"""The README's demo: SmolLM2-135M-Instruct on vLLM's CPU build (it answers questions;
+the base Gemma 3 270M only continues text), with n-gram speculative decoding so the
+dashboard's speculative-decoding panels move."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``demo`` and ``web``."""
     demo = subparsers.add_parser(
         "demo",
-        help="set up and start the small CPU Gemma, then open the console",
+        help="set up and start a small CPU model (SmolLM2-135M-Instruct), then open the console",
         description=(
-            "Provision vLLM's CPU build and the small Gemma if needed (a few minutes the "
+            "Provision vLLM's CPU build and SmolLM2-135M-Instruct if needed (a few minutes the "
             f"first time), start the {DEMO_PROFILE} profile in the background (it keeps "
             "running after the console exits; stop it with `vllm-console down "
             f"{DEMO_PROFILE}`), wait until it is ready, and open the console on the "

@@ -6,6 +6,13 @@ touches a profile needs anyway. Lint (its rule tables cost about as much again
 as rendering) is imported from its module by the two places that lint.
 """
 
+from console.profiles.container import (
+    ContainerRun,
+    container_run,
+    display_run,
+    docker_run_lines,
+    render_docker_run,
+)
 from console.profiles.loader import (
     Problem,
     ProfileError,
@@ -28,13 +35,11 @@ from console.profiles.render import (
     container_name,
     display_argv,
     display_env,
-    docker_run_lines,
     dockerfile_lines,
     image_labels,
     local_python,
     model_ref,
     render_argv,
-    render_docker_run,
     render_dockerfile,
     render_env,
     secret_values,
@@ -52,6 +57,7 @@ from console.profiles.schema import (
 
 __all__ = [
     "MASK",
+    "ContainerRun",
     "ContainerSpec",
     "ContextFile",
     "ImageSpec",
@@ -64,9 +70,11 @@ __all__ = [
     "ServeSpec",
     "build_context_files",
     "container_name",
+    "container_run",
     "discover",
     "display_argv",
     "display_env",
+    "display_run",
     "docker_run_lines",
     "dockerfile_lines",
     "image_labels",

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from console.profiles import render as R
+from console.profiles.container import volume_arg
 
 if TYPE_CHECKING:
     from console.profiles.schema import ClusterSpec, NodeSpec, Profile
@@ -203,9 +204,8 @@ def _run_lines(profile: Profile, launch: NodeLaunch, entrypoint: str | None) -> 
         head += ["--cap-add", R.shell_quote(cap)]
     if entrypoint:
         head += ["--entrypoint", R.shell_quote(entrypoint)]
-    head += [R.shell_quote(a) for a in c.extra_args]
     lines = [" ".join(head)]
-    lines += [f"-v {R.volume_arg(v)}" for v in profile.serve.volumes]
+    lines += [f"-v {volume_arg(v)}" for v in profile.serve.volumes]
     lines += _env_lines(launch.env)
     lines.append(R.shell_quote(node_image(profile, launch.node) or "<IMAGE>"))
     return lines

@@ -81,7 +81,7 @@ def _scalar(value: Any, resolve: Resolver, field: str) -> str:
     return resolve(str(value), field)
 
 
-def _server_groups(profile: Profile, resolve: Resolver) -> list[list[str]]:
+def server_groups(profile: Profile, resolve: Resolver) -> list[list[str]]:
     """Flags after the model, grouped as they are written on one line."""
     serve = profile.serve
     groups: list[list[str]] = [["--port", str(serve.port), "--host", serve.host]]
@@ -98,7 +98,7 @@ def _server_groups(profile: Profile, resolve: Resolver) -> list[list[str]]:
     return groups
 
 
-def _entry_uses_model_flag(profile: Profile) -> bool:
+def entry_uses_model_flag(profile: Profile) -> bool:
     entry = (profile.image.entrypoint if profile.image else None) or []
     return any(API_SERVER_MODULE in part for part in entry)
 
@@ -117,10 +117,10 @@ def local_python(profile: Profile) -> str:
 
 
 def _argv(profile: Profile, resolve: Resolver) -> list[str]:
-    flags = [tok for group in _server_groups(profile, resolve) for tok in group]
+    flags = [tok for group in server_groups(profile, resolve) for tok in group]
     model = model_ref(profile)
     if profile.runtime == "docker":
-        if _entry_uses_model_flag(profile):
+        if entry_uses_model_flag(profile):
             return ["--model", model, *flags]
         return [model, *flags]
     local = profile.serve.local
@@ -129,7 +129,7 @@ def _argv(profile: Profile, resolve: Resolver) -> list[str]:
     return [local_python(profile), "-m", API_SERVER_MODULE, "--model", model, *flags]
 
 
-def _resolver(environ: Mapping[str, str]) -> Resolver:
+def resolver(environ: Mapping[str, str]) -> Resolver:
     return lambda value, field: expand(value, environ, field=field)
 
 
@@ -147,7 +147,7 @@ def render_argv(profile: Profile, environ: Mapping[str, str] | None = None) -> l
     ``${VAR}`` in engine-arg values is resolved from ``environ`` (default
     ``os.environ``); print the result only through ``display_argv``/``redact_argv``.
     """
-    return _argv(profile, _resolver(os.environ if environ is None else environ))
+    return _argv(profile, resolver(os.environ if environ is None else environ))
 
 
 def display_argv(profile: Profile) -> list[str]:
@@ -192,7 +192,7 @@ def secret_values(profile: Profile, environ: Mapping[str, str] | None = None) ->
     return found
 
 
-# --- docker run ------------------------------------------------------------------------------
+# --- shell text (the displayed docker run: console.profiles.container) ------------------------
 
 
 def shell_quote(token: str) -> str:
@@ -210,56 +210,6 @@ def shell_quote(token: str) -> str:
 
 def _dq_escape(text: str) -> str:
     return "".join("\\" + ch if ch in '\\"$`' else ch for ch in text)
-
-
-def _volume(spec: str) -> str:
-    """``~/x:/y`` keeps a bare ``~`` so the user's shell expands it."""
-    if spec.startswith("~/"):
-        return "~/" + shlex.quote(spec[2:])
-    return shlex.quote(spec)
-
-
-def docker_run_lines(profile: Profile) -> list[str]:
-    """``docker run`` as display lines (joined with `` \\`` continuations)."""
-    if profile.image is None:
-        raise ConsoleError(f"profile {profile.name}: a docker profile needs an 'image' section")
-    c = profile.serve.container
-    head = ["docker", "run", "-d", "--name", shlex.quote(container_name(profile))]
-    if c.gpus is not None:
-        # docker parses --gpus as CSV: a device list needs its own double quotes
-        gpus = f'"{c.gpus}"' if "," in c.gpus and not c.gpus.startswith('"') else c.gpus
-        head += ["--gpus", shlex.quote(gpus)]
-    if c.ipc:
-        head.append(f"--ipc={shlex.quote(c.ipc)}")
-    if c.network:
-        head += ["--network", shlex.quote(c.network)]
-    if c.shm_size:
-        head.append(f"--shm-size={shlex.quote(c.shm_size)}")
-    for cap in c.cap_add:
-        head += ["--cap-add", shlex.quote(cap)]
-    for container_port, host_port in c.ports.items():
-        head += ["-p", shlex.quote(f"{host_port}:{container_port.split('/')[0]}")]
-    head += [shlex.quote(a) for a in c.extra_args]
-    lines = [" ".join(head)]
-    lines += [f"-v {_volume(v)}" for v in profile.serve.volumes]
-    for key, value in profile.serve.env.items():
-        if value == f"${{{key}}}":
-            lines.append(f"-e {key}")  # docker copies it from the caller's environment
-        else:
-            lines.append(f"-e {shell_quote(f'{key}={display_value(value, key)}')}")
-    lines.append(shlex.quote(profile.image.run_image))
-    if profile.image.entrypoint and _entry_uses_model_flag(profile):
-        lines.append(f"--model {shell_quote(profile.serve.model)}")
-    else:
-        lines.append(shell_quote(profile.serve.model))
-    for group in _server_groups(profile, display_value):
-        lines.append(" ".join(shell_quote(tok) for tok in group))
-    return lines
-
-
-def render_docker_run(profile: Profile) -> str:
-    """One pasteable ``docker run -d`` (secrets stay ``${VAR}`` or show as ``***``)."""
-    return " \\\n".join(docker_run_lines(profile))
 
 
 # --- Dockerfile ------------------------------------------------------------------------------
@@ -458,9 +408,3 @@ def dockerfile_lines(profile: Profile) -> list[str]:
 def render_dockerfile(profile: Profile) -> str:
     """The image recipe as Dockerfile text."""
     return "\n".join(dockerfile_lines(profile)) + "\n"
-
-
-# Public names for the multi-node plan (console.profiles.nodes), which lays the
-# same flags and volumes out once per node.
-server_groups = _server_groups
-volume_arg = _volume

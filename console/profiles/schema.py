@@ -109,7 +109,6 @@ class ContainerSpec(_Strict):
     shm_size: str | None = None
     cap_add: list[str] = Field(default_factory=list)
     ports: dict[str, Annotated[int, Field(ge=1, le=65535)]] = Field(default_factory=dict)
-    extra_args: list[str] = Field(default_factory=list)
 
 
 class LocalSpec(_Strict):

@@ -58,7 +58,10 @@ if TYPE_CHECKING:
     from console.profiles.nodes import NodeLaunch
     from console.profiles.schema import NodeSpec, Profile
 
-LAUNCHER = Path(__file__).with_name("vllm_launcher.py")
+LAUNCHER = Path(__file__).resolve().parent.parent / "data" / "launchers" / "vllm_cli.py"
+"""Run by path with the node's Python; alone in its folder, because the folder of a
+script run by path comes first on sys.path (console/runtime/select.py would
+shadow the standard library's select)."""
 POLL_S = 0.5
 RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0"}
 JOINED = re.compile(r"rank 0 in world size (\d+) is assigned as")
@@ -84,6 +87,12 @@ class NodeProc:
     def label(self) -> str:
         where = f", netns {self.netns}" if self.netns else ""
         return f"{self.role} {self.name} (rank {self.rank}, pid {self.pid}{where})"
+
+
+def server_proc(procs: list[NodeProc]) -> NodeProc:
+    """The process whose log is the server's: vllm serve on a Ray head, else rank 0."""
+    server = next((p for p in procs if p.role == "server"), None)
+    return server or next((p for p in procs if p.rank == 0), procs[0])
 
 
 def _alive(proc: NodeProc) -> psutil.Process | None:
@@ -120,7 +129,9 @@ _ERRORISH = re.compile(r"Error|Exception|ERROR|CRITICAL|Traceback|Killed|fatal|f
 def log_error(path: Path) -> str:
     """The root cause in a node's log, or a plain note when its log has no error
     (a node killed from outside ends mid-log)."""
-    reason = failure_reason(tail_lines(path, 400))
+    from console.sanitize import clean_line
+
+    reason = clean_line(failure_reason(tail_lines(path, 400)))  # a log is untrusted text
     if _ERRORISH.search(reason):
         return reason
     return "no error in its log (stopped from outside?)"
@@ -227,12 +238,9 @@ class ClusterRuntime:
 
     def _save(self, rec: ServerRecord, procs: list[NodeProc]) -> ServerRecord:
         extra = {**rec.extra, "procs": [asdict(p) for p in procs]}
-        serving = next((p for p in procs if p.role == "server" or p.rank == 0), procs[0])
-        server = next((p for p in procs if p.role == "server"), None) or serving
-        new = ServerRecord(
-            **{**asdict(rec), "extra": extra, "pid": server.pid, "create_time": server.create_time}
-        )
-        new = ServerRecord(**{**asdict(new), "log": server.log})
+        server = server_proc(procs)
+        fields = {"extra": extra, "pid": server.pid, "create_time": server.create_time}
+        new = ServerRecord(**{**asdict(rec), **fields, "log": server.log})
         state.save(new, self.servers_dir)
         return new
 
@@ -446,9 +454,7 @@ class ClusterRuntime:
         deadline: float,
         timeout: float,
     ) -> ServerStatus:
-        server = next((p for p in procs if p.role == "server"), None) or next(
-            p for p in procs if p.rank == 0
-        )
+        server = server_proc(procs)
         reader = LogTail(Path(server.log))
         saw_ready = False
         joined = False
@@ -578,9 +584,7 @@ class ClusterRuntime:
             )
         if not rec.extra.get("serve", True):
             return self._status(rec, ServerState.READY, f"Ray cluster up ({len(procs)} nodes)")
-        server = next((p for p in procs if p.role == "server"), None) or next(
-            (p for p in procs if p.rank == 0), procs[0]
-        )
+        server = server_proc(procs)
         ok = health_in_netns(server.netns, rec.url) if server.netns else healthy(rec.url)
         if ok:
             return self._status(rec, ServerState.READY, f"ready at {rec.url} ({len(procs)} nodes)")
@@ -599,9 +603,11 @@ class ClusterRuntime:
                 hint=f"start it with `vllm-console up {profile.name}`",
             )
         reader = LogTail(Path(rec.log))
+        procs = self.procs(rec)
         while True:
             yield from reader.read()
-            if not follow or self.status_of(rec).state is not ServerState.READY:
+            # following ends when a node process ends (a cheap check, no HTTP)
+            if not follow or self._dead(procs):
                 yield from reader.flush()
                 return
             time.sleep(POLL_S)

@@ -31,8 +31,9 @@ from docker.types import DeviceRequest
 from console import paths
 from console.errors import ConsoleError
 from console.logs import Failure, LogParser, Ready
-from console.profiles import container_name, render_argv, render_env
+from console.profiles.container import container_run
 from console.profiles.redaction import api_key_to_env
+from console.profiles.render import container_name
 from console.profiles.schema import Profile
 from console.runtime import health
 from console.runtime.base import Leftover, LineCallback, ServerState, ServerStatus
@@ -443,15 +444,15 @@ class DockerRuntime:
             ) from None
 
     def _create(self, profile: Profile, image: Any, name: str) -> Any:
-        c = profile.serve.container
+        run = container_run(profile)  # the spec `profiles render --as docker` shows
         # The key goes in the environment: container argv shows in the host's `ps`.
-        command, key_env = api_key_to_env(render_argv(profile))
+        command, key_env = api_key_to_env(run.argv)
         kwargs: dict[str, Any] = {
             "image": image.id,
             "command": command,
             "name": name,
             "detach": True,
-            "environment": {**render_env(profile), **key_env},
+            "environment": {**run.env, **key_env},
             "volumes": _volumes(profile),
             "labels": {
                 LABEL_SERVER: profile.name,
@@ -461,22 +462,18 @@ class DockerRuntime:
                 LABEL_SOURCE: profile.source or "",
             },
         }
-        if c.gpus:
-            kwargs["device_requests"] = [_parse_gpus(c.gpus)]
-        if c.ipc:
-            kwargs["ipc_mode"] = c.ipc
-        if c.network:
-            kwargs["network_mode"] = c.network
-        if c.shm_size:
-            kwargs["shm_size"] = c.shm_size
-        if c.cap_add:
-            kwargs["cap_add"] = list(c.cap_add)
-        if c.ports:
-            # Published on loopback only: whatever we serve stays local unless the
-            # user publishes it otherwise (extra_args are for `docker run` display).
-            kwargs["ports"] = {
-                (k if "/" in k else f"{k}/tcp"): ("127.0.0.1", v) for k, v in c.ports.items()
-            }
+        if run.gpus:
+            kwargs["device_requests"] = [_parse_gpus(run.gpus)]
+        if run.ipc:
+            kwargs["ipc_mode"] = run.ipc
+        if run.network:
+            kwargs["network_mode"] = run.network
+        if run.shm_size:
+            kwargs["shm_size"] = run.shm_size
+        if run.cap_add:
+            kwargs["cap_add"] = list(run.cap_add)
+        if run.ports:
+            kwargs["ports"] = {p.container_port: (p.host_ip, p.host_port) for p in run.ports}
         try:
             return self._call(self.client.containers.create, **kwargs)
         except docker.errors.ImageNotFound:

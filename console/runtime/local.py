@@ -447,6 +447,12 @@ class LocalRuntime:
             if not wait:
                 return self.status(profile)
             return self._await(rec, on_line=on_line, timeout=timeout, offset=0)
+        if rec is not None and session_members(rec):
+            # The last server's API died but its engine still holds its memory.
+            ended = self.down_record(rec, timeout=10.0)
+            say = on_line or self.progress
+            if say is not None:
+                say(f"ended what was left of the previous server: {ended.detail}")
         host, port = profile.serve.host, profile.serve.port
         if port_in_use(host, port):
             raise ConsoleError(

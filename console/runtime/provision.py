@@ -315,8 +315,11 @@ def pip_install(
     progress: Progress | None = None,
     what: str = "pip install",
     hint: str | None = None,
+    no_deps: bool = False,
 ) -> None:
     argv = [str(python), "-m", "pip", "install", "--progress-bar", "off"]
+    if no_deps:
+        argv.append("--no-deps")
     if extra_index_url:
         argv += ["--extra-index-url", extra_index_url]
     argv += list(packages)

