@@ -248,16 +248,14 @@ def status_error(url: str, status: int, body: str = "") -> ServerError:
 def _transport_error(url: str, exc: Exception, connect_s: float, read_s: float) -> ServerError:
     import httpx
 
-    if isinstance(exc, httpx.ConnectTimeout):
-        return ServerError(
-            f"cannot reach {url}: no connection within the {connect_s:g} s connect timeout",
-            url=url,
-            kind="unreachable",
-            hint="is the server running and ready? Check the URL (--url) and `vllm-console status`",
+    if isinstance(exc, httpx.ConnectTimeout | httpx.ConnectError):
+        why = (
+            f"no connection within the {connect_s:g} s connect timeout"
+            if isinstance(exc, httpx.ConnectTimeout)
+            else "connection refused or host unreachable"
         )
-    if isinstance(exc, httpx.ConnectError):
         return ServerError(
-            f"cannot reach {url}: connection refused or host unreachable",
+            f"cannot reach {url}: {why}",
             url=url,
             kind="unreachable",
             hint="is the server running and ready? Check the URL (--url) and `vllm-console status`",

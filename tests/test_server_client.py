@@ -113,22 +113,17 @@ async def test_sse_yields_every_payload(hostile_server: HostileServer) -> None:
     assert len(payloads) == 1 + 2 + 11 + 1 + 1
 
 
-async def test_sse_line_cap(hostile_server: HostileServer) -> None:
-    limits = StreamLimits(max_line_bytes=100)
+@pytest.mark.parametrize(
+    ("limits", "cap"),
+    [(StreamLimits(max_line_bytes=100), "100 bytes"), (StreamLimits(max_bytes=1024), "1 KiB")],
+    ids=["line", "stream"],
+)
+async def test_sse_caps(hostile_server: HostileServer, limits: StreamLimits, cap: str) -> None:
     async with ServerClient(hostile_server.url("escape")) as client:
         with pytest.raises(ServerError) as info:
             async for _ in client.sse("/v1/chat/completions", {}, limits):
                 pass
-    assert info.value.kind == "too_large" and "100 bytes size cap" in info.value.message
-
-
-async def test_sse_stream_cap(hostile_server: HostileServer) -> None:
-    limits = StreamLimits(max_bytes=1024)
-    async with ServerClient(hostile_server.url("escape")) as client:
-        with pytest.raises(ServerError) as info:
-            async for _ in client.sse("/v1/chat/completions", {}, limits):
-                pass
-    assert info.value.kind == "too_large" and "1 KiB size cap" in info.value.message
+    assert info.value.kind == "too_large" and f"{cap} size cap" in info.value.message
 
 
 async def test_sse_http_error_carries_the_servers_message(hostile_server: HostileServer) -> None:

@@ -114,7 +114,11 @@ async def _console_round(
     t0 = time.perf_counter()
     tokens = 0
     for i, text in enumerate(texts):
-        request = ChatRequest(model, [{"role": "user", "content": text}], max_tokens)
+        # the message exactly as `vllm bench serve` (openai-chat) sends it: a list of
+        # content parts; a plain string can render to other tokens, and under
+        # speculative decoding other tokens draft differently
+        content = [{"type": "text", "text": text}]
+        request = ChatRequest(model, [{"role": "user", "content": content}], max_tokens)
         result = await stream_chat(client, url, request, prompt_id=str(i))
         if not result.ok:
             raise ConsoleError(f"console request {i} failed: {result.error}")

@@ -305,6 +305,24 @@ _ENGINE_DEATH = re.compile(
 )
 
 
+def last_error(lines: list[str]) -> str:
+    """What a dead server's log says about its end, for ``status`` and ``down``.
+
+    ``failure_reason`` falls back to the last line; when that line is no error
+    (an access-log line, say), the log simply ends: the process was killed
+    from outside, which is worth saying instead of quoting an INFO line."""
+    death = engine_death(lines)
+    if death is not None:
+        return f"last error in its log: {death}"
+    reason = failure_reason(lines)
+    tail = next((clean(ln) for ln in reversed(lines) if clean(ln)), "")
+    level = _LEVEL.match(tail)
+    is_error = bool(_EXC.match(tail)) or bool(level and level["level"] in ("ERROR", "CRITICAL"))
+    if reason == tail and not is_error:
+        return "its log ends without an error (killed from outside: kill -9, the OOM killer?)"
+    return f"last error in its log: {reason}"
+
+
 def engine_death(lines: list[str]) -> str | None:
     """The log's account of a dead engine after the server was last ready, or None.
 
@@ -597,12 +615,11 @@ class LocalRuntime:
         if leader is None and not members:
             state.remove(rec.profile, self.servers_dir)
             _CHILDREN.pop(rec.pid, None)
-            reason = failure_reason(tail_lines(rec.log_path, 400))
+            ending = last_error(tail_lines(rec.log_path, 400))
             return self._status(
                 rec,
                 ServerState.STOPPED,
-                f"server (pid {rec.pid}) had already exited; cleared its record. "
-                f"Last error in its log: {reason}",
+                f"server (pid {rec.pid}) had already exited; cleared its record; {ending}",
             )
         if leader is not None:
             how = f"SIGTERM to pid {rec.pid}"
@@ -718,13 +735,12 @@ class LocalRuntime:
 
     def _leftover_detail(self, rec: ServerRecord, left: tuple[Leftover, ...]) -> str:
         total = sum(x.rss_bytes for x in left) / 2**30
-        lines = tail_lines(rec.log_path, 400)
-        reason = engine_death(lines) or failure_reason(lines)
+        ending = last_error(tail_lines(rec.log_path, 400))
         return (
             f"the API server (pid {rec.pid}) is gone but {len(left)} processes of its "
             f"session still run ({total:.1f} GiB): "
             + ", ".join(x.describe() for x in left)
-            + f". `vllm-console down {rec.profile}` ends them. Last error in its log: {reason}"
+            + f". `vllm-console down {rec.profile}` ends them; {ending}"
         )
 
     def _stale_detail(self, rec: ServerRecord) -> str:
@@ -736,8 +752,7 @@ class LocalRuntime:
             pass
         if port_in_use(rec.host, rec.port):
             parts.append(f"{_port_message(rec.host, rec.port)}")
-        lines = tail_lines(rec.log_path, 400)
-        parts.append(f"last error in its log: {engine_death(lines) or failure_reason(lines)}")
+        parts.append(last_error(tail_lines(rec.log_path, 400)))
         return "; ".join(parts) + f". `vllm-console down {rec.profile}` clears the record."
 
     def servers(self) -> list[ServerStatus]:

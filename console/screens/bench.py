@@ -25,6 +25,7 @@ from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Log
 
 from console import paths
 from console.errors import ConsoleError, UsageError
+from console.sanitize import clean, clean_log_line
 from console.screens.base import session_of
 from console.screens.messages import BenchRequested
 
@@ -280,7 +281,8 @@ class BenchScreen(Screen):
     # -- progress --------------------------------------------------------------
 
     def _log(self, line: str) -> None:
-        self.query_one("#bench-log", Log).write_line(line)
+        # Progress quotes servers (errors, model names): the one sanitiser.
+        self.query_one("#bench-log", Log).write_line(clean_log_line(line))
 
     @on(BenchProgress)
     def _progress(self, message: BenchProgress) -> None:
@@ -327,7 +329,7 @@ class BenchScreen(Screen):
         eq = equality(result)
         if eq is not None and eq["checked"]:
             lines.append(equality_line(eq))
-        self.query_one("#bench-headline", Static).update(Text("\n".join(lines)))
+        self.query_one("#bench-headline", Static).update(Text(clean("\n".join(lines))))
         table = self.query_one("#bench-table", DataTable)
         table.clear(columns=True)
         labels = [a.label for a in result.arms] or ["A"]

@@ -48,6 +48,7 @@ from console.sanitize import clean_line
 from console.screens.base import session_of
 from console.screens.messages import ActiveProfileChanged, ServerStatusBroadcast
 from console.widgets.acceptance_bars import FORMULA, AcceptanceBars
+from console.widgets.cluster_panel import ClusterStrip
 from console.widgets.events_panel import EventsPanel
 from console.widgets.gauge import Gauge
 from console.widgets.memory_panel import GpuView, MemoryPanel, ProcessAlloc
@@ -308,6 +309,9 @@ class DashboardScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("connecting…", id="dash-status")
+        yield ClusterStrip(
+            lambda: getattr(session_of(self.app), "profile", None), id="dash-cluster"
+        )
         with Grid(id="dash-grid"):
             with Vertical(id="panel-gpu", classes="panel") as p:
                 p.border_title = "GPU"
