@@ -284,16 +284,14 @@ class ConsoleApp(App[None]):
 
     @on(HistoryEventDetected)
     def _history_event(self, message: HistoryEventDetected) -> None:
-        """Alerts become notices (down and restarts the dashboard already reports
-        while it shows)."""
+        """Threshold alerts become notices. Down, back up and restarts are not
+        repeated here: the dashboard's status line and notices report them, and the
+        Events panel (e) lists them."""
         from console import sanitize
         from console.history.events import is_alert
 
         ev = message.event
-        if not is_alert(ev):
-            return
-        dashboard = self.mode_screens.get("dashboard")
-        if ev.kind in ("down", "restarted") and dashboard is not None and self.screen is dashboard:
+        if not is_alert(ev) or ev.kind in ("down", "restarted"):
             return
         self.notify(
             sanitize.clean_line(ev.message),
