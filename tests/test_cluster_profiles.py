@@ -48,7 +48,7 @@ def test_render_docker_shows_head_worker_ray_tp2_and_interfaces(capsys) -> None:
     worker = out.index("# worker spark-b")
     head = out.index("# head spark-a")
     serve = out.index("docker exec vllm-gemma4-26b-2node-spark-a vllm")
-    assert worker < head < serve  # workers, then the head, then the server on the head
+    assert head < worker < serve  # Ray: the head (GCS), the workers, the server on the head
     assert "docker -H 'ssh://<USER>@<SPARK_B_HOST>' run -d" in out
     assert out.count("--network host") == 2 and out.count("--ipc=host") == 2
     assert out.count("--entrypoint ray") == 2 and out.count("--gpus all") == 2
@@ -91,6 +91,9 @@ def test_vllm_executor_plan_ranks_and_headless() -> None:
         assert launch.env["VLLM_HOST_IP"] == launch.node.address
         assert launch.env["GLOO_SOCKET_IFNAME"] == "enp1s0f0np0"
     assert "--headless" in worker.args and "--headless" not in head.args
+    shown = nodes.render_docker(profile)  # vLLM: the followers first, then rank 0
+    assert shown.index("# worker spark-b") < shown.index("# head spark-a")
+    assert "--nnodes 2" in shown and "--headless" in shown and "ray" not in shown.split()
     assert "--port" in head.args and "--port" not in worker.args
 
 

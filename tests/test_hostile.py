@@ -31,9 +31,7 @@ from tests.fixtures.hostile_server import (
     HostileServer,
     nonfinite_page,
 )
-from tests.screen_helpers import private_state, wait_until
-
-__all__ = ["private_state"]  # the fixture, used by name
+from tests.screen_helpers import wait_until
 
 UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 

@@ -11,9 +11,7 @@ from textual.widgets import DataTable, Input, Log, Static
 from console.app import ConsoleApp
 from console.screens.bench import BenchScreen, arm_spec
 from console.session import Session
-from tests.screen_helpers import DOWN_URL, private_state, wait_until
-
-__all__ = ["private_state"]
+from tests.screen_helpers import DOWN_URL, wait_until
 
 
 def test_arm_text_is_a_url_or_a_profile() -> None:

@@ -24,7 +24,7 @@ from console.widgets.events_panel import EventsPanel
 from console.widgets.gauge import Gauge
 from console.widgets.stat_tile import StatTile
 from console.widgets.throughput_chart import ThroughputChart
-from tests.screen_helpers import private_state, wait_until  # noqa: F401
+from tests.screen_helpers import wait_until
 from tests.test_metrics import build_page
 
 SERVER = "http://127.0.0.1:18001"
@@ -89,7 +89,7 @@ async def live_reference(app: ReplayApp, pilot, src: ReplaySource, index: int) -
     return got
 
 
-async def test_replay_shows_what_the_live_dashboard_showed(private_state, source) -> None:  # noqa: F811
+async def test_replay_shows_what_the_live_dashboard_showed(private_state, source) -> None:
     app = ReplayApp(source)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.screen
@@ -109,7 +109,7 @@ async def test_replay_shows_what_the_live_dashboard_showed(private_state, source
         assert shown(screen) == await live_reference(app, pilot, source, 43)
 
 
-async def test_cursor_keys_and_events(private_state, source) -> None:  # noqa: F811
+async def test_cursor_keys_and_events(private_state, source) -> None:
     app = ReplayApp(source)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.screen

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from console.errors import ConsoleError, UsageError
+from console.validate import server_url
 
 if TYPE_CHECKING:
     from console.config import ConsoleConfig
@@ -67,7 +68,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "record",
         help="watch one server in the foreground and write its history (up --record runs it)",
     )
-    rec.add_argument("--url", dest="record_url", metavar="URL", help="server base URL")
+    rec.add_argument(
+        "--url", type=server_url, dest="record_url", metavar="URL", help="server base URL"
+    )
     rec.add_argument("--profile", dest="record_profile", metavar="NAME", help="a profile's server")
     rec.add_argument("--interval", type=float, default=1.0, metavar="S", help="seconds (1)")
     rec.add_argument(

@@ -38,15 +38,14 @@ import psutil
 
 from console import paths
 from console.errors import ConsoleError
+from console.logs import READY_LINE, failure_reason
 from console.runtime import state
 from console.runtime.base import LineCallback, ServerState, ServerStatus
 from console.runtime.local import (
     CONSOLE_ENV,
     OFFLINE_ENV,
-    READY_LINE,
     LogTail,
     _parent_death_signal,
-    failure_reason,
     healthy,
     port_in_use,
     tail_lines,
@@ -325,7 +324,7 @@ class ClusterRuntime:
         )
         render_argv(profile)  # resolves ${VAR} now: a missing secret fails before any start
         plan = N.launches(profile, lambda value, _field: value)
-        order = plan if spec.backend == "ray" else list(reversed(plan))
+        order = N.start_order(spec, plan)
         rec = ServerRecord(
             profile=profile.name,
             pid=0,
