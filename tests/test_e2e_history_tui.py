@@ -20,7 +20,7 @@ from console.history.replay import ReplaySource
 from console.history.store import HistoryStore
 from console.screens.replay import ReplayApp, ReplayScreen
 from console.session import Session
-from tests.screen_helpers import private_state, wait_until  # noqa: F401
+from tests.screen_helpers import wait_until
 from tests.test_screens_replay import shown
 
 
@@ -41,7 +41,7 @@ def _load(url: str, model: str, stop: threading.Event) -> None:
 
 async def test_replay_shows_what_the_live_dashboard_showed(
     vllm_ngram_server,
-    private_state: Path,  # noqa: F811
+    private_state: Path,
 ) -> None:
     url = vllm_ngram_server.url
     stop = threading.Event()
