@@ -26,6 +26,7 @@ from console.server_client import auth_headers
 from console.server_client import normalize_url as normalize_url
 
 if TYPE_CHECKING:
+    from console.fleet import FleetSpec
     from console.history.live import SessionHistory
     from console.profiles.schema import Profile
     from console.runtime.base import ServerStatus
@@ -85,6 +86,9 @@ class Session:
     api_key: str | None = field(default=None, repr=False)
     profile: Profile | None = field(default=None, repr=False)
     """The loaded active profile (None when attached by URL only or not loadable)."""
+    fleet: FleetSpec | None = None
+    """Several servers asked for (``--url`` more than once, ``--discover``, ``--fleet``):
+    the TUI opens on the fleet view."""
     server_status: ServerStatus | None = field(default=None, repr=False)
     """The last status a runtime reported for the active profile's server."""
     history: SessionHistory | None = field(default=None, repr=False)

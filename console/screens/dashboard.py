@@ -263,6 +263,7 @@ class DashboardScreen(Screen):
         Binding("w", "toggle_scope", "Last 60 s / since start"),
         Binding("r", "refresh_now", "Refresh"),
         Binding("e", "toggle_events", "Events"),
+        Binding("f", "app.fleet", "Fleet"),
     ]
 
     scope: reactive[str] = reactive(WINDOW)
@@ -275,8 +276,12 @@ class DashboardScreen(Screen):
         live: bool = True,
         gpu_sampler: Callable[[], GpuSample] | None = None,
         clock: Callable[[], float] = time.time,
+        sampler: MetricsSampler | None = None,
     ) -> None:
         super().__init__()
+        self.fixed_sampler = sampler
+        """A fleet server's running sampler (the fleet view's drill-down); None: the
+        session's server."""
         self.clock = clock
         """Wall clock for the age of figures (fixed in snapshot tests)."""
         self.gpu_sampler = gpu_sampler
@@ -421,10 +426,14 @@ class DashboardScreen(Screen):
 
     # -- following the session's sampler -----------------------------------------
 
+    def _source(self) -> MetricsSampler:
+        """The sampler to follow: the fleet's one for its server, else the session's."""
+        return self.fixed_sampler or session_of(self).sampler
+
     def _follow(self, *, catch_up: bool = False) -> None:
         """Subscribe to the session's sampler (a new one when the URL changed) and
         show what it has: its history and its latest poll."""
-        sampler = session_of(self).sampler
+        sampler = self._source()
         if sampler is not self.sampler:
             if self._unsubscribe is not None:
                 self._unsubscribe()
@@ -440,6 +449,9 @@ class DashboardScreen(Screen):
                 self._show(last)
             else:
                 self.render_figures()
+
+    def _source_url(self) -> str:
+        return self.fixed_sampler.url if self.fixed_sampler else session_of(self).url
 
     def _render_status_if_shown(self) -> None:
         if self._visible.is_set() and self.tick is not None:
@@ -710,7 +722,7 @@ class DashboardScreen(Screen):
     def _status_line(self) -> tuple[bool, bool, str]:
         """(down, stale, text) of the status line."""
         tick = self.tick
-        url = tick.url if tick is not None else session_of(self).url
+        url = tick.url if tick is not None else self._source_url()
         now = self.clock()
         label = window_note(tick.window if tick else None) if self.scope == WINDOW else SINCE_START
         scope = f"[{label} · w]"
