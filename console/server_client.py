@@ -184,7 +184,7 @@ class Reply:
         """The body as JSON; a :class:`ServerError` (``protocol``) if it is not."""
         try:
             return json.loads(self.body)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: a hostile nesting
             raise ServerError(
                 f"{self.url}: the answer is not JSON ({exc})", url=self.url, kind="protocol"
             ) from None
@@ -213,7 +213,7 @@ def error_message(body: str) -> str:
 def _error_message(body: str) -> str:
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return body.strip()[:300] or "no details"
     if isinstance(data, dict):
         err = data.get("error")
