@@ -34,9 +34,7 @@ from console.screens.server import ServerScreen
 from console.session import Session
 from console.widgets.cluster_panel import ClusterPanel, ClusterStrip, render_cluster, strip_text
 from tests.netns import netns_pids, two_nodes
-from tests.screen_helpers import private_state, wait_until
-
-__all__ = ["private_state"]
+from tests.screen_helpers import wait_until
 
 pytestmark = pytest.mark.timeout(900)
 

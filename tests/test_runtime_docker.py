@@ -27,7 +27,7 @@ from console.runtime.build import build_image
 from console.runtime.docker import LABEL_SERVER, DockerRuntime
 from tests.helpers import free_port, wait_for
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("private_state")]
 
 FAKE_TAG = "vllm-console-test/fake-vllm:1"
 
@@ -64,12 +64,6 @@ if [ -n "$FAKE_LINGER" ]; then  # the API server died; an engine process lives o
   while :; do sleep 1; done
 fi
 """
-
-
-@pytest.fixture(autouse=True)
-def private_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("VLLM_CONSOLE_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("VLLM_CONSOLE_CONFIG_DIR", str(tmp_path / "config"))
 
 
 def image_section(tag: str = FAKE_TAG) -> dict:

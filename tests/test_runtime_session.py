@@ -189,7 +189,7 @@ def test_up_ends_what_is_left_of_the_previous_server_first(
     ],
 )
 def test_last_error_quotes_errors_only(tail: str, says: str) -> None:
-    from console.runtime.local import last_error
+    from console.logs import last_error
 
     lines = ["(APIServer pid=1) INFO 12-02 04:00:00 [api.py:1] Application startup complete.", tail]
     assert says in last_error(lines)

@@ -38,15 +38,14 @@ import psutil
 
 from console import paths
 from console.errors import ConsoleError
+from console.logs import READY_LINE, failure_reason
 from console.runtime import state
 from console.runtime.base import LineCallback, ServerState, ServerStatus
 from console.runtime.local import (
     CONSOLE_ENV,
     OFFLINE_ENV,
-    READY_LINE,
     LogTail,
     _parent_death_signal,
-    failure_reason,
     healthy,
     port_in_use,
     tail_lines,

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -31,7 +30,7 @@ import psutil
 
 from console import paths
 from console.errors import ConsoleError
-from console.logs import ANSI
+from console.logs import READY_LINE, bare, engine_death, failure_reason, last_error
 from console.runtime import health, state
 from console.runtime.base import Leftover, LineCallback, ServerState, ServerStatus
 from console.runtime.provision import Progress
@@ -40,7 +39,6 @@ from console.runtime.state import ServerRecord
 if TYPE_CHECKING:
     from console.profiles.schema import Profile
 
-READY_LINE = "Application startup complete."
 POLL_S = 0.25
 # Defaults for every local server; the profile's own env wins.
 CONSOLE_ENV = {
@@ -57,71 +55,6 @@ _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
 # --- log reading --------------------------------------------------------------------------------
-
-_PREFIX = re.compile(r"^\((?P<proc>[\w.-]+) pid=\d+\)\s+")
-_LEVEL = re.compile(
-    r"^(?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL)\s+\d{2}-\d{2} [\d:]{8}\s+"
-    r"\[[^\]]+\]\s+(?P<msg>.*)$"
-)
-_EXC = re.compile(
-    r"^(?P<type>[A-Za-z_][\w.]*(?:Error|Exception|Exit|Failure))(?::\s*(?P<msg>.*))?$"
-)
-# Wrappers vLLM raises after the real cause was already printed above them.
-_GENERIC = (
-    "Engine core initialization failed",
-    "See root cause above",
-    "Engine process failed to start",
-    "EngineCore failed to start",
-    "Failed core proc(s)",
-)
-
-
-def clean(line: str) -> str:
-    """A log line without colour codes and without the ``(Proc pid=N)`` prefix."""
-    return _PREFIX.sub("", ANSI.sub("", line)).strip()
-
-
-def failure_reason(lines: list[str]) -> str:
-    """The most telling error line of a failed start (the root cause, not the wrapper).
-
-    An exception whose message goes on over the next lines (pydantic's
-    ``1 validation error for ModelConfig`` then the actual complaint) keeps
-    its first continuation line."""
-    cleaned = [clean(raw) for raw in lines]
-    exceptions: list[str] = []
-    errors: list[str] = []
-    for index, line in enumerate(cleaned):
-        if not line:
-            continue
-        level = _LEVEL.match(line)
-        if level:
-            if level["level"] in ("ERROR", "CRITICAL"):
-                errors.append(level["msg"])
-            continue
-        if _EXC.match(line):
-            exceptions.append(_with_continuation(line, cleaned[index + 1 : index + 3]))
-    for pool in (exceptions, errors):
-        specific = [ln for ln in pool if not any(g in ln for g in _GENERIC)]
-        if specific:
-            return specific[-1]
-    if exceptions:
-        return exceptions[-1]
-    if errors:
-        return errors[-1]
-    tail = [ln for ln in cleaned if ln]
-    return tail[-1] if tail else "no output"
-
-
-def _with_continuation(line: str, following: list[str]) -> str:
-    if not following or not following[0]:
-        return line
-    nxt = following[0]
-    if nxt.startswith(("Traceback", "File ", "During handling", "The above")) or _EXC.match(nxt):
-        return line
-    if _LEVEL.match(nxt):
-        return line
-    text = f"{line}: {nxt}"
-    return text if len(text) <= 400 else text[:397] + "..."
 
 
 class LogTail:
@@ -295,53 +228,6 @@ def _port_message(host: str, port: int) -> str:
 def healthy(url: str, client: httpx.Client | None = None) -> bool:
     """/health answers 200, within the server client's deadline and size cap."""
     return health.probe(url, client).ok
-
-
-# What vLLM logs when its engine core (or a worker under it) dies under a live
-# API server (vllm/v1/engine/core_client.py, vllm/v1/executor, vllm/v1/utils.py).
-_ENGINE_DEATH = re.compile(
-    r"engine core exited unexpectedly|died unexpectedly|died with exit code|EngineDeadError"
-    r"|Engine core proc \S+ died"
-)
-
-
-def last_error(lines: list[str]) -> str:
-    """What a dead server's log says about its end, for ``status`` and ``down``.
-
-    ``failure_reason`` falls back to the last line; when that line is no error
-    (an access-log line, say), the log simply ends: the process was killed
-    from outside, which is worth saying instead of quoting an INFO line."""
-    death = engine_death(lines)
-    if death is not None:
-        return f"last error in its log: {death}"
-    reason = failure_reason(lines)
-    tail = next((clean(ln) for ln in reversed(lines) if clean(ln)), "")
-    level = _LEVEL.match(tail)
-    is_error = bool(_EXC.match(tail)) or bool(level and level["level"] in ("ERROR", "CRITICAL"))
-    if reason == tail and not is_error:
-        return "its log ends without an error (killed from outside: kill -9, the OOM killer?)"
-    return f"last error in its log: {reason}"
-
-
-def engine_death(lines: list[str]) -> str | None:
-    """The log's account of a dead engine after the server was last ready, or None.
-
-    The cause is the root error before the death notice when there is one
-    (e.g. an out-of-memory kill), else the notice itself."""
-    cleaned = [clean(ln) for ln in lines]
-    start = max((i for i, ln in enumerate(cleaned) if READY_LINE in ln), default=-1) + 1
-    after = cleaned[start:]
-    hits = [i for i, ln in enumerate(after) if _ENGINE_DEATH.search(ln)]
-    if not hits:
-        return None
-    notice = after[hits[0]]
-    level = _LEVEL.match(notice)
-    notice = level["msg"] if level else notice
-    before = [ln for ln in after[: hits[0]] if ln]
-    root = failure_reason(before) if before else None
-    if root and root != (before[-1] if before else None) and not _ENGINE_DEATH.search(root):
-        return f"{notice} (before it: {root})"
-    return notice
 
 
 def _parent_death_signal() -> None:
@@ -724,7 +610,7 @@ class LocalRuntime:
                 f"the engine of pid {rec.pid} is dead ({answer.describe()}): {cause}. "
                 f"`vllm-console down {rec.profile}` ends what is left (log: {rec.log})",
             )
-        last = next((clean(ln) for ln in reversed(lines) if clean(ln)), "no output yet")
+        last = next((bare(ln) for ln in reversed(lines) if bare(ln)), "no output yet")
         if any(READY_LINE in ln for ln in lines):
             return self._status(
                 rec,
