@@ -70,6 +70,7 @@ from console.screens.messages import (
     BuildRequested,
     ChatRequested,
     ConsoleRequest,
+    HistoryEventDetected,
     ProfileSwitchRequested,
     ServerActionRequested,
     ServerStatusBroadcast,
@@ -271,6 +272,14 @@ class ConsoleApp(App[None]):
 
     async def on_mount(self) -> None:
         self.sub_title = self.session.label
+        if self.session.history is None:
+            from console.history.live import SessionHistory
+
+            # Every poll of the session's samplers goes to the history file.
+            self.session.history = await asyncio.to_thread(
+                SessionHistory.from_config,
+                lambda ev: self.post_message(HistoryEventDetected(ev)),
+            )
         # Sampling belongs to the session: it runs whatever screen shows.
         _ = self.session.sampler
         await self.switch_mode(self.start_mode)
@@ -281,6 +290,24 @@ class ConsoleApp(App[None]):
 
     def on_unmount(self) -> None:
         self.session.close()
+
+    @on(HistoryEventDetected)
+    def _history_event(self, message: HistoryEventDetected) -> None:
+        """Threshold alerts become notices. Down, back up and restarts are not
+        repeated here: the dashboard's status line and notices report them, and the
+        Events panel (e) lists them."""
+        from console import sanitize
+        from console.history.events import is_alert
+
+        ev = message.event
+        if not is_alert(ev) or ev.kind in ("down", "restarted"):
+            return
+        self.notify(
+            sanitize.clean_line(ev.message),
+            title=f"{ev.kind} · {sanitize.clean_line(ev.server)}",
+            severity="error" if ev.severity == "critical" else "warning",
+            timeout=8,
+        )
 
     # -- actions -------------------------------------------------------------
 

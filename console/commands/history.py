@@ -404,6 +404,23 @@ def run_check(
     return 1 if alerts else 0
 
 
+def fleet_history(*, no_history: bool = False, on_alert: str | None = None) -> Any:
+    """A SessionHistory for ``monitor``'s fleet view: each server's polls recorded,
+    alerts to ``--on-alert`` (or the config's ``alerts.on_alert``)."""
+    from console.config import load_config
+    from console.history.alerts import AlertCommand, parse_command
+    from console.history.live import SessionHistory
+
+    config = load_config()
+    argv = parse_command(on_alert) if on_alert else config.alerts.on_alert
+    hook = AlertCommand(argv, report=lambda line: print(line, file=sys.stderr)) if argv else None
+    history = SessionHistory.from_config(on_event=hook)
+    if no_history and history.store is not None:
+        history.store.close()
+        history.store = None
+    return history
+
+
 def event_line(ev: Any) -> str:
     from console import sanitize
 

@@ -92,14 +92,22 @@ def run(args: argparse.Namespace, spec: FleetSpec) -> int:
                 out.write(render_table(rows) + "\n")
             out.flush()
             return 0 if all(r["ok"] for r in result["servers"]) else 1
-        return _live(targets, args.interval, args.json, record, out)
+        from console.commands.history import fleet_history
+
+        history = fleet_history(no_history=args.no_history, on_alert=args.on_alert)
+        return _live(targets, args.interval, args.json, record, out, history)
     finally:
         if record is not None:
             record.close()
 
 
 def _live(
-    targets: list[Target], interval: float, as_json: bool, record: IO[str] | None, out: IO[str]
+    targets: list[Target],
+    interval: float,
+    as_json: bool,
+    record: IO[str] | None,
+    out: IO[str],
+    history: Any = None,
 ) -> int:
     """Every server on its own sampler; the table (or a JSON line) every ``interval``."""
     rows: dict[str, FleetRow] = {t.url: FleetRow(target=t, state="connecting") for t in targets}
@@ -110,6 +118,9 @@ def _live(
             rows[row.target.url] = row
 
     samplers = start_samplers(targets, on_row, api_key=api_key_from_env(), poll_s=interval)
+    if history is not None:  # every server's polls to the history file (docs/history.md)
+        for sampler in samplers.values():
+            history.attach(sampler)
     redraw = out.isatty() and not as_json
     try:
         while True:
@@ -137,6 +148,8 @@ def _live(
         return 0
     finally:
         stop_samplers(samplers)
+        if history is not None:
+            history.close()
 
 
 def _report(sampler: MetricsSampler, target: Target) -> dict[str, Any]:

@@ -288,7 +288,7 @@ class ClusterRuntime:
 
         ``serve=False`` (Ray only) stops once the cluster formed: no vLLM server."""
         from console.profiles import nodes as N
-        from console.profiles.render import display_value, render_argv
+        from console.profiles.render import display_value, resolver
 
         rec = self.record(profile)
         if rec is not None and any(_alive(p) for p in self.procs(rec)):
@@ -308,9 +308,10 @@ class ClusterRuntime:
         LocalRuntime(state_dir=self.state_dir, provision=self.provision).prepare(
             profile, progress=self.progress or on_line
         )
-        render_argv(profile)  # resolves ${VAR} now: a missing secret fails before any start
-        plan = N.launches(profile, lambda value, _field: value)
+        # ${VAR} in engine args resolved now: a missing secret fails before any start
+        plan = N.launches(profile, resolver(os.environ))
         order = N.start_order(spec, plan)
+        shown_args = {p.rank: p.args for p in N.launches(profile, display_value)}
         rec = ServerRecord(
             profile=profile.name,
             pid=0,
@@ -337,7 +338,7 @@ class ClusterRuntime:
                 proc = self._spawn(profile, launch.node, launch.rank, launch.role, argv, env)
                 procs.append(proc)
                 rec = self._save(rec, procs)
-                shown = " ".join(display_value(a, "") for a in launch.args[:3])
+                shown = " ".join(shown_args[launch.rank][:3])  # never resolved secrets
                 say(f"[console] started {proc.label}: {launch.program} {shown} ...")
                 if spec.backend == "ray" and launch.rank == 0:
                     failed = self._await_ray(profile, rec, procs, 1, say, deadline)
@@ -373,7 +374,9 @@ class ClusterRuntime:
 
         spec = profile.cluster
         assert spec is not None
-        args = N.ray_serve_args(profile, lambda value, _field: value)
+        from console.profiles.render import resolver
+
+        args = N.ray_serve_args(profile, resolver(os.environ))
         return N.NodeLaunch(spec.head, 0, "server", "vllm", args, N.node_env(profile, spec.head))
 
     def _dead(self, procs: list[NodeProc]) -> list[NodeProc]:

@@ -42,12 +42,14 @@ from textual.worker import get_current_worker
 from console import metrics as M
 from console import procmem
 from console.gpu import GpuSample, default_sampler
+from console.history.store import Event
 from console.sampler import MetricsSampler, Tick
 from console.sanitize import clean_line
 from console.screens.base import session_of
 from console.screens.messages import ActiveProfileChanged, ServerStatusBroadcast
 from console.widgets.acceptance_bars import FORMULA, AcceptanceBars
 from console.widgets.cluster_panel import ClusterStrip
+from console.widgets.events_panel import EventsPanel
 from console.widgets.gauge import Gauge
 from console.widgets.memory_panel import GpuView, MemoryPanel, ProcessAlloc
 from console.widgets.stat_tile import StatTile
@@ -250,11 +252,17 @@ class DashboardScreen(Screen):
     DashboardScreen.-wide #spec-figures { width: 2fr; }
     DashboardScreen.-wide #spec-bars { width: 3fr; }
     DashboardScreen .tput { height: 1; }
+    DashboardScreen #dash-events {
+        border: round $primary 50%; border-title-color: $text-accent; padding: 0 1;
+        display: none;
+    }
+    DashboardScreen #dash-events.-shown { display: block; }
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("w", "toggle_scope", "Last 60 s / since start"),
         Binding("r", "refresh_now", "Refresh"),
+        Binding("e", "toggle_events", "Events"),
         Binding("f", "app.fleet", "Fleet"),
     ]
 
@@ -386,6 +394,9 @@ class DashboardScreen(Screen):
                         )
                         yield StatTile("drafts", id="spec-drafts", label_width=18)
                     yield AcceptanceBars(id="spec-bars")
+        events = EventsPanel(id="dash-events", lines=3)
+        events.border_title = "Events"
+        yield events
         yield Footer()
 
     def on_mount(self) -> None:
@@ -555,9 +566,27 @@ class DashboardScreen(Screen):
         if self._changed((selector, "display"), shown):
             self.query_one(selector).display = shown
 
+    def action_toggle_events(self) -> None:
+        """Show or hide the Events panel (restarts, KV high, queue growing, ...)."""
+        self.query_one("#dash-events").toggle_class("-shown")
+        self._render_events()
+
+    def events(self) -> list[Event]:
+        """What the session's history detected for this screen's server."""
+        history = getattr(session_of(self), "history", None)
+        if history is None or self.sampler is None:
+            return []
+        return history.events(self.sampler.url)
+
+    def _render_events(self) -> None:
+        panel = self.query_one("#dash-events", EventsPanel)
+        if panel.has_class("-shown"):
+            panel.show(self.events())
+
     def render_figures(self) -> None:
         """Push the latest poll's figures into the widgets, in the current scope."""
         self._render_status()
+        self._render_events()
         tick = self.tick
         if tick is None or tick.lifetime is None:
             return

@@ -146,15 +146,18 @@ class FleetScreen(ForwardWorkerErrors, Screen):
 
     def _start_polls(self, targets: list[Target]) -> None:
         """One sampler per server: their polls never wait on one another."""
-        self.samplers.update(
-            start_samplers(
-                targets,
-                lambda row: self.post_message(FleetRowUpdated(row)),
-                api_key=self._api_key(),
-                poll_s=self.poll_s,
-                timeout_s=self.timeout_s,
-            )
+        started = start_samplers(
+            targets,
+            lambda row: self.post_message(FleetRowUpdated(row)),
+            api_key=self._api_key(),
+            poll_s=self.poll_s,
+            timeout_s=self.timeout_s,
         )
+        history = getattr(getattr(self.app, "session", None), "history", None)
+        if history is not None:  # every fleet server's polls go to the history file
+            for sampler in started.values():
+                history.attach(sampler)
+        self.samplers.update(started)
 
     # -- handlers ------------------------------------------------------------
 
