@@ -316,7 +316,8 @@ async def test_fleet_view_three_real_servers_and_drill_down(vllm_server, vllm_ng
                 what=f"the dashboard of {url}",
             )
             dash = app.screen
-            assert dash._url == url
+            # The fleet's own sampler for that server, not the session's.
+            assert dash.sampler is screen.samplers[url] and dash.sampler.url == url
             assert dash.up is (url != DOWN_URL)
             status = str(dash.query_one("#dash-status").render())
             assert url in status and ("DOWN" in status) is (url == DOWN_URL)

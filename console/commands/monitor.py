@@ -244,7 +244,9 @@ def render_text(r: dict[str, Any]) -> str:
         lines.append(f"  NON-FINITE {names}: NaN/Inf on the page, shown as unknown (-),")
         lines.append("            windows over these counters skipped")
     if r.get("stale"):
-        lines.append(f"  STALE     last good sample {r.get('age_s', 0):.0f} s old")
+        lines.append(
+            f"  STALLED   stalled for {r.get('age_s', 0):.0f} s; the last good sample is shown"
+        )
     if r.get("counter_reset"):
         lines.append("  RESET     counters went down (server restarted): window restarted")
     if r.get("requests") is not None:
