@@ -284,7 +284,7 @@ def row_from_report(target: Target, report: dict[str, Any], *, polls: int = 0) -
     )
 
 
-COLUMNS = ("server", "model", "state", "gen tok/s", "KV %", "accept len", "run/wait", "vLLM")
+COLUMNS = ("server", "model", "state", "tok/s", "KV %", "acc len", "run/wait", "vLLM")
 """The fleet table's columns (TUI and ``monitor`` text)."""
 
 
@@ -319,7 +319,7 @@ def row_cells(row: FleetRow) -> tuple[str, ...]:
 
 
 LEGEND = (
-    "gen tok/s: over the last window; accept len: mean acceptance length "
+    "tok/s: generated, over the last window; acc len: mean acceptance length "
     "(* since start: no drafts in the window)"
 )
 

@@ -394,7 +394,12 @@ def test_reattach_and_follow_logs_through_a_restart(
     thread.start()
     ready = "INFO:     Application startup complete."
     wait_for(lambda: followed.count(ready) == 1, 20, "the first start-up in the followed log")
-    restarted = again.restart(profile, timeout=60)
+    # the engine restarts the container (`docker restart`, a restart policy)
+    docker_engine.client().containers.get(first.container_id).restart(timeout=10)
+    wait_for(
+        lambda: again.status(profile).state is ServerState.READY, 60, "ready after the restart"
+    )
+    restarted = again.status(profile)
     assert restarted.state is ServerState.READY, restarted.detail
     assert restarted.container_id == first.container_id
     wait_for(lambda: followed.count(ready) == 2, 30, "the log to continue after the restart")
