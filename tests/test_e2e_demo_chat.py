@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from textual.widgets import Input
 
 from console.app import ConsoleApp
 from console.cli import main
@@ -52,6 +53,9 @@ async def test_first_question_on_the_chat_screen(vllm_chat_server) -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.screen
         assert isinstance(screen, ChatScreen)
+        # The newcomer's sampling (the model's defaults: temperature 0.2), a shorter
+        # cap than the 512 default so a loaded box answers within the deadline.
+        screen.query_one("#chat-max-tokens", Input).value = "48"
         await pilot.click("#chat-input")
         await pilot.press(*QUESTION)
         await pilot.press("enter")
