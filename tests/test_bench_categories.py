@@ -78,8 +78,10 @@ def test_compare_sends_the_same_single_turn_prompts(tmp_path: Path) -> None:
     assert len(texts) == 80
     assert texts[70] == "Mostly food. Give me a plan with one food highlight per day."
     argv = vllm_bench_argv("py", "http://h:1", "m", "/tok", tmp_path / "d", 3, 32, tmp_path)
-    assert argv[1:3] == ["-P", str(Path("console/runtime/vllm_launcher.py").resolve())]
-    assert argv[3:5] == ["bench", "serve"]
+    from console.runtime.cluster import LAUNCHER
+
+    assert argv[1] == str(LAUNCHER) and Path(argv[1]).is_file()
+    assert argv[2:4] == ["bench", "serve"]
     joined = " ".join(argv)
     for flag in ("--max-concurrency 1", "--ignore-eos", "--sharegpt-output-len 32",
                  "--disable-shuffle", "--num-prompts 3", "--temperature 0"):  # fmt: skip
