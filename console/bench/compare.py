@@ -46,9 +46,14 @@ class Round:
     load_average: float | None = None
 
     @property
+    def same_work(self) -> bool:
+        """Both sides produced the same number of tokens (a failed request breaks it)."""
+        return self.console_tokens == self.vllm_tokens > 0
+
+    @property
     def ratio(self) -> float | None:
-        if not self.console_tok_s or not self.vllm_tok_s:
-            return None
+        if not self.console_tok_s or not self.vllm_tok_s or not self.same_work:
+            return None  # a round whose sides did different work compares nothing
         return self.console_tok_s / self.vllm_tok_s
 
 
@@ -86,6 +91,11 @@ class Comparison:
             lines.append(
                 f"{r.index + 1:>5} {r.first:>8} {_f(r.console_tok_s):>14} "
                 f"{_f(r.vllm_tok_s):>11} {_f(r.ratio, '.3f'):>6} {_f(r.load_average):>5}"
+                + (
+                    ""
+                    if r.same_work
+                    else f"  not counted: {r.console_tokens} vs {r.vllm_tokens} tokens"
+                )
             )
         med = self.median_ratio
         lines.append(
