@@ -27,7 +27,7 @@ from console.runtime.build import build_image
 from console.runtime.docker import LABEL_SERVER, DockerRuntime
 from tests.helpers import free_port, wait_for
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("private_state")]
 
 FAKE_TAG = "vllm-console-test/fake-vllm:1"
 
@@ -64,12 +64,6 @@ if [ -n "$FAKE_LINGER" ]; then  # the API server died; an engine process lives o
   while :; do sleep 1; done
 fi
 """
-
-
-@pytest.fixture(autouse=True)
-def private_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("VLLM_CONSOLE_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("VLLM_CONSOLE_CONFIG_DIR", str(tmp_path / "config"))
 
 
 def image_section(tag: str = FAKE_TAG) -> dict:
@@ -400,7 +394,12 @@ def test_reattach_and_follow_logs_through_a_restart(
     thread.start()
     ready = "INFO:     Application startup complete."
     wait_for(lambda: followed.count(ready) == 1, 20, "the first start-up in the followed log")
-    restarted = again.restart(profile, timeout=60)
+    # the engine restarts the container (`docker restart`, a restart policy)
+    docker_engine.client().containers.get(first.container_id).restart(timeout=10)
+    wait_for(
+        lambda: again.status(profile).state is ServerState.READY, 60, "ready after the restart"
+    )
+    restarted = again.status(profile)
     assert restarted.state is ServerState.READY, restarted.detail
     assert restarted.container_id == first.container_id
     wait_for(lambda: followed.count(ready) == 2, 30, "the log to continue after the restart")

@@ -15,7 +15,6 @@ from console.server_client import (
     Limits,
     ServerClient,
     ServerError,
-    StallWatch,
     StreamLimits,
     SyncServerClient,
     normalize_url,
@@ -141,15 +140,3 @@ def test_bearer_header_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.delenv("VLLM_API_KEY")
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     assert "Authorization" not in SyncServerClient("http://x")._headers
-
-
-def test_stall_watch() -> None:
-    watch = StallWatch(after_s=3.0)
-    assert watch.label(now=100.0) is None
-    watch.begin(now=100.0)
-    assert watch.label(now=102.0) is None
-    assert watch.label(now=105.0) == "stalled for 5 s (waiting for an answer)"
-    watch.ok(now=106.0)
-    assert watch.stalled_for(now=108.0) is None
-    watch.failed(ServerError("u: no complete answer", url="u", kind="deadline"), now=110.0)
-    assert watch.label(now=112.0) == "stalled for 6 s: u: no complete answer"
