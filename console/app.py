@@ -70,6 +70,7 @@ from console.screens.messages import (
     BuildRequested,
     ChatRequested,
     ConsoleRequest,
+    HistoryEventDetected,
     ProfileSwitchRequested,
     ServerActionRequested,
     ServerStatusBroadcast,
@@ -186,6 +187,11 @@ class ConsoleCommands(Provider):
                 "Restart the active profile's server",
                 partial(post, ServerActionRequested("restart")),
             ),
+            (
+                "Open fleet",
+                "Every server: --url, --discover and running profiles (key f on the dashboard)",
+                partial(app.run_action, "fleet"),
+            ),
             ("Build image", "Build the active profile's image", partial(post, BuildRequested())),
             ("Open chat", "Chat with the served model", partial(post, ChatRequested())),
             ("Run bench", "Benchmark speculative decoding", partial(post, BenchRequested())),
@@ -246,6 +252,8 @@ class ConsoleApp(App[None]):
         self.dark_theme = dark_theme
         self.light_theme = light_theme
         self.theme = dark_theme
+        self._fleet: Screen | None = None
+        """The fleet view, once opened (installed: it keeps polling state)."""
         self.mode_screens: dict[str, Screen] = {}
         """The screen instance of each mode, once created (for broadcasts)."""
         for spec in SCREEN_MODES:
@@ -264,14 +272,42 @@ class ConsoleApp(App[None]):
 
     async def on_mount(self) -> None:
         self.sub_title = self.session.label
+        if self.session.history is None:
+            from console.history.live import SessionHistory
+
+            # Every poll of the session's samplers goes to the history file.
+            self.session.history = await asyncio.to_thread(
+                SessionHistory.from_config,
+                lambda ev: self.post_message(HistoryEventDetected(ev)),
+            )
         # Sampling belongs to the session: it runs whatever screen shows.
         _ = self.session.sampler
         await self.switch_mode(self.start_mode)
         for notice in self.session.notices:
             self.notify(notice, title="profile not loaded", severity="warning", timeout=20)
+        if self.session.fleet is not None:
+            await self.action_fleet()
 
     def on_unmount(self) -> None:
         self.session.close()
+
+    @on(HistoryEventDetected)
+    def _history_event(self, message: HistoryEventDetected) -> None:
+        """Threshold alerts become notices. Down, back up and restarts are not
+        repeated here: the dashboard's status line and notices report them, and the
+        Events panel (e) lists them."""
+        from console import sanitize
+        from console.history.events import is_alert
+
+        ev = message.event
+        if not is_alert(ev) or ev.kind in ("down", "restarted"):
+            return
+        self.notify(
+            sanitize.clean_line(ev.message),
+            title=f"{ev.kind} · {sanitize.clean_line(ev.server)}",
+            severity="error" if ev.severity == "critical" else "warning",
+            timeout=8,
+        )
 
     # -- actions -------------------------------------------------------------
 
@@ -281,6 +317,24 @@ class ConsoleApp(App[None]):
             self.pop_screen()
         if self.current_mode != mode:
             await self.switch_mode(mode)
+
+    async def action_fleet(self) -> None:
+        """Show the fleet view (on the dashboard's stack), keeping its polls: it is
+        installed once, so leaving it does not forget its servers."""
+        from console.screens.fleet import FleetScreen
+
+        if _is_help(self.screen):
+            self.pop_screen()
+        if self.current_mode != "dashboard":
+            await self.switch_mode("dashboard")
+        if self._fleet is None:
+            self._fleet = FleetScreen()
+            self.install_screen(self._fleet, name="fleet")
+        if self._fleet in self.screen_stack:
+            while self.screen is not self._fleet:
+                self.pop_screen()
+            return
+        await self.push_screen(self._fleet)
 
     def action_leave_field(self) -> None:
         """Take focus out of a text field (a screen that binds Esc itself goes first)."""

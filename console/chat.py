@@ -151,11 +151,20 @@ def events_from_payload(data: str) -> list[Event] | None:
         return None
     try:
         chunk = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: a hostile nesting
         return [StreamError(f"the server sent a line that is not JSON: {data[:200]!r}")]
     if not isinstance(chunk, dict):
         return [StreamError(f"the server sent an unexpected event: {data[:200]!r}")]
-    return events_from_chunk(chunk)
+    try:
+        events = events_from_chunk(chunk)
+    except (AttributeError, TypeError, ValueError, OverflowError):
+        # Fields of the wrong type (a hostile or broken server): an error, not a crash.
+        return [StreamError(f"the server sent a malformed event: {data[:200]!r}")]
+    if any(
+        isinstance(e, ContentDelta | ReasoningDelta) and not isinstance(e.text, str) for e in events
+    ):
+        return [StreamError(f"the server sent a malformed event: {data[:200]!r}")]
+    return events
 
 
 # -- one answer --------------------------------------------------------------

@@ -31,6 +31,36 @@ COMMAND_MODULES = (
 )
 
 
+class FleetUrlAction(argparse.Action):
+    """``--url`` given more than once: ``url`` keeps the first (every command that
+    attaches to one server reads it), ``urls`` collects them all (the fleet)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # type: ignore[no-untyped-def]
+        urls = [*(getattr(namespace, "urls", None) or []), values]
+        namespace.urls = urls
+        if getattr(namespace, self.dest, None) is None:
+            setattr(namespace, self.dest, values)
+
+
+def add_fleet_args(parser: argparse.ArgumentParser) -> None:
+    """``--discover`` and ``--fleet`` (the TUI and ``monitor``)."""
+    from console.fleet import parse_port_range
+
+    parser.add_argument(
+        "--discover",
+        type=parse_port_range,
+        action="append",
+        default=None,
+        metavar="HOST:PORT-PORT",
+        help="probe a port range for vLLM servers and add them to the fleet (repeatable)",
+    )
+    parser.add_argument(
+        "--fleet",
+        action="store_true",
+        help="the fleet: every --url, every --discover find and every running profile's server",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vllm-console",
@@ -40,8 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--url",
         type=server_url,
-        help="attach the TUI to a running vLLM server (API key: VLLM_API_KEY or OPENAI_API_KEY)",
+        action=FleetUrlAction,
+        help="attach the TUI to a running vLLM server (API key: VLLM_API_KEY or "
+        "OPENAI_API_KEY); more than once: a fleet, shown in the fleet view",
     )
+    add_fleet_args(parser)
     parser.add_argument("--profile", help="the profile the TUI starts with")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:

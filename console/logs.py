@@ -689,3 +689,135 @@ def summarize(events: Iterable[LogEvent]) -> StartupSummary:
             s["last_spec_decode"] = e
     main = min(failures, key=lambda f: Failure.RANK.get(f.cause, 9)) if failures else None
     return StartupSummary(**s, failure=main, failures=tuple(failures))
+
+
+# --------------------------------------------------------------------------- a log's verdict
+#
+# What the runtimes say about a server from its log tail: ready yet, why it
+# failed, whether its engine died under a live API server. The local runtime,
+# the Docker runtime and the cluster runtime all ask here.
+
+READY_LINE = "Application startup complete."
+"""The line after which vLLM serves (``Ready``); /health confirms it."""
+
+# Wrappers vLLM raises after the real cause was already printed above them.
+_GENERIC = (
+    "Engine core initialization failed",
+    "See root cause above",
+    "Engine process failed to start",
+    "EngineCore failed to start",
+    "Failed core proc(s)",
+)
+# What vLLM logs when its engine core (or a worker under it) dies under a live
+# API server (vllm/v1/engine/core_client.py, vllm/v1/executor, vllm/v1/utils.py).
+_ENGINE_DEATH = re.compile(
+    r"engine core exited unexpectedly|died unexpectedly|died with exit code|EngineDeadError"
+    r"|Engine core proc \S+ died"
+)
+
+
+def bare(line: str) -> str:
+    """A line without colour codes and without the ``(Proc pid=N)`` prefix."""
+    line = clean(line)
+    m = BARE_PROC.match(line)
+    return (m["msg"] if m else line).strip()
+
+
+def _leveled(line: str) -> tuple[str | None, str]:
+    """(level, message) of a ``LEVEL MM-DD HH:MM:SS [file:n] msg`` line, else (None, line)."""
+    text = bare(line)
+    m = PREFIX.match(text)
+    return (m["level"], m["msg"].strip()) if m else (None, text)
+
+
+def _with_continuation(text: str, following: list[tuple[str | None, str]]) -> str:
+    """An exception whose message goes on over the next line keeps that line."""
+    if not following or not following[0][1]:
+        return text
+    level, nxt = following[0]
+    if level is not None or RE_EXCEPTION.match(nxt):
+        return text
+    if nxt.startswith(("Traceback", "File ", "During handling", "The above")):
+        return text
+    joined = f"{text}: {nxt}"
+    return joined if len(joined) <= 400 else joined[:397] + "..."
+
+
+def _reason(lines: list[tuple[str | None, str]]) -> str:
+    exceptions: list[str] = []
+    errors: list[str] = []
+    for index, (level, text) in enumerate(lines):
+        if not text:
+            continue
+        if level is not None:
+            if level in ("ERROR", "CRITICAL"):
+                errors.append(text)
+            continue
+        if RE_EXCEPTION.match(text):
+            exceptions.append(_with_continuation(text, lines[index + 1 : index + 3]))
+    for pool in (exceptions, errors):
+        specific = [ln for ln in pool if not any(g in ln for g in _GENERIC)]
+        if specific:
+            return specific[-1]
+    if exceptions:
+        return exceptions[-1]
+    if errors:
+        return errors[-1]
+    tail = [text for _, text in lines if text]
+    return tail[-1] if tail else "no output"
+
+
+def failure_reason(lines: list[str]) -> str:
+    """The most telling error line of a failed start (the root cause, not the wrapper).
+
+    An exception whose message goes on over the next lines (pydantic's
+    ``1 validation error for ModelConfig`` then the actual complaint) keeps
+    its first continuation line."""
+    return _reason([_leveled(ln) for ln in lines])
+
+
+def engine_death(lines: list[str]) -> str | None:
+    """The log's account of a dead engine after the server was last ready, or None.
+
+    The cause is the root error before the death notice when there is one
+    (e.g. an out-of-memory kill), else the notice itself."""
+    leveled = [_leveled(ln) for ln in lines]
+    start = max((i for i, (_, t) in enumerate(leveled) if READY_LINE in t), default=-1) + 1
+    after = leveled[start:]
+    hits = [i for i, (_, t) in enumerate(after) if _ENGINE_DEATH.search(t)]
+    if not hits:
+        return None
+    notice = after[hits[0]][1]
+    before = [pair for pair in after[: hits[0]] if pair[1]]
+    root = _reason(before) if before else None
+    if root and root != before[-1][1] and not _ENGINE_DEATH.search(root):
+        return f"{notice} (before it: {root})"
+    return notice
+
+
+def last_error(lines: list[str]) -> str:
+    """What a dead server's log says about its end, for ``status`` and ``down``.
+
+    ``failure_reason`` falls back to the last line; when that line is no error
+    (an access-log line, say), the log simply ends: the process was killed
+    from outside, which is worth saying instead of quoting an INFO line."""
+    death = engine_death(lines)
+    if death is not None:
+        return f"last error in its log: {death}"
+    leveled = [_leveled(ln) for ln in lines]
+    reason = _reason(leveled)
+    level, tail = next(((lv, t) for lv, t in reversed(leveled) if t), (None, ""))
+    is_error = bool(RE_EXCEPTION.match(tail)) or level in ("ERROR", "CRITICAL")
+    if reason == tail and not is_error:
+        return "its log ends without an error (killed from outside: kill -9, the OOM killer?)"
+    return f"last error in its log: {reason}"
+
+
+def worst_failure(lines: Iterable[str]) -> Failure | None:
+    """The most specific ``Failure`` the parser finds in ``lines`` (``Failure.RANK``)."""
+    parser = LogParser()
+    failures: list[Failure] = []
+    for line in lines:
+        failures += [e for e in parser.feed(line) if isinstance(e, Failure)]
+    failures += [e for e in parser.flush() if isinstance(e, Failure)]
+    return min(failures, key=lambda f: Failure.RANK.get(f.cause, 9)) if failures else None

@@ -184,7 +184,7 @@ class Reply:
         """The body as JSON; a :class:`ServerError` (``protocol``) if it is not."""
         try:
             return json.loads(self.body)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: a hostile nesting
             raise ServerError(
                 f"{self.url}: the answer is not JSON ({exc})", url=self.url, kind="protocol"
             ) from None
@@ -213,7 +213,7 @@ def error_message(body: str) -> str:
 def _error_message(body: str) -> str:
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return body.strip()[:300] or "no details"
     if isinstance(data, dict):
         err = data.get("error")
@@ -248,16 +248,14 @@ def status_error(url: str, status: int, body: str = "") -> ServerError:
 def _transport_error(url: str, exc: Exception, connect_s: float, read_s: float) -> ServerError:
     import httpx
 
-    if isinstance(exc, httpx.ConnectTimeout):
-        return ServerError(
-            f"cannot reach {url}: no connection within the {connect_s:g} s connect timeout",
-            url=url,
-            kind="unreachable",
-            hint="is the server running and ready? Check the URL (--url) and `vllm-console status`",
+    if isinstance(exc, httpx.ConnectTimeout | httpx.ConnectError):
+        why = (
+            f"no connection within the {connect_s:g} s connect timeout"
+            if isinstance(exc, httpx.ConnectTimeout)
+            else "connection refused or host unreachable"
         )
-    if isinstance(exc, httpx.ConnectError):
         return ServerError(
-            f"cannot reach {url}: connection refused or host unreachable",
+            f"cannot reach {url}: {why}",
             url=url,
             kind="unreachable",
             hint="is the server running and ready? Check the URL (--url) and `vllm-console status`",
@@ -715,52 +713,3 @@ def check_health(
     loads the CA bundle each time (~0.3 s of CPU on a busy box)."""
     with SyncServerClient(url, api_key=api_key, http=http) as client:
         return client.health(limits)
-
-
-# --------------------------------------------------------------------------- stall
-
-
-@dataclass
-class StallWatch:
-    """When the last good answer came, so a screen can say "stalled for N s".
-
-    Feed it each poll's outcome; the last good value stays with the caller
-    (this only keeps time). ``stalled_for`` is None while answers keep coming
-    within ``after_s``; a poll still in flight counts as not answered yet.
-    """
-
-    after_s: float = 3.0
-    last_ok_at: float | None = None
-    last_error: str | None = None
-    started_at: float | None = None
-
-    def ok(self, now: float | None = None) -> None:
-        self.last_ok_at = time.monotonic() if now is None else now
-        self.last_error = None
-
-    def failed(self, error: Exception | str, now: float | None = None) -> None:
-        if self.started_at is None:
-            self.started_at = time.monotonic() if now is None else now
-        self.last_error = error.message if isinstance(error, ConsoleError) else str(error)
-
-    def stalled_for(self, now: float | None = None) -> float | None:
-        """Seconds since the last good answer (or since the first try), when over ``after_s``."""
-        now = time.monotonic() if now is None else now
-        since = self.last_ok_at if self.last_ok_at is not None else self.started_at
-        if since is None:
-            return None
-        gap = now - since
-        return gap if gap > self.after_s else None
-
-    def begin(self, now: float | None = None) -> None:
-        """Call when polling starts, so a first poll that never ends shows as a stall."""
-        if self.started_at is None:
-            self.started_at = time.monotonic() if now is None else now
-
-    def label(self, now: float | None = None) -> str | None:
-        """``stalled for 12 s: <last error>`` or None while answers keep coming."""
-        gap = self.stalled_for(now)
-        if gap is None:
-            return None
-        why = f": {self.last_error}" if self.last_error else " (waiting for an answer)"
-        return f"stalled for {gap:.0f} s{why}"

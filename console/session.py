@@ -26,6 +26,8 @@ from console.server_client import auth_headers
 from console.server_client import normalize_url as normalize_url
 
 if TYPE_CHECKING:
+    from console.fleet import FleetSpec
+    from console.history.live import SessionHistory
     from console.profiles.schema import Profile
     from console.runtime.base import ServerStatus
     from console.sampler import MetricsSampler
@@ -84,8 +86,13 @@ class Session:
     api_key: str | None = field(default=None, repr=False)
     profile: Profile | None = field(default=None, repr=False)
     """The loaded active profile (None when attached by URL only or not loadable)."""
+    fleet: FleetSpec | None = None
+    """Several servers asked for (``--url`` more than once, ``--discover``, ``--fleet``):
+    the TUI opens on the fleet view."""
     server_status: ServerStatus | None = field(default=None, repr=False)
     """The last status a runtime reported for the active profile's server."""
+    history: SessionHistory | None = field(default=None, repr=False)
+    """Records every sampler's polls into the history file (the App sets it)."""
     _samplers: dict[str, MetricsSampler] = field(default_factory=dict, repr=False)
     notices: list[str] = field(default_factory=list, repr=False)
     """Problems found while building the session that the UI must show (e.g. the
@@ -156,6 +163,8 @@ class Session:
                 old.stop(timeout=0)
             self._samplers.clear()
             current = self._samplers[url] = MetricsSampler(url, api_key=self.api_key)
+            if self.history is not None:
+                self.history.attach(current)  # before start: no poll goes unrecorded
         return current.start()
 
     def samplers(self) -> list[MetricsSampler]:
@@ -179,6 +188,8 @@ class Session:
         for sampler in self._samplers.values():
             sampler.stop()
         self._samplers.clear()
+        if self.history is not None:
+            self.history.close()
 
     @property
     def label(self) -> str:

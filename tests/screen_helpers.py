@@ -15,15 +15,6 @@ DOWN_URL = "http://127.0.0.1:9"
 """Nothing listens here: a screen that probes it sees the server down at once."""
 
 
-@pytest.fixture
-def private_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("VLLM_CONSOLE_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("VLLM_CONSOLE_CONFIG_DIR", str(tmp_path / "config"))
-    monkeypatch.delenv("VLLM_API_KEY", raising=False)
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    return tmp_path
-
-
 async def wait_until(
     pilot: Pilot, cond: Callable[[], object], *, timeout: float, what: str, step: float = 0.1
 ) -> None:

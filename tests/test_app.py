@@ -3,8 +3,6 @@ of requests to the owning screen, and worker errors turned into notices."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from textual import work
 from textual.command import CommandPalette
@@ -25,16 +23,11 @@ from console.screens.messages import (
 )
 from console.session import Session, load_last_profile, load_profile_by_name
 
+pytestmark = pytest.mark.usefixtures("private_state")
+
+
 # Nothing listens here: screens that probe the server see it down, quickly.
 DOWN_URL = "http://127.0.0.1:9"
-
-
-@pytest.fixture(autouse=True)
-def private_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("VLLM_CONSOLE_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("VLLM_CONSOLE_CONFIG_DIR", str(tmp_path / "config"))
-    monkeypatch.delenv("VLLM_API_KEY", raising=False)
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
 
 
 def make_app() -> ConsoleApp:

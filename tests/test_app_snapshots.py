@@ -6,8 +6,6 @@ Update after an intended change with ``pytest tests/test_app_snapshots.py
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input, TextArea
@@ -17,15 +15,9 @@ from console.chat import Answer, ToolCall, Usage
 from console.screens.chat import ChatScreen
 from console.session import Session
 
+pytestmark = pytest.mark.usefixtures("private_state")
+
 DOWN_URL = "http://127.0.0.1:9"
-
-
-@pytest.fixture(autouse=True)
-def private_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("VLLM_CONSOLE_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("VLLM_CONSOLE_CONFIG_DIR", str(tmp_path / "config"))
-    monkeypatch.delenv("VLLM_API_KEY", raising=False)
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
 
 
 def fixed_answer(

@@ -17,7 +17,7 @@ from console.profiles import Profile, load_profile, nodes
 from console.profiles.catalogue import shipped
 from console.profiles.lint import lint
 from console.profiles.loader import ProfileError, deep_merge, load_file
-from console.profiles.render import display_value
+from console.profiles.render import display_value, resolver
 
 PRESET = "gemma4-26b-mtp-2node"
 
@@ -48,7 +48,7 @@ def test_render_docker_shows_head_worker_ray_tp2_and_interfaces(capsys) -> None:
     worker = out.index("# worker spark-b")
     head = out.index("# head spark-a")
     serve = out.index("docker exec vllm-gemma4-26b-2node-spark-a vllm")
-    assert worker < head < serve  # workers, then the head, then the server on the head
+    assert head < worker < serve  # Ray: the head (GCS), the workers, the server on the head
     assert "docker -H 'ssh://<USER>@<SPARK_B_HOST>' run -d" in out
     assert out.count("--network host") == 2 and out.count("--ipc=host") == 2
     assert out.count("--entrypoint ray") == 2 and out.count("--gpus all") == 2
@@ -91,6 +91,9 @@ def test_vllm_executor_plan_ranks_and_headless() -> None:
         assert launch.env["VLLM_HOST_IP"] == launch.node.address
         assert launch.env["GLOO_SOCKET_IFNAME"] == "enp1s0f0np0"
     assert "--headless" in worker.args and "--headless" not in head.args
+    shown = nodes.render_docker(profile)  # vLLM: the followers first, then rank 0
+    assert shown.index("# worker spark-b") < shown.index("# head spark-a")
+    assert "--nnodes 2" in shown and "--headless" in shown and "ray" not in shown.split()
     assert "--port" in head.args and "--port" not in worker.args
 
 
@@ -189,3 +192,36 @@ def test_cluster_schema_errors_name_the_field(tmp_path: Path) -> None:
     )
     with pytest.raises(ProfileError, match="node names must differ"):
         load_file(path)
+
+
+def test_missing_secret_fails_before_any_node_starts(tmp_path: Path, monkeypatch) -> None:
+    import sys
+
+    from console.errors import ConsoleError
+    from console.runtime.cluster import ClusterRuntime
+
+    monkeypatch.delenv("CLUSTER_TEST_KEY", raising=False)
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        f"""
+name: s
+runtime: local
+serve:
+  model: m
+  port: 18999
+  local: {{python: {sys.executable}}}
+  engine_args: {{tensor-parallel-size: 2, api-key: "${{CLUSTER_TEST_KEY}}"}}
+cluster:
+  backend: vllm
+  nodes:
+    - {{name: a, address: 127.0.0.1, interface: lo, gpus: 0}}
+    - {{name: b, address: 127.0.0.1, interface: lo, gpus: 0}}
+"""
+    )
+    runtime = ClusterRuntime(state_dir=tmp_path / "state")
+    with pytest.raises(ConsoleError, match="CLUSTER_TEST_KEY"):
+        runtime.up(load_file(path))
+    assert runtime.record("s") is None and not (tmp_path / "state" / "logs").exists()
+    # set, it reaches the argv of every rank
+    plan = nodes.launches(load_file(path), resolver({"CLUSTER_TEST_KEY": "k-123"}))
+    assert all("k-123" in p.args for p in plan)

@@ -29,13 +29,12 @@ from console.profiles import load_file
 from console.runtime import provision, ray_state
 from console.runtime.base import ServerState
 from console.runtime.cluster import ClusterRuntime, session_members
+from console.screens.dashboard import DashboardScreen
 from console.screens.server import ServerScreen
 from console.session import Session
-from console.widgets.cluster_panel import ClusterPanel, render_cluster
+from console.widgets.cluster_panel import ClusterPanel, ClusterStrip, render_cluster, strip_text
 from tests.netns import netns_pids, two_nodes
-from tests.screen_helpers import private_state, wait_until
-
-__all__ = ["private_state"]
+from tests.screen_helpers import wait_until
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -143,6 +142,22 @@ async def test_two_node_ray_cluster_view_kill_and_down(tmp_path: Path) -> None:
                 failure = str(screen.query_one("#srv-failure").render())
                 assert "worker b" in failure, failure
                 assert "1/2 nodes up" in _cluster_text(screen)
+
+                # the Dashboard's cluster line says the same, the dead node first
+                await pilot.press("1")
+                await wait_until(
+                    pilot,
+                    lambda: (
+                        isinstance(app.screen, DashboardScreen)
+                        and app.screen.query_one(ClusterStrip).view is not None
+                    ),
+                    timeout=60,
+                    what="the Dashboard's cluster line",
+                )
+                strip = app.screen.query_one(ClusterStrip)
+                line = strip_text(strip.view).plain
+                assert strip.display and line.startswith("cluster ray · 1/2 nodes up"), line
+                assert line.index("b dead") < line.index("a alive"), line
         finally:
             down = await asyncio.to_thread(runtime.down, profile)
         assert down.state is ServerState.STOPPED, down.detail

@@ -56,7 +56,11 @@ def test_ray_node_table_to_view(tmp_path: Path) -> None:
 
 def test_panel_text(tmp_path: Path) -> None:
     data = json.loads((DATA / "ray_nodes.json").read_text())
-    view = ClusterView("ray", _from_ray(profile(tmp_path), data), source="ray GCS node table")
+    view = ClusterView(
+        "ray",
+        _from_ray(profile(tmp_path), data),
+        source="Ray 2.60.0 GCS node table @ 10.78.0.1:6379",
+    )
     view.host_memory = {"total_bytes": 24 * 2**30, "available_bytes": 20 * 2**30}
     console = Console(width=100, file=io.StringIO(), color_system=None)
     console.print(render_cluster(view))

@@ -31,9 +31,6 @@ from console.runtime.base import ServerState
 from console.runtime.cluster import ClusterRuntime, session_members
 from tests.helpers import free_port, wait_for
 from tests.netns import netns_pids, two_nodes
-from tests.screen_helpers import private_state
-
-__all__ = ["private_state"]
 
 pytestmark = pytest.mark.timeout(1200)
 

@@ -5,7 +5,6 @@ survive a request the server refuses; the transcript on disk matches."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 from textual.widgets import Input, Markdown, Static
@@ -16,17 +15,9 @@ from console.screens.chat import ChatScreen
 from console.session import Session
 from console.widgets.chat_message import AssistantMessage
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("private_state")]
 
 DEADLINE_S = 240.0  # a loaded 2-core CI box generates a few tokens/s
-
-
-@pytest.fixture(autouse=True)
-def private_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    state = tmp_path / "state"
-    monkeypatch.setenv("VLLM_CONSOLE_STATE_DIR", str(state))
-    monkeypatch.setenv("VLLM_CONSOLE_CONFIG_DIR", str(tmp_path / "config"))
-    return state
 
 
 async def wait_for(pilot, condition, what: str, deadline_s: float = DEADLINE_S) -> None:

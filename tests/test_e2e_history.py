@@ -282,3 +282,35 @@ def _last_gen(db: Path, url: str) -> float | None:
     with HistoryStore(db, readonly=True) as s:
         rows = [r for r in s.samples(url) if r.ok]
     return rows[-1].gen_total if rows else None
+
+
+# --------------------------------------------------------------------------- up --record
+
+
+def test_background_recorder_writes_history_and_down_ends_it(vllm_server, env) -> None:
+    """``up --record``'s recorder: detached, writing samples, ended by its profile's ``down``."""
+    from console.history import background
+
+    pid = background.start("gemma3-270m-cpu", vllm_server.url)
+    try:
+        assert background.running("gemma3-270m-cpu") == pid
+        assert background.start("gemma3-270m-cpu", vllm_server.url) == pid  # one per profile
+        db = _db(env)
+        wait_for(
+            lambda: db.exists() and len(_stored_ts(db, vllm_server.url)) >= 3,
+            120,
+            "the background recorder's samples",
+        )
+    finally:
+        stopped = background.stop("gemma3-270m-cpu")
+    assert stopped
+    wait_for(lambda: not psutil.pid_exists(pid) or _zombie(pid), 30, "the recorder to end")
+    assert background.running("gemma3-270m-cpu") is None
+    assert background.stop("gemma3-270m-cpu") is False
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True

@@ -120,6 +120,7 @@ def test_kill_9_of_the_api_server_then_status_then_down_leaves_nothing(server: S
     wait_for(lambda: not api.is_running() or api.status() == "zombie", 30, "the API to die")
 
     status = server.cli("status")
+    print(status.stdout)  # the measured leftovers, for the record (pytest -s)
     assert status.returncode == 1, status.stdout + status.stderr
     out = status.stdout
     assert "gemma3-270m-cpu (local): failed" in out, out
@@ -130,6 +131,7 @@ def test_kill_9_of_the_api_server_then_status_then_down_leaves_nothing(server: S
     assert listed, out
 
     down = server.cli("down", "gemma3-270m-cpu")
+    print(down.stdout)
     assert down.returncode == 0, down.stderr
     assert down.stdout.count("stopped") == 1, down.stdout
     assert "ended" in down.stdout

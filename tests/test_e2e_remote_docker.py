@@ -24,13 +24,9 @@ from console.runtime.enginehost import check_host, engine_hostname, is_remote
 from tests.fixtures.sshd import SshServer
 from tests.test_runtime_docker import image_section, write_profile
 
+pytestmark = pytest.mark.usefixtures("private_state")
+
 SSH_TAG = "vllm-console-test/fake-vllm-ssh:1"
-
-
-@pytest.fixture(autouse=True)
-def private_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("VLLM_CONSOLE_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("VLLM_CONSOLE_CONFIG_DIR", str(tmp_path / "config"))
 
 
 @pytest.fixture
@@ -123,6 +119,7 @@ def test_docker_host_flag_overrides_the_profile(
 def test_unreachable_ssh_engine_is_one_clear_error(
     tmp_path, capsys, docker_engine, ssh_path: SshServer
 ) -> None:
+
     # Right sshd, wrong user: the key login is refused.
     bad = ssh_path.url.replace(f"{ssh_path.user}@", "nobody-here@")
     path = _with_docker_host(write_profile(tmp_path, "t-ssh-bad"), bad)

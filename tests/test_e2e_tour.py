@@ -5,7 +5,6 @@ answer arrives in between."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 
@@ -13,13 +12,7 @@ from console.app import SCREEN_MODES, ConsoleApp
 from console.screens.chat import ChatScreen
 from console.session import Session
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True)
-def private_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("VLLM_CONSOLE_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("VLLM_CONSOLE_CONFIG_DIR", str(tmp_path / "config"))
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("private_state")]
 
 
 async def test_tour_by_keys(vllm_ngram_server) -> None:

@@ -31,9 +31,7 @@ from tests.fixtures.hostile_server import (
     HostileServer,
     nonfinite_page,
 )
-from tests.screen_helpers import private_state, wait_until
-
-__all__ = ["private_state"]  # the fixture, used by name
+from tests.screen_helpers import wait_until
 
 UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
@@ -229,3 +227,21 @@ async def test_tui_dashboard_on_a_nan_page_stays_up(
         assert figures is not None and figures.kv_cache.usage is None
         assert app.is_running
         assert not any(n.severity == "error" for n in app._notifications)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        '{"choices": [1]}',
+        '{"choices": [{"delta": {"content": 5}}]}',
+        '{"choices": [{"delta": {"tool_calls": [{"index": "x"}]}}]}',
+        '{"usage": {"completion_tokens": 1e999}}',
+        "[" * 100_000 + "]" * 100_000,
+    ],
+    ids=["choice-not-object", "content-not-text", "bad-index", "infinite-usage", "deep-nesting"],
+)
+def test_malformed_stream_events_are_errors_not_crashes(payload: str) -> None:
+    from console.chat import StreamError, events_from_payload
+
+    events = events_from_payload(payload)
+    assert events is not None and len(events) == 1 and isinstance(events[0], StreamError)

@@ -21,13 +21,7 @@ from console.profiles import load_profile
 from console.runtime.build import ImageBuild, build_image, check_patch_sources, write_context
 from tests.helpers import wait_for
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True)
-def private_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("VLLM_CONSOLE_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("VLLM_CONSOLE_CONFIG_DIR", str(tmp_path / "config"))
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("private_state")]
 
 
 def write_profile(folder: Path, name: str, image: dict, **serve: object) -> Path:

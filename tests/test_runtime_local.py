@@ -21,9 +21,10 @@ import pytest
 
 from console.cli import main
 from console.errors import ConsoleError
+from console.logs import failure_reason
 from console.profiles import load_profile, with_overrides
 from console.runtime import ServerState, runtime_for, state
-from console.runtime.local import LocalRuntime, failure_reason
+from console.runtime.local import LocalRuntime
 from console.runtime.state import ServerRecord
 from tests.fixtures.vllm_server import VllmServer, free_port
 from tests.helpers import wait_for
@@ -46,12 +47,6 @@ def _metric(text: str, name: str) -> dict[str, float]:
             head, _, value = line.rpartition(" ")
             out[head[len(name) :]] = float(value)
     return out
-
-
-@pytest.fixture
-def private_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("VLLM_CONSOLE_STATE_DIR", str(tmp_path / "state"))
-    return tmp_path / "state"
 
 
 # --- the real server -----------------------------------------------------------------------

@@ -20,13 +20,9 @@ from console.errors import ConsoleError
 from console.runtime import models, provision
 from console.runtime.provision import RUNTIMES, RuntimeSpec
 
+pytestmark = pytest.mark.usefixtures("private_state")
+
 REAL_DATA = provision.paths.data_dir()
-
-
-@pytest.fixture(autouse=True)
-def private_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("VLLM_CONSOLE_STATE_DIR", str(tmp_path / "state"))
-    return tmp_path / "state"
 
 
 @pytest.fixture

@@ -101,6 +101,8 @@ def test_kill_9_of_the_leader_then_status_then_down_leaves_nothing(
         assert status.state is ServerState.FAILED, status
         assert f"the API server (pid {rec.pid}) is gone but 2 processes" in status.detail
         assert "`vllm-console down tree` ends them" in status.detail
+        # The log ends with an INFO line: no "last error" quoting it.
+        assert "its log ends without an error (killed from outside" in status.detail
         assert sorted(x.pid for x in status.leftovers) == sorted(p.pid for p in children)
         assert all(x.rss_bytes > 0 for x in status.leftovers)
         assert json.dumps([x.__dict__ for x in status.leftovers])  # --json can carry them
@@ -171,3 +173,23 @@ def test_up_ends_what_is_left_of_the_previous_server_first(
         assert any("ended what was left of the previous server" in s for s in said), said
         assert session_members(rec) == []
         assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in children)
+
+
+@pytest.mark.parametrize(
+    ("tail", "says"),
+    [
+        ('INFO:     127.0.0.1:1 - "GET /v1/models HTTP/1.1" 200 OK', "ends without an error"),
+        ("(EngineCore pid=7) ERROR 12-02 04:41:45 [core.py:1] out of memory", "out of memory"),
+        ("RuntimeError: CPU out of memory", "last error in its log: RuntimeError"),
+        (
+            "(APIServer pid=1) WARNING 12-02 04:41:45 [core_client.py:818] [shutdown] MPClient: "
+            "engine core exited unexpectedly; starting cleanup",
+            "last error in its log: [shutdown] MPClient: engine core exited unexpectedly",
+        ),
+    ],
+)
+def test_last_error_quotes_errors_only(tail: str, says: str) -> None:
+    from console.logs import last_error
+
+    lines = ["(APIServer pid=1) INFO 12-02 04:00:00 [api.py:1] Application startup complete.", tail]
+    assert says in last_error(lines)

@@ -11,9 +11,7 @@ from textual.widgets import DataTable, Input, Log, Static
 from console.app import ConsoleApp
 from console.screens.bench import BenchScreen, arm_spec
 from console.session import Session
-from tests.screen_helpers import DOWN_URL, private_state, wait_until
-
-__all__ = ["private_state"]
+from tests.screen_helpers import DOWN_URL, wait_until
 
 
 def test_arm_text_is_a_url_or_a_profile() -> None:
@@ -61,6 +59,20 @@ async def test_tiny_bench_fills_the_table(
         data = json.loads(screen.json_path.read_text())
         assert data["complete"] is True
         assert all(r["output_tokens"] == 8 for r in data["runs"])
+        # ctrl+o replays the run's samples: arm A's server, then arm B's
+        from console.screens.replay import ReplayScreen
+
+        for url in (vllm_server.url, vllm_ngram_server.url):
+            await pilot.press("ctrl+o")
+            await wait_until(
+                pilot, lambda: isinstance(app.screen, ReplayScreen), timeout=10, what="replay"
+            )
+            replay = app.screen
+            assert replay.source.server == url and replay.source.frames
+            assert screen.samples is not None
+            assert all(screen.samples.started - 1 <= f.ts for f in replay.source.frames)
+            await pilot.press("escape")
+            await wait_until(pilot, lambda: app.screen is screen, timeout=10, what="back")
 
 
 async def test_opens_without_a_text_field_focused_and_arms_from_the_profile_pair(

@@ -14,9 +14,7 @@ from console.buildlog import BuildDone, BuildOutput, parse_chunks, parse_lines
 from console.screens.build import DONE, FAILED, IDLE, BuildScreen
 from console.session import Session
 from console.widgets.log_view import LogView
-from tests.screen_helpers import DATA, DOWN_URL, private_state, wait_until
-
-__all__ = ["private_state"]
+from tests.screen_helpers import DATA, DOWN_URL, wait_until
 
 BUILDLOG = DATA / "buildlog"
 

@@ -21,13 +21,9 @@ from console.screens.messages import ChatRequested
 from console.session import Session
 from console.widgets.chat_message import AssistantMessage
 
+pytestmark = pytest.mark.usefixtures("private_state")
+
 DATA = Path(__file__).parent / "data"
-
-
-@pytest.fixture(autouse=True)
-def private_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("VLLM_CONSOLE_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("VLLM_CONSOLE_CONFIG_DIR", str(tmp_path / "config"))
 
 
 def replaying(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -25,9 +25,7 @@ from console.screens.dashboard import (
 from console.session import Session
 from console.widgets.acceptance_bars import AcceptanceBars
 from console.widgets.stat_tile import StatTile
-from tests.screen_helpers import DATA, private_state, wait_until
-
-__all__ = ["private_state"]
+from tests.screen_helpers import DATA, wait_until
 
 PARAGRAPH = (
     "The quick brown fox jumps over the lazy dog while the patient farmer counts "

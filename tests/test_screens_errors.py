@@ -14,9 +14,7 @@ from console.profiles import load_profile
 from console.runtime.base import ServerState
 from console.screens.server import ServerScreen
 from console.session import Session
-from tests.screen_helpers import DOWN_URL, private_state, wait_until
-
-__all__ = ["private_state"]
+from tests.screen_helpers import DOWN_URL, wait_until
 
 
 def notices(app: ConsoleApp) -> list[tuple[str, str]]:

@@ -8,9 +8,7 @@ from textual.widgets import Static
 from console.app import ConsoleApp
 from console.screens.profiles import ProfilesScreen, command_text, lint_summary
 from console.session import Session
-from tests.screen_helpers import DOWN_URL, private_state, wait_until
-
-__all__ = ["private_state"]
+from tests.screen_helpers import DOWN_URL, wait_until
 
 PRESETS = {"gemma3-270m-cpu", "gemma3-270m-cpu-ngram", "gemma4-26b-baseline", "gemma4-26b-mtp"}
 

@@ -17,9 +17,7 @@ from console.session import Session
 from console.widgets.log_view import LogView
 from console.widgets.startup_progress import Phase, StartupProgress
 from tests.helpers import free_port
-from tests.screen_helpers import DATA, DOWN_URL, private_state, wait_until
-
-__all__ = ["private_state"]
+from tests.screen_helpers import DATA, DOWN_URL, wait_until
 
 
 def server_screen(app: ConsoleApp) -> ServerScreen:

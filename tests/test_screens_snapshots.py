@@ -23,9 +23,7 @@ from console.screens.build import BuildScreen
 from console.screens.dashboard import DashboardScreen, GpuSampled, MetricsPolled, gpu_view_from
 from console.screens.server import LogEvents, ServerScreen
 from console.session import Session
-from tests.screen_helpers import DATA, DOWN_URL, private_state, wait_until
-
-__all__ = ["private_state"]
+from tests.screen_helpers import DATA, DOWN_URL, wait_until
 
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((160, 48), id="160x48")]
 

@@ -15,7 +15,6 @@ from console.server_client import (
     Limits,
     ServerClient,
     ServerError,
-    StallWatch,
     StreamLimits,
     SyncServerClient,
     normalize_url,
@@ -113,22 +112,17 @@ async def test_sse_yields_every_payload(hostile_server: HostileServer) -> None:
     assert len(payloads) == 1 + 2 + 11 + 1 + 1
 
 
-async def test_sse_line_cap(hostile_server: HostileServer) -> None:
-    limits = StreamLimits(max_line_bytes=100)
+@pytest.mark.parametrize(
+    ("limits", "cap"),
+    [(StreamLimits(max_line_bytes=100), "100 bytes"), (StreamLimits(max_bytes=1024), "1 KiB")],
+    ids=["line", "stream"],
+)
+async def test_sse_caps(hostile_server: HostileServer, limits: StreamLimits, cap: str) -> None:
     async with ServerClient(hostile_server.url("escape")) as client:
         with pytest.raises(ServerError) as info:
             async for _ in client.sse("/v1/chat/completions", {}, limits):
                 pass
-    assert info.value.kind == "too_large" and "100 bytes size cap" in info.value.message
-
-
-async def test_sse_stream_cap(hostile_server: HostileServer) -> None:
-    limits = StreamLimits(max_bytes=1024)
-    async with ServerClient(hostile_server.url("escape")) as client:
-        with pytest.raises(ServerError) as info:
-            async for _ in client.sse("/v1/chat/completions", {}, limits):
-                pass
-    assert info.value.kind == "too_large" and "1 KiB size cap" in info.value.message
+    assert info.value.kind == "too_large" and f"{cap} size cap" in info.value.message
 
 
 async def test_sse_http_error_carries_the_servers_message(hostile_server: HostileServer) -> None:
@@ -146,15 +140,3 @@ def test_bearer_header_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.delenv("VLLM_API_KEY")
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     assert "Authorization" not in SyncServerClient("http://x")._headers
-
-
-def test_stall_watch() -> None:
-    watch = StallWatch(after_s=3.0)
-    assert watch.label(now=100.0) is None
-    watch.begin(now=100.0)
-    assert watch.label(now=102.0) is None
-    assert watch.label(now=105.0) == "stalled for 5 s (waiting for an answer)"
-    watch.ok(now=106.0)
-    assert watch.stalled_for(now=108.0) is None
-    watch.failed(ServerError("u: no complete answer", url="u", kind="deadline"), now=110.0)
-    assert watch.label(now=112.0) == "stalled for 6 s: u: no complete answer"

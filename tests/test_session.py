@@ -17,14 +17,7 @@ from console.session import (
     save_last_profile,
 )
 
-
-@pytest.fixture(autouse=True)
-def private_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("VLLM_CONSOLE_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("VLLM_CONSOLE_CONFIG_DIR", str(tmp_path / "config"))
-    monkeypatch.delenv("VLLM_API_KEY", raising=False)
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    return tmp_path / "state"
+pytestmark = pytest.mark.usefixtures("private_state")
 
 
 @pytest.mark.parametrize(
@@ -88,8 +81,9 @@ def test_unknown_profile_given_is_an_error_but_a_stale_memory_is_not() -> None:
 
 
 def test_broken_memory_file_is_ignored(private_state: Path) -> None:
-    private_state.mkdir(parents=True)
-    (private_state / "session.json").write_text("{not json")
+    state = private_state / "state"
+    state.mkdir(parents=True)
+    (state / "session.json").write_text("{not json")
     assert load_last_profile() is None
 
 

@@ -114,7 +114,9 @@ def test_up_port_must_be_1_to_65535(env: dict[str, str], port: str) -> None:
 
 
 @pytest.mark.parametrize("url", ["http://", "ftp://box:8000", ":8000", "http://box:99999"])
-@pytest.mark.parametrize("command", [["monitor", "--once"], ["chat", "hi"], ["bench"], []])
+@pytest.mark.parametrize(
+    "command", [["monitor", "--once"], ["chat", "hi"], ["bench"], ["record"], []]
+)
 def test_url_needs_scheme_and_host(env: dict[str, str], command: list[str], url: str) -> None:
     args = [*command, "--url", url] if command else ["--url", url, "status"]
     proc = cli(env, *args)

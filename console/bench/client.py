@@ -177,7 +177,7 @@ async def stream_chat(
                     result.prompt_tokens = usage.get("prompt_tokens")
     except ServerError as exc:
         result.error = exc.message
-    except (json.JSONDecodeError, AttributeError, TypeError) as exc:
+    except (ValueError, RecursionError, AttributeError, TypeError) as exc:
         result.error = f"{type(exc).__name__} reading the stream from {endpoint}: {exc}"
     if last_choice_at is not None:
         result.latency = last_choice_at - sent

@@ -202,7 +202,7 @@ def _compare(args: argparse.Namespace, config: BenchConfig) -> int:
             max_tokens=config.max_tokens, rounds=args.rounds, on_round=progress,
         )
     )  # fmt: skip
-    print(result.render())
+    print(clean(result.render()))  # the model name comes from the server
     if args.json:
         path = Path(args.json).expanduser()
         path.write_text(json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n")

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from console.errors import ConsoleError, UsageError
+from console.validate import server_url
 
 if TYPE_CHECKING:
     from console.config import ConsoleConfig
@@ -67,7 +68,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "record",
         help="watch one server in the foreground and write its history (up --record runs it)",
     )
-    rec.add_argument("--url", dest="record_url", metavar="URL", help="server base URL")
+    rec.add_argument(
+        "--url", type=server_url, dest="record_url", metavar="URL", help="server base URL"
+    )
     rec.add_argument("--profile", dest="record_profile", metavar="NAME", help="a profile's server")
     rec.add_argument("--interval", type=float, default=1.0, metavar="S", help="seconds (1)")
     rec.add_argument(
@@ -399,6 +402,23 @@ def run_check(
     else:
         print(f"OK {url}: no alert threshold crossed")
     return 1 if alerts else 0
+
+
+def fleet_history(*, no_history: bool = False, on_alert: str | None = None) -> Any:
+    """A SessionHistory for ``monitor``'s fleet view: each server's polls recorded,
+    alerts to ``--on-alert`` (or the config's ``alerts.on_alert``)."""
+    from console.config import load_config
+    from console.history.alerts import AlertCommand, parse_command
+    from console.history.live import SessionHistory
+
+    config = load_config()
+    argv = parse_command(on_alert) if on_alert else config.alerts.on_alert
+    hook = AlertCommand(argv, report=lambda line: print(line, file=sys.stderr)) if argv else None
+    history = SessionHistory.from_config(on_event=hook)
+    if no_history and history.store is not None:
+        history.store.close()
+        history.store = None
+    return history
 
 
 def event_line(ev: Any) -> str:

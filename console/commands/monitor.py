@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from console.errors import ConsoleError, UsageError
+from console.fleet import parse_port_range
 from console.server_client import DEFAULT_URL
 from console.validate import server_url
 
@@ -48,8 +49,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--url",
         type=server_url,
         dest="monitor_url",
+        action="append",
         metavar="URL",
-        help=f"server base URL (default {DEFAULT_URL})",
+        help=f"server base URL (default {DEFAULT_URL}); more than once: a fleet "
+        '(--json prints {"servers": [...]})',
+    )
+    p.add_argument(
+        "--discover",
+        type=parse_port_range,
+        action="append",
+        dest="monitor_discover",
+        metavar="HOST:PORT-PORT",
+        help="probe a port range for vLLM servers and watch them all (repeatable)",
+    )
+    p.add_argument(
+        "--fleet",
+        action="store_true",
+        dest="monitor_fleet",
+        help="watch every --url, every --discover find and every running profile's server",
     )
     p.add_argument("--once", action="store_true", help="two scrapes --interval apart, one report")
     p.add_argument("--json", action="store_true", help="JSON (one object per sample)")
@@ -227,7 +244,9 @@ def render_text(r: dict[str, Any]) -> str:
         lines.append(f"  NON-FINITE {names}: NaN/Inf on the page, shown as unknown (-),")
         lines.append("            windows over these counters skipped")
     if r.get("stale"):
-        lines.append(f"  STALE     last good sample {r.get('age_s', 0):.0f} s old")
+        lines.append(
+            f"  STALLED   stalled for {r.get('age_s', 0):.0f} s; the last good sample is shown"
+        )
     if r.get("counter_reset"):
         lines.append("  RESET     counters went down (server restarted): window restarted")
     if r.get("requests") is not None:
@@ -336,9 +355,14 @@ def _emit(report: dict[str, Any], as_json: bool, out: IO[str], redraw: bool) -> 
 def run_monitor(args: argparse.Namespace) -> int:
     from console import metrics as M
 
-    url = M.base_url(args.monitor_url or getattr(args, "url", None) or DEFAULT_URL)
     if not args.interval > 0:
         raise UsageError(f"--interval {args.interval}: must be a positive number of seconds")
+    from console.commands import monitor_fleet
+
+    fleet = monitor_fleet.fleet_request(args)
+    if fleet is not None:
+        return monitor_fleet.run(args, fleet)
+    url = M.base_url((args.monitor_url or [None])[0] or getattr(args, "url", None) or DEFAULT_URL)
     if args.check:
         from console.commands.history import run_check
 

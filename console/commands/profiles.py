@@ -154,6 +154,15 @@ def cmd_show(args: argparse.Namespace) -> int:
         return 0
     print(f"# {profile.name} — {profile.source}")
     print(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100).rstrip())
+    if profile.cluster is not None:
+        from console.profiles import nodes
+
+        print("# per node (`profiles render NAME --as argv|docker`):")
+        if profile.runtime == "docker":
+            sys.stdout.write(nodes.render_docker(profile))
+        else:
+            _render_cluster(profile, argparse.Namespace(fmt="argv", json=False))
+        return 0
     print("# server command:")
     if profile.runtime == "docker":
         print(container.render_docker_run(profile))
@@ -347,7 +356,7 @@ def _render_cluster(profile: Profile, args: argparse.Namespace) -> int:
             )
         print(json.dumps(rows, indent=2))
         return 0
-    for launch in reversed(plan):
+    for launch in nodes.start_order(nodes.cluster(profile), plan):
         env = " ".join(
             render.shell_quote(f"{k}={render.display_value(v, k)}") for k, v in launch.env.items()
         )

@@ -16,6 +16,7 @@ from console.errors import ConsoleError
 from console.validate import port_number
 
 if TYPE_CHECKING:
+    from console.fleet import FleetSpec
     from console.runtime.base import ServerStatus
 
 WEB_HOST = "127.0.0.1"
@@ -95,8 +96,21 @@ def run_tui(args: argparse.Namespace) -> int:
     from console.session import Session
 
     session = Session.create(url=getattr(args, "url", None), profile=getattr(args, "profile", None))
+    session.fleet = fleet_spec(args)
     ConsoleApp(session=session).run()
     return 0
+
+
+def fleet_spec(args: argparse.Namespace) -> FleetSpec | None:
+    """The fleet the TUI opens on: ``--url`` more than once, ``--discover`` or
+    ``--fleet`` (running profiles' servers are always in it); None: one server."""
+    from console.fleet import FleetSpec
+
+    urls = tuple(getattr(args, "urls", None) or ())
+    ranges = tuple(getattr(args, "discover", None) or ())
+    if len(urls) <= 1 and not ranges and not getattr(args, "fleet", False):
+        return None
+    return FleetSpec(urls=urls, ranges=ranges, profiles=True)
 
 
 def _say(line: str) -> None:
@@ -175,8 +189,12 @@ def run_demo(args: argparse.Namespace) -> int:
 def web_command(args: argparse.Namespace) -> list[str]:
     """The argv textual-serve runs for each browser session (the TUI with the same target)."""
     argv = [sys.executable, "-m", "console"]
-    if getattr(args, "url", None):
-        argv += ["--url", args.url]
+    for url in getattr(args, "urls", None) or ([args.url] if getattr(args, "url", None) else []):
+        argv += ["--url", url]
+    for port_range in getattr(args, "discover", None) or []:
+        argv += ["--discover", str(port_range)]
+    if getattr(args, "fleet", False):
+        argv.append("--fleet")
     if getattr(args, "profile", None):
         argv += ["--profile", args.profile]
     return argv

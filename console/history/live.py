@@ -92,3 +92,58 @@ class SessionHistory:
         if self.store is not None:
             self.store.close()
             self.store = None
+
+
+class RunSamples:
+    """The samples of the servers one bench run uses, kept for a replay afterwards.
+
+    The session's own server is already recorded; any other arm's server gets
+    a sampler of its own for the run's duration (stopped by :meth:`finish`).
+    """
+
+    def __init__(self, history: SessionHistory, session_url: str | None, api_key: str | None):
+        import time
+
+        self.history = history
+        self.session_url = session_url
+        self.api_key = api_key
+        self.started = time.time()
+        self.ended: float | None = None
+        self.urls: list[str] = []
+        self._own: list[tuple[Any, Callable[[], None]]] = []
+
+    def watch(self, url: str) -> None:
+        from console.metrics import base_url
+        from console.sampler import MetricsSampler
+
+        url = base_url(url)
+        if url in self.urls or self.ended is not None:
+            return
+        self.urls.append(url)
+        if self.session_url is not None and url == base_url(self.session_url):
+            return
+        sampler = MetricsSampler(url, api_key=self.api_key)
+        self._own.append((sampler, self.history.attach(sampler)))
+        sampler.start()
+
+    def finish(self) -> None:
+        import time
+
+        self.ended = time.time()
+        for sampler, unsubscribe in self._own:
+            sampler.stop(timeout=0)
+            unsubscribe()
+        self._own.clear()
+
+    def source(self, url: str) -> Any:
+        """The run's span of ``url`` as a replay source (a second either side)."""
+        from console.history.replay import ReplaySource
+
+        if self.history.store is None:
+            return None
+        return ReplaySource.load(
+            self.history.store,
+            url,
+            since=self.started - 1.0,
+            until=(self.ended or self.started) + 1.0,
+        )

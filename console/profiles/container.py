@@ -55,6 +55,10 @@ class ContainerRun:
     shm_size: str | None = None
     cap_add: tuple[str, ...] = ()
     ports: tuple[PublishedPort, ...] = ()
+    entrypoint: str | None = None
+    """``--entrypoint`` (the nodes of a multi-node profile run ``ray`` or ``vllm``)."""
+    docker_host: str | None = None
+    """The engine it runs on (``docker -H ...``); None: the caller's default."""
 
     @property
     def argv(self) -> list[str]:
@@ -105,7 +109,8 @@ def volume_arg(spec: str) -> str:
 
 def run_lines(run: ContainerRun) -> list[str]:
     """A display spec as ``docker run -d`` lines (joined with `` \\`` continuations)."""
-    head = ["docker", "run", "-d", "--name", shlex.quote(run.name)]
+    docker = ["docker", "-H", shlex.quote(run.docker_host)] if run.docker_host else ["docker"]
+    head = [*docker, "run", "-d", "--name", shlex.quote(run.name)]
     if run.gpus is not None:
         # docker parses --gpus as CSV: a device list needs its own double quotes
         gpus = f'"{run.gpus}"' if "," in run.gpus and not run.gpus.startswith('"') else run.gpus
@@ -120,6 +125,8 @@ def run_lines(run: ContainerRun) -> list[str]:
         head += ["--cap-add", shlex.quote(cap)]
     for port in run.ports:
         head += ["-p", shlex.quote(port.flag)]
+    if run.entrypoint:
+        head += ["--entrypoint", shlex.quote(run.entrypoint)]
     lines = [" ".join(head)]
     lines += [f"-v {volume_arg(v)}" for v in run.volumes]
     for key, value in run.env.items():

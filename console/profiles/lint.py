@@ -11,141 +11,32 @@ import difflib
 import importlib.util
 import re
 import sys
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from console.errors import ConsoleError
 from console.profiles import catalogue as catalogue_mod
 from console.profiles.catalogue import Catalogue
+from console.profiles.lint_registry import (  # noqa: F401 (re-exported)
+    ALL,
+    RULES,
+    SEVERITIES,
+    Context,
+    Finding,
+    Rule,
+    Severity,
+    Version,
+    Versions,
+    rule,
+    rule_by_id,
+)
+from console.profiles.lint_registry import finding as _finding
+from console.profiles.lint_registry import fmt_version as _fmt
 from console.profiles.redaction import has_ref, is_secret_name
 from console.profiles.render import local_python
 from console.profiles.schema import Profile
 from console.profiles.userpath import expand_home
-
-Severity = Literal["error", "warning", "info"]
-SEVERITIES: tuple[Severity, ...] = ("error", "warning", "info")
-
-
-@dataclass(frozen=True)
-class Finding:
-    rule_id: str
-    severity: Severity
-    message: str
-    fix: str
-    field: str = ""
-    source: str = ""
-    """The issue, PR or source file the rule rests on (printed with the finding)."""
-    versions: str = ""
-    """The vLLM releases the rule applies to, as text (``0.21 – 0.24``, ``all``)."""
-
-    def to_dict(self) -> dict[str, str]:
-        return asdict(self)
-
-
-Version = tuple[int, int, int]
-
-
-@dataclass(frozen=True)
-class Versions:
-    """The vLLM releases a rule applies to: ``low`` inclusive, ``high`` exclusive."""
-
-    low: Version | None = None
-    high: Version | None = None
-
-    def __contains__(self, version: Version | None) -> bool:
-        if version is None:
-            return True  # unknown: the rule itself decides what it can say
-        if self.low is not None and version < self.low:
-            return False
-        return self.high is None or version < self.high
-
-    def __str__(self) -> str:
-        if self.low is None and self.high is None:
-            return "all versions"
-        if self.low is None:
-            return f"before {_fmt(self.high)}"  # type: ignore[arg-type]
-        if self.high is None:
-            return f"{_fmt(self.low)} and later"
-        return f"{_fmt(self.low)} up to (not incl.) {_fmt(self.high)}"
-
-
-ALL = Versions()
-
-
-@dataclass(frozen=True)
-class Rule:
-    id: str
-    severity: Severity
-    summary: str
-    check: Callable[[Context], Iterator[Finding]]
-    source: str
-    """URL of the issue, PR or source file the rule rests on."""
-    versions: Versions = ALL
-    verified: str = ""
-    """How the fact was checked (or that it was not: then the rule only warns)."""
-    explain: str = ""
-    """What goes wrong and why, for ``profiles check --explain``."""
-
-
-@dataclass(frozen=True)
-class Context:
-    profile: Profile
-    catalogue: Catalogue
-    vllm_version: Version | None
-    """The vLLM that will serve, when known (image ref/tag, or the probed runtime)."""
-
-    @property
-    def args(self) -> dict[str, Any]:
-        return self.profile.serve.engine_args
-
-    @property
-    def spec(self) -> dict[str, Any]:
-        return self.profile.serve.speculative_config or {}
-
-    def arg(self, name: str) -> Any:
-        return self.args.get(name)
-
-
-RULES: list[Rule] = []
-
-
-def rule(
-    rule_id: str,
-    severity: Severity,
-    summary: str,
-    *,
-    source: str,
-    versions: Versions = ALL,
-    verified: str,
-    explain: str = "",
-) -> Callable[..., Any]:
-    def register(fn: Callable[[Context], Iterator[Finding]]) -> Callable[..., Any]:
-        text = explain or " ".join((fn.__doc__ or summary).split())
-        RULES.append(Rule(rule_id, severity, summary, fn, source, versions, verified, text))
-        return fn
-
-    return register
-
-
-def rule_by_id(rule_id: str) -> Rule | None:
-    return next((r for r in RULES if r.id == rule_id), None)
-
-
-def _finding(rule_id: str, message: str, fix: str, field: str, severity: Severity | None = None):
-    found = rule_by_id(rule_id)
-    assert found is not None, rule_id
-    return Finding(
-        rule_id,
-        severity or found.severity,
-        message,
-        fix,
-        field,
-        source=found.source,
-        versions=str(found.versions),
-    )
-
 
 # --- helpers -------------------------------------------------------------------------------
 
@@ -159,10 +50,6 @@ def parse_version(text: str | None) -> Version | None:
     if not match:
         return None
     return int(match.group(1)), int(match.group(2)), int(match.group(3) or 0)
-
-
-def _fmt(version: Version) -> str:
-    return ".".join(map(str, version))
 
 
 def _is_gemma4(model: str) -> bool:

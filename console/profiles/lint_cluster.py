@@ -12,7 +12,8 @@ import subprocess
 from collections.abc import Iterator
 
 from console.profiles import nodes as N
-from console.profiles.lint import Context, Finding, _finding, rule
+from console.profiles.lint_registry import Context, Finding, rule
+from console.profiles.lint_registry import finding as _finding
 from console.profiles.schema import NodeSpec
 
 _MANAGED_FLAGS = (

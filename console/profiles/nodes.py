@@ -18,13 +18,13 @@ the classic hang on multi-NIC hosts is NCCL or Ray picking another one.
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from console.profiles import render as R
-from console.profiles.container import volume_arg
+from console.profiles.container import ContainerRun, display_run, run_lines
 
 if TYPE_CHECKING:
     from console.profiles.schema import ClusterSpec, NodeSpec, Profile
@@ -151,6 +151,17 @@ def launches(profile: Profile, resolve: R.Resolver) -> list[NodeLaunch]:
     return out
 
 
+ORDER_NOTE = {
+    "ray": "the head first (Ray's GCS), then the workers, then the server on the head",
+    "vllm": "the headless followers first, then rank 0 (it serves)",
+}
+
+
+def start_order(spec: ClusterSpec, plan: list[NodeLaunch]) -> list[NodeLaunch]:
+    """The order ``up`` starts nodes in (``down`` stops in reverse)."""
+    return list(plan) if spec.backend == "ray" else list(reversed(plan))
+
+
 def tensor_times_pipeline(profile: Profile) -> int:
     """TP x PP as the engine args say (1 where unset)."""
     args = profile.serve.engine_args
@@ -179,36 +190,23 @@ def _docker(node: NodeSpec) -> str:
     return f"docker -H {R.shell_quote(node.docker_host)}" if node.docker_host else "docker"
 
 
-def _env_lines(env: Mapping[str, str]) -> list[str]:
-    lines = []
-    for key, value in env.items():
-        if value == f"${{{key}}}":
-            lines.append(f"-e {key}")
-        else:
-            lines.append(f"-e {R.shell_quote(f'{key}={R.display_value(value, key)}')}")
-    return lines
-
-
-def _run_lines(profile: Profile, launch: NodeLaunch, entrypoint: str | None) -> list[str]:
-    c = profile.serve.container
-    name = container_name(profile, launch.node)
-    head = [_docker(launch.node), "run", "-d", "--name", R.shell_quote(name), "--network", "host"]
-    if c.gpus is not None:
-        # docker parses --gpus as CSV: a device list needs its own double quotes
-        gpus = f'"{c.gpus}"' if "," in c.gpus and not c.gpus.startswith('"') else c.gpus
-        head += ["--gpus", R.shell_quote(gpus)]
-    head.append(f"--ipc={R.shell_quote(c.ipc or 'host')}")
-    if c.shm_size:
-        head.append(f"--shm-size={R.shell_quote(c.shm_size)}")
-    for cap in c.cap_add:
-        head += ["--cap-add", R.shell_quote(cap)]
-    if entrypoint:
-        head += ["--entrypoint", R.shell_quote(entrypoint)]
-    lines = [" ".join(head)]
-    lines += [f"-v {volume_arg(v)}" for v in profile.serve.volumes]
-    lines += _env_lines(launch.env)
-    lines.append(R.shell_quote(node_image(profile, launch.node) or "<IMAGE>"))
-    return lines
+def node_run(profile: Profile, launch: NodeLaunch, entrypoint: str | None) -> ContainerRun:
+    """The node's container on the one container-run spec (display values): the
+    profile's options, host network and IPC, the node's name, image, engine and env."""
+    base = display_run(profile)
+    env = {k: R.display_value(v, k) for k, v in launch.env.items()}
+    return dataclasses.replace(
+        base,
+        name=container_name(profile, launch.node),
+        image=node_image(profile, launch.node) or "<IMAGE>",
+        command=(),
+        env=env,
+        network="host",
+        ipc=base.ipc or "host",
+        ports=(),  # host network: nothing to publish
+        entrypoint=entrypoint,
+        docker_host=launch.node.docker_host,
+    )
 
 
 def _where(node: NodeSpec) -> str:
@@ -231,20 +229,21 @@ def docker_lines(profile: Profile) -> list[str]:
     """The commands, per node, that bring the cluster up by hand (display only)."""
     spec = cluster(profile)
     plan = launches(profile, R.display_value)
-    order = list(reversed(plan))
     out: list[str] = [
-        f"# {profile.name}: {len(plan)} nodes, backend {spec.backend}; workers first, then the head"
+        f"# {profile.name}: {len(plan)} nodes, backend {spec.backend}; {ORDER_NOTE[spec.backend]}"
     ]
+    order = start_order(spec, plan)
     entry = profile.image.entrypoint if profile.image else None
     for launch in order:
         out.append("")
         out.append(f"# {launch.role} {launch.node.name} ({_where(launch.node)})")
         if spec.backend == "ray":
-            lines = _run_lines(profile, launch, "ray") + _split_args(launch.args)
+            lines = run_lines(node_run(profile, launch, "ray")) + _split_args(launch.args)
         else:
             # the image's entrypoint (vllm serve) takes the model and flags
             args = launch.args[1:] if entry and entry[-1:] == ["serve"] else launch.args
-            lines = _run_lines(profile, launch, None if entry else "vllm") + _split_args(args)
+            run = node_run(profile, launch, None if entry else "vllm")
+            lines = run_lines(run) + _split_args(args)
         out.append(" \\\n  ".join(lines))
     if spec.backend == "ray":
         head = spec.head

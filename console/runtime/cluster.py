@@ -31,24 +31,23 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import httpx
 import psutil
 
 from console import paths
 from console.errors import ConsoleError
+from console.logs import READY_LINE, failure_reason
 from console.runtime import state
 from console.runtime.base import LineCallback, ServerState, ServerStatus
 from console.runtime.local import (
     CONSOLE_ENV,
     OFFLINE_ENV,
-    READY_LINE,
     LogTail,
-    _parent_death_signal,
-    failure_reason,
     healthy,
     port_in_use,
+    spawn_logged,
     tail_lines,
 )
 from console.runtime.provision import Progress
@@ -264,30 +263,16 @@ class ClusterRuntime:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         log_path = self.logs_dir / f"{profile.name}-{node.name}-{role}-{stamp}.log"
         full = netns_argv(node.netns) + argv
-        with log_path.open("ab", buffering=0) as log:
-            try:
-                child = subprocess.Popen(
-                    full,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                    cwd=paths.ensure(self.state_dir),
-                    start_new_session=True,
-                    preexec_fn=_parent_death_signal if self.die_with_parent else None,
-                )
-            except OSError as exc:
-                raise ConsoleError(
-                    f"cannot start node {node.name} of {profile.name}: {full[0]}: "
-                    f"{exc.strerror or exc}",
-                    hint="`ip netns exec` needs root; a runtime needs "
-                    "`vllm-console runtime install NAME`",
-                ) from None
+        child, created = spawn_logged(
+            full,
+            log_path,
+            env=env,
+            cwd=paths.ensure(self.state_dir),
+            die_with_parent=self.die_with_parent,
+            what=f"node {node.name} of {profile.name}: {full[0]}",
+            hint="`ip netns exec` needs root; a runtime needs `vllm-console runtime install NAME`",
+        )
         _CHILDREN[child.pid] = child
-        try:
-            created = psutil.Process(child.pid).create_time()
-        except psutil.NoSuchProcess:
-            created = time.time()
         return NodeProc(node.name, rank, role, child.pid, created, str(log_path), node.netns)
 
     def up(
@@ -303,7 +288,7 @@ class ClusterRuntime:
 
         ``serve=False`` (Ray only) stops once the cluster formed: no vLLM server."""
         from console.profiles import nodes as N
-        from console.profiles.render import display_value, render_argv
+        from console.profiles.render import display_value, resolver
 
         rec = self.record(profile)
         if rec is not None and any(_alive(p) for p in self.procs(rec)):
@@ -323,9 +308,10 @@ class ClusterRuntime:
         LocalRuntime(state_dir=self.state_dir, provision=self.provision).prepare(
             profile, progress=self.progress or on_line
         )
-        render_argv(profile)  # resolves ${VAR} now: a missing secret fails before any start
-        plan = N.launches(profile, lambda value, _field: value)
-        order = plan if spec.backend == "ray" else list(reversed(plan))
+        # ${VAR} in engine args resolved now: a missing secret fails before any start
+        plan = N.launches(profile, resolver(os.environ))
+        order = N.start_order(spec, plan)
+        shown_args = {p.rank: p.args for p in N.launches(profile, display_value)}
         rec = ServerRecord(
             profile=profile.name,
             pid=0,
@@ -352,7 +338,7 @@ class ClusterRuntime:
                 proc = self._spawn(profile, launch.node, launch.rank, launch.role, argv, env)
                 procs.append(proc)
                 rec = self._save(rec, procs)
-                shown = " ".join(display_value(a, "") for a in launch.args[:3])
+                shown = " ".join(shown_args[launch.rank][:3])  # never resolved secrets
                 say(f"[console] started {proc.label}: {launch.program} {shown} ...")
                 if spec.backend == "ray" and launch.rank == 0:
                     failed = self._await_ray(profile, rec, procs, 1, say, deadline)
@@ -388,7 +374,9 @@ class ClusterRuntime:
 
         spec = profile.cluster
         assert spec is not None
-        args = N.ray_serve_args(profile, lambda value, _field: value)
+        from console.profiles.render import resolver
+
+        args = N.ray_serve_args(profile, resolver(os.environ))
         return N.NodeLaunch(spec.head, 0, "server", "vllm", args, N.node_env(profile, spec.head))
 
     def _dead(self, procs: list[NodeProc]) -> list[NodeProc]:
@@ -553,10 +541,6 @@ class ClusterRuntime:
         if notes:
             how += "; " + "; ".join(notes)
         return self._status(rec, ServerState.STOPPED, how)
-
-    def restart(self, profile: Profile, **kwargs: Any) -> ServerStatus:
-        self.down(profile)
-        return self.up(profile, **kwargs)
 
     # -- status and logs ------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from docker.types import DeviceRequest
 
 from console import paths
 from console.errors import ConsoleError
-from console.logs import Failure, LogParser, Ready
+from console.logs import READY_LINE, LogParser, Ready, engine_death, failure_reason, worst_failure
 from console.profiles.container import container_run
 from console.profiles.redaction import api_key_to_env
 from console.profiles.render import container_name
@@ -39,7 +39,6 @@ from console.runtime import health
 from console.runtime.base import Leftover, LineCallback, ServerState, ServerStatus
 from console.runtime.dockerclient import connect, daemon_down, engine_address, engine_hostname
 from console.runtime.dockerlogs import LogFollower, follow_lines, parse_engine_time
-from console.runtime.local import READY_LINE, engine_death, failure_reason
 
 LABEL_SERVER = "vllm-console.server"
 LABEL_URL = "vllm-console.url"
@@ -234,13 +233,8 @@ class DockerRuntime:
             text = container.logs(stdout=True, stderr=True).decode("utf-8", errors="replace")
         except docker.errors.APIError:
             text = ""
-        parser = LogParser()
-        failures: list[Failure] = []
-        for line in text.splitlines():
-            failures += [e for e in parser.feed(line) if isinstance(e, Failure)]
-        failures += [e for e in parser.flush() if isinstance(e, Failure)]
-        if failures:
-            best = min(failures, key=lambda f: Failure.RANK.get(f.cause, 9))
+        best = worst_failure(text.splitlines())
+        if best is not None:
             parts.append(best.message)
         elif text.strip():
             parts.append("last line: " + text.strip().splitlines()[-1][:300])
@@ -369,24 +363,6 @@ class DockerRuntime:
         with contextlib.suppress(docker.errors.NotFound):
             self._call(container.remove, force=True)
         return status
-
-    def restart(
-        self,
-        profile: Profile,
-        *,
-        on_line: LineCallback | None = None,
-        wait: bool = True,
-        timeout: float = 600.0,
-    ) -> ServerStatus:
-        """Restart the same container (its log continues); start it if there is none."""
-        container = self.find(profile)
-        if container is None:
-            return self.up(profile, on_line=on_line, wait=wait, timeout=timeout)
-        self._call(container.restart, timeout=10)
-        container.reload()
-        if not wait:
-            return self._status(profile, container, ServerState.STARTING)
-        return self._wait(profile, container, on_line=on_line, timeout=timeout)
 
     def logs(self, profile: Profile, *, follow: bool = False) -> Iterator[str]:
         container = self.find(profile)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -31,7 +30,7 @@ import psutil
 
 from console import paths
 from console.errors import ConsoleError
-from console.logs import ANSI
+from console.logs import READY_LINE, bare, engine_death, failure_reason, last_error
 from console.runtime import health, state
 from console.runtime.base import Leftover, LineCallback, ServerState, ServerStatus
 from console.runtime.provision import Progress
@@ -40,7 +39,6 @@ from console.runtime.state import ServerRecord
 if TYPE_CHECKING:
     from console.profiles.schema import Profile
 
-READY_LINE = "Application startup complete."
 POLL_S = 0.25
 # Defaults for every local server; the profile's own env wins.
 CONSOLE_ENV = {
@@ -57,71 +55,6 @@ _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
 # --- log reading --------------------------------------------------------------------------------
-
-_PREFIX = re.compile(r"^\((?P<proc>[\w.-]+) pid=\d+\)\s+")
-_LEVEL = re.compile(
-    r"^(?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL)\s+\d{2}-\d{2} [\d:]{8}\s+"
-    r"\[[^\]]+\]\s+(?P<msg>.*)$"
-)
-_EXC = re.compile(
-    r"^(?P<type>[A-Za-z_][\w.]*(?:Error|Exception|Exit|Failure))(?::\s*(?P<msg>.*))?$"
-)
-# Wrappers vLLM raises after the real cause was already printed above them.
-_GENERIC = (
-    "Engine core initialization failed",
-    "See root cause above",
-    "Engine process failed to start",
-    "EngineCore failed to start",
-    "Failed core proc(s)",
-)
-
-
-def clean(line: str) -> str:
-    """A log line without colour codes and without the ``(Proc pid=N)`` prefix."""
-    return _PREFIX.sub("", ANSI.sub("", line)).strip()
-
-
-def failure_reason(lines: list[str]) -> str:
-    """The most telling error line of a failed start (the root cause, not the wrapper).
-
-    An exception whose message goes on over the next lines (pydantic's
-    ``1 validation error for ModelConfig`` then the actual complaint) keeps
-    its first continuation line."""
-    cleaned = [clean(raw) for raw in lines]
-    exceptions: list[str] = []
-    errors: list[str] = []
-    for index, line in enumerate(cleaned):
-        if not line:
-            continue
-        level = _LEVEL.match(line)
-        if level:
-            if level["level"] in ("ERROR", "CRITICAL"):
-                errors.append(level["msg"])
-            continue
-        if _EXC.match(line):
-            exceptions.append(_with_continuation(line, cleaned[index + 1 : index + 3]))
-    for pool in (exceptions, errors):
-        specific = [ln for ln in pool if not any(g in ln for g in _GENERIC)]
-        if specific:
-            return specific[-1]
-    if exceptions:
-        return exceptions[-1]
-    if errors:
-        return errors[-1]
-    tail = [ln for ln in cleaned if ln]
-    return tail[-1] if tail else "no output"
-
-
-def _with_continuation(line: str, following: list[str]) -> str:
-    if not following or not following[0]:
-        return line
-    nxt = following[0]
-    if nxt.startswith(("Traceback", "File ", "During handling", "The above")) or _EXC.match(nxt):
-        return line
-    if _LEVEL.match(nxt):
-        return line
-    text = f"{line}: {nxt}"
-    return text if len(text) <= 400 else text[:397] + "..."
 
 
 class LogTail:
@@ -297,33 +230,38 @@ def healthy(url: str, client: httpx.Client | None = None) -> bool:
     return health.probe(url, client).ok
 
 
-# What vLLM logs when its engine core (or a worker under it) dies under a live
-# API server (vllm/v1/engine/core_client.py, vllm/v1/executor, vllm/v1/utils.py).
-_ENGINE_DEATH = re.compile(
-    r"engine core exited unexpectedly|died unexpectedly|died with exit code|EngineDeadError"
-    r"|Engine core proc \S+ died"
-)
+def spawn_logged(
+    argv: list[str],
+    log_path: Path,
+    *,
+    env: dict[str, str],
+    cwd: Path,
+    die_with_parent: bool,
+    what: str,
+    hint: str,
+) -> tuple[subprocess.Popen[bytes], float]:
+    """Start ``argv`` in its own session with stdout+stderr appended to ``log_path``.
 
-
-def engine_death(lines: list[str]) -> str | None:
-    """The log's account of a dead engine after the server was last ready, or None.
-
-    The cause is the root error before the death notice when there is one
-    (e.g. an out-of-memory kill), else the notice itself."""
-    cleaned = [clean(ln) for ln in lines]
-    start = max((i for i, ln in enumerate(cleaned) if READY_LINE in ln), default=-1) + 1
-    after = cleaned[start:]
-    hits = [i for i, ln in enumerate(after) if _ENGINE_DEATH.search(ln)]
-    if not hits:
-        return None
-    notice = after[hits[0]]
-    level = _LEVEL.match(notice)
-    notice = level["msg"] if level else notice
-    before = [ln for ln in after[: hits[0]] if ln]
-    root = failure_reason(before) if before else None
-    if root and root != (before[-1] if before else None) and not _ENGINE_DEATH.search(root):
-        return f"{notice} (before it: {root})"
-    return notice
+    Returns the child (the caller keeps it to reap it) and its create time
+    (with the pid, what tells our process from a recycled pid)."""
+    with log_path.open("ab", buffering=0) as log:
+        try:
+            child = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=cwd,
+                start_new_session=True,
+                preexec_fn=_parent_death_signal if die_with_parent else None,
+            )
+        except OSError as exc:
+            raise ConsoleError(f"cannot start {what}: {exc.strerror or exc}", hint=hint) from None
+    try:
+        return child, psutil.Process(child.pid).create_time()
+    except psutil.NoSuchProcess:
+        return child, time.time()
 
 
 def _parent_death_signal() -> None:
@@ -468,28 +406,16 @@ class LocalRuntime:
         paths.ensure(self.logs_dir)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         log_path = self.logs_dir / f"{profile.name}-{stamp}.log"
-        with log_path.open("ab", buffering=0) as log:
-            try:
-                child = subprocess.Popen(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                    cwd=paths.ensure(self.state_dir),
-                    start_new_session=True,
-                    preexec_fn=_parent_death_signal if self.die_with_parent else None,
-                )
-            except OSError as exc:
-                raise ConsoleError(
-                    f"cannot start {profile.name}: {argv[0]}: {exc.strerror or exc}",
-                    hint="run `vllm-console runtime install cpu`, or fix serve.local.python",
-                ) from None
+        child, create_time = spawn_logged(
+            argv,
+            log_path,
+            env=env,
+            cwd=paths.ensure(self.state_dir),
+            die_with_parent=self.die_with_parent,
+            what=f"{profile.name}: {argv[0]}",
+            hint="run `vllm-console runtime install cpu`, or fix serve.local.python",
+        )
         _CHILDREN[child.pid] = child
-        try:
-            create_time = psutil.Process(child.pid).create_time()
-        except psutil.NoSuchProcess:
-            create_time = time.time()
         rec = ServerRecord(
             profile=profile.name,
             pid=child.pid,
@@ -505,15 +431,6 @@ class LocalRuntime:
         state.save(rec, self.servers_dir)
         if not wait:
             return self._status(rec, ServerState.STARTING, f"started (pid {child.pid})")
-        return self._await(rec, on_line=on_line, timeout=timeout, offset=0)
-
-    def wait_ready(
-        self, profile: Profile, *, on_line: LineCallback | None = None, timeout: float = 600.0
-    ) -> ServerStatus:
-        """Wait for a server started with ``wait=False`` (or by another console)."""
-        rec = self.record(profile)
-        if rec is None:
-            return ServerStatus(profile.name, self.name, ServerState.ABSENT, detail="not started")
         return self._await(rec, on_line=on_line, timeout=timeout, offset=0)
 
     def _await(
@@ -597,12 +514,11 @@ class LocalRuntime:
         if leader is None and not members:
             state.remove(rec.profile, self.servers_dir)
             _CHILDREN.pop(rec.pid, None)
-            reason = failure_reason(tail_lines(rec.log_path, 400))
+            ending = last_error(tail_lines(rec.log_path, 400))
             return self._status(
                 rec,
                 ServerState.STOPPED,
-                f"server (pid {rec.pid}) had already exited; cleared its record. "
-                f"Last error in its log: {reason}",
+                f"server (pid {rec.pid}) had already exited; cleared its record; {ending}",
             )
         if leader is not None:
             how = f"SIGTERM to pid {rec.pid}"
@@ -656,17 +572,6 @@ class LocalRuntime:
             with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
                 member.send_signal(sig)
 
-    def restart(
-        self,
-        profile: Profile,
-        *,
-        on_line: LineCallback | None = None,
-        wait: bool = True,
-        timeout: float = 600.0,
-    ) -> ServerStatus:
-        self.down(profile)
-        return self.up(profile, on_line=on_line, wait=wait, timeout=timeout)
-
     # -- status and logs
 
     def status(self, profile: Profile) -> ServerStatus:
@@ -707,7 +612,7 @@ class LocalRuntime:
                 f"the engine of pid {rec.pid} is dead ({answer.describe()}): {cause}. "
                 f"`vllm-console down {rec.profile}` ends what is left (log: {rec.log})",
             )
-        last = next((clean(ln) for ln in reversed(lines) if clean(ln)), "no output yet")
+        last = next((bare(ln) for ln in reversed(lines) if bare(ln)), "no output yet")
         if any(READY_LINE in ln for ln in lines):
             return self._status(
                 rec,
@@ -718,13 +623,12 @@ class LocalRuntime:
 
     def _leftover_detail(self, rec: ServerRecord, left: tuple[Leftover, ...]) -> str:
         total = sum(x.rss_bytes for x in left) / 2**30
-        lines = tail_lines(rec.log_path, 400)
-        reason = engine_death(lines) or failure_reason(lines)
+        ending = last_error(tail_lines(rec.log_path, 400))
         return (
             f"the API server (pid {rec.pid}) is gone but {len(left)} processes of its "
             f"session still run ({total:.1f} GiB): "
             + ", ".join(x.describe() for x in left)
-            + f". `vllm-console down {rec.profile}` ends them. Last error in its log: {reason}"
+            + f". `vllm-console down {rec.profile}` ends them; {ending}"
         )
 
     def _stale_detail(self, rec: ServerRecord) -> str:
@@ -736,8 +640,7 @@ class LocalRuntime:
             pass
         if port_in_use(rec.host, rec.port):
             parts.append(f"{_port_message(rec.host, rec.port)}")
-        lines = tail_lines(rec.log_path, 400)
-        parts.append(f"last error in its log: {engine_death(lines) or failure_reason(lines)}")
+        parts.append(last_error(tail_lines(rec.log_path, 400)))
         return "; ".join(parts) + f". `vllm-console down {rec.profile}` clears the record."
 
     def servers(self) -> list[ServerStatus]:

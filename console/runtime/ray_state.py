@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from console.profiles.schema import Profile
+    from console.runtime.base import ServerStatus
     from console.runtime.state import ServerRecord
 
 MAX_OUTPUT = 1 << 20
@@ -38,7 +39,7 @@ try:
     state._initialize_global_state(GcsClientOptions.create(
         addr, None, allow_cluster_id_nil=True, fetch_cluster_id_if_nil=False))
     nodes = state.node_table()
-    how = "ray GCS node table"
+    how = "GCS node table"
 except Exception as first:
     try:
         import ray
@@ -82,7 +83,8 @@ class ClusterView:
     backend: str
     nodes: list[ClusterNode] = field(default_factory=list)
     source: str = ""
-    """Where the node states came from (``ray GCS node table``, ``processes``)."""
+    """Where the node states came from (``Ray 2.60.0 GCS node table @ HEAD:6379``,
+    ``processes``)."""
     error: str | None = None
     timestamp: float = field(default_factory=time.time)
     host_memory: dict[str, int] | None = None
@@ -187,7 +189,7 @@ def probe(profile: Profile, *, timeout: float = 20.0) -> ClusterView:
         return ClusterView(
             spec.backend, source="ray", error=sanitize.clean_line(str(data["error"]))
         )
-    how = f"{data.get('how', 'ray')} (Ray {data.get('ray', '?')}) at {address}"
+    how = f"Ray {data.get('ray', '?')} {data.get('how', '')} @ {address}"
     return ClusterView(spec.backend, _from_ray(profile, data), source=how)
 
 
@@ -279,3 +281,17 @@ def state_records(runtime: Any) -> list[ServerRecord]:
     from console.runtime import state
 
     return [r for r in state.all_records(runtime.servers_dir) if r.runtime == runtime.name]
+
+
+def poll(profile: Profile) -> tuple[ServerStatus, ClusterView | None]:
+    """The server's status and its cluster view now (for the screens' workers)."""
+    from console.runtime.base import ServerState, ServerStatus
+    from console.runtime.cluster import ClusterRuntime
+
+    try:
+        runtime = ClusterRuntime()
+        status = runtime.status(profile)
+        record = runtime.record(profile)
+        return status, (view(profile, record) if record is not None else None)
+    except Exception as exc:  # shown; the next poll tries again
+        return ServerStatus(profile.name, "cluster", ServerState.ABSENT, detail=str(exc)), None

@@ -25,12 +25,14 @@ from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Log
 
 from console import paths
 from console.errors import ConsoleError, UsageError
+from console.sanitize import clean, clean_log_line
 from console.screens.base import session_of
 from console.screens.messages import BenchRequested
 
 if TYPE_CHECKING:
     # Imported when a bench runs, not at console start-up (httpx, metrics parser).
     from console.bench import ArmSpec, BenchConfig, BenchEvent, BenchResult, BenchRunner
+    from console.history.live import RunSamples
     from console.profiles.schema import Profile
 
 NUMBER_FIELDS: tuple[tuple[str, str, int], ...] = (
@@ -94,6 +96,7 @@ class BenchScreen(Screen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+r", "run", "Run bench"),
         Binding("ctrl+s", "stop", "Stop bench"),
+        Binding("ctrl+o", "open_samples", "Samples"),
     ]
 
     class Finished(Message):
@@ -111,6 +114,9 @@ class BenchScreen(Screen):
         super().__init__()
         self.result: BenchResult | None = None
         self.json_path: Path | None = None
+        self.samples: RunSamples | None = None
+        """The last run's recorded samples (ctrl+o replays them)."""
+        self._samples_shown = 0
         self.running = False
 
     def compose(self) -> ComposeResult:
@@ -213,7 +219,41 @@ class BenchScreen(Screen):
         self.query_one("#bench-log", Log).clear()
         self._log(f"results: {self.json_path}")
         self._show_result(runner.result)
+        self._watch_samples(runner)
         self._run_worker(runner)
+
+    # -- the run's samples -------------------------------------------------------
+
+    def _watch_samples(self, runner: BenchRunner) -> None:
+        """Record the arms' servers for the run (the session's one already is)."""
+        from console.history.live import RunSamples
+
+        session = session_of(self)
+        history = getattr(session, "history", None)
+        self.samples = None
+        self._samples_shown = 0
+        if history is None or history.store is None:
+            return
+        self.samples = RunSamples(history, session.url, session.api_key)
+        for spec in runner.arms:
+            if spec.url:
+                self.samples.watch(spec.url)
+
+    def action_open_samples(self) -> None:
+        """Replay the samples of the last finished run (each press: the next arm's server)."""
+        from console.screens.replay import ReplayScreen
+
+        samples = self.samples
+        if samples is None or samples.ended is None or not samples.urls:
+            self.notify("no finished bench run with recorded samples yet", title="bench")
+            return
+        url = samples.urls[self._samples_shown % len(samples.urls)]
+        self._samples_shown += 1
+        source = samples.source(url)
+        if source is None or not source.frames:
+            self.notify(f"no samples of {url} in the run's span", title="bench")
+            return
+        self.app.push_screen(ReplayScreen(source, closable=True))
 
     @on(Button.Pressed, "#bench-stop")
     def action_stop(self) -> None:
@@ -241,18 +281,26 @@ class BenchScreen(Screen):
     # -- progress --------------------------------------------------------------
 
     def _log(self, line: str) -> None:
-        self.query_one("#bench-log", Log).write_line(line)
+        # Progress quotes servers (errors, model names): the one sanitiser.
+        self.query_one("#bench-log", Log).write_line(clean_log_line(line))
 
     @on(BenchProgress)
     def _progress(self, message: BenchProgress) -> None:
         event = message.event
         if event.kind != "done":
             self._log(event.message)
+        if event.kind == "arm" and self.samples is not None:
+            for arm in event.result.arms:
+                if arm.url:
+                    self.samples.watch(arm.url)
         if event.kind in ("arm", "run", "done"):
             self._show_result(event.result)
 
     @on(Finished)
     def _finished(self, message: Finished) -> None:
+        if self.samples is not None:
+            self.samples.finish()
+            self._log("ctrl+o replays this run's samples (again for the next arm's server)")
         self.running = False
         self._set_running(False)
         if message.result is not None:
@@ -281,7 +329,7 @@ class BenchScreen(Screen):
         eq = equality(result)
         if eq is not None and eq["checked"]:
             lines.append(equality_line(eq))
-        self.query_one("#bench-headline", Static).update(Text("\n".join(lines)))
+        self.query_one("#bench-headline", Static).update(Text(clean("\n".join(lines))))
         table = self.query_one("#bench-table", DataTable)
         table.clear(columns=True)
         labels = [a.label for a in result.arms] or ["A"]

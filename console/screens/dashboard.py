@@ -42,11 +42,14 @@ from textual.worker import get_current_worker
 from console import metrics as M
 from console import procmem
 from console.gpu import GpuSample, default_sampler
+from console.history.store import Event
 from console.sampler import MetricsSampler, Tick
 from console.sanitize import clean_line
 from console.screens.base import session_of
 from console.screens.messages import ActiveProfileChanged, ServerStatusBroadcast
 from console.widgets.acceptance_bars import FORMULA, AcceptanceBars
+from console.widgets.cluster_panel import ClusterStrip
+from console.widgets.events_panel import EventsPanel
 from console.widgets.gauge import Gauge
 from console.widgets.memory_panel import GpuView, MemoryPanel, ProcessAlloc
 from console.widgets.stat_tile import StatTile
@@ -249,11 +252,18 @@ class DashboardScreen(Screen):
     DashboardScreen.-wide #spec-figures { width: 2fr; }
     DashboardScreen.-wide #spec-bars { width: 3fr; }
     DashboardScreen .tput { height: 1; }
+    DashboardScreen #dash-events {
+        border: round $primary 50%; border-title-color: $text-accent; padding: 0 1;
+        display: none;
+    }
+    DashboardScreen #dash-events.-shown { display: block; }
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("w", "toggle_scope", "Last 60 s / since start"),
         Binding("r", "refresh_now", "Refresh"),
+        Binding("e", "toggle_events", "Events"),
+        Binding("f", "app.fleet", "Fleet"),
     ]
 
     scope: reactive[str] = reactive(WINDOW)
@@ -266,8 +276,12 @@ class DashboardScreen(Screen):
         live: bool = True,
         gpu_sampler: Callable[[], GpuSample] | None = None,
         clock: Callable[[], float] = time.time,
+        sampler: MetricsSampler | None = None,
     ) -> None:
         super().__init__()
+        self.fixed_sampler = sampler
+        """A fleet server's running sampler (the fleet view's drill-down); None: the
+        session's server."""
         self.clock = clock
         """Wall clock for the age of figures (fixed in snapshot tests)."""
         self.gpu_sampler = gpu_sampler
@@ -300,6 +314,9 @@ class DashboardScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("connecting…", id="dash-status")
+        yield ClusterStrip(
+            lambda: getattr(session_of(self.app), "profile", None), id="dash-cluster"
+        )
         with Grid(id="dash-grid"):
             with Vertical(id="panel-gpu", classes="panel") as p:
                 p.border_title = "GPU"
@@ -377,6 +394,9 @@ class DashboardScreen(Screen):
                         )
                         yield StatTile("drafts", id="spec-drafts", label_width=18)
                     yield AcceptanceBars(id="spec-bars")
+        events = EventsPanel(id="dash-events", lines=3)
+        events.border_title = "Events"
+        yield events
         yield Footer()
 
     def on_mount(self) -> None:
@@ -406,10 +426,14 @@ class DashboardScreen(Screen):
 
     # -- following the session's sampler -----------------------------------------
 
+    def _source(self) -> MetricsSampler:
+        """The sampler to follow: the fleet's one for its server, else the session's."""
+        return self.fixed_sampler or session_of(self).sampler
+
     def _follow(self, *, catch_up: bool = False) -> None:
         """Subscribe to the session's sampler (a new one when the URL changed) and
         show what it has: its history and its latest poll."""
-        sampler = session_of(self).sampler
+        sampler = self._source()
         if sampler is not self.sampler:
             if self._unsubscribe is not None:
                 self._unsubscribe()
@@ -425,6 +449,9 @@ class DashboardScreen(Screen):
                 self._show(last)
             else:
                 self.render_figures()
+
+    def _source_url(self) -> str:
+        return self.fixed_sampler.url if self.fixed_sampler else session_of(self).url
 
     def _render_status_if_shown(self) -> None:
         if self._visible.is_set() and self.tick is not None:
@@ -543,9 +570,27 @@ class DashboardScreen(Screen):
         if self._changed((selector, "display"), shown):
             self.query_one(selector).display = shown
 
+    def action_toggle_events(self) -> None:
+        """Show or hide the Events panel (restarts, KV high, queue growing, ...)."""
+        self.query_one("#dash-events").toggle_class("-shown")
+        self._render_events()
+
+    def events(self) -> list[Event]:
+        """What the session's history detected for this screen's server."""
+        history = getattr(session_of(self), "history", None)
+        if history is None or self.sampler is None:
+            return []
+        return history.events(self.sampler.url)
+
+    def _render_events(self) -> None:
+        panel = self.query_one("#dash-events", EventsPanel)
+        if panel.has_class("-shown"):
+            panel.show(self.events())
+
     def render_figures(self) -> None:
         """Push the latest poll's figures into the widgets, in the current scope."""
         self._render_status()
+        self._render_events()
         tick = self.tick
         if tick is None or tick.lifetime is None:
             return
@@ -681,7 +726,7 @@ class DashboardScreen(Screen):
     def _status_line(self) -> tuple[bool, bool, str]:
         """(down, stale, text) of the status line."""
         tick = self.tick
-        url = tick.url if tick is not None else session_of(self).url
+        url = tick.url if tick is not None else self._source_url()
         now = self.clock()
         label = window_note(tick.window if tick else None) if self.scope == WINDOW else SINCE_START
         scope = f"[{label} · w]"

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 from textual.message import Message
 
 if TYPE_CHECKING:
+    from console.history.store import Event
     from console.runtime.base import ServerStatus
 
 ServerAction = Literal["start", "stop", "restart"]
@@ -93,3 +94,11 @@ class ServerStatusBroadcast(Message, bubble=False):
     """The App's copy of ``ServerStatusChanged`` delivered to every screen."""
 
     status: ServerStatus
+
+
+@dataclass
+class HistoryEventDetected(Message):
+    """The session's recorder detected an event (restart, KV high, ...); posted to the
+    App from the sampler's thread. The App shows alerts as notices."""
+
+    event: Event

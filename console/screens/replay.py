@@ -21,10 +21,11 @@ from typing import ClassVar
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.timer import Timer
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from console import metrics as M
 from console.history.replay import ReplaySource
+from console.history.store import Event
 from console.sampler import WINDOW_S, MetricsSampler
 from console.screens.dashboard import DashboardScreen, MetricsPolled
 from console.session import Session
@@ -51,10 +52,6 @@ class ReplayScreen(DashboardScreen):
 
     DEFAULT_CSS = """
     ReplayScreen #replay-cursor { height: 1; padding: 0 1; background: $accent 30%; }
-    ReplayScreen #replay-events {
-        height: auto; max-height: 6; border: round $primary 50%; padding: 0 1;
-        border-title-color: $text-accent;
-    }
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -69,12 +66,15 @@ class ReplayScreen(DashboardScreen):
         Binding("end", "ends(1)", "End", show=False),
         Binding("plus,equals_sign", "speed(1)", "Faster", show=False),
         Binding("minus", "speed(-1)", "Slower", show=False),
-        Binding("e", "toggle_events", "Events"),
         Binding("r", "refresh_now", "Refresh", show=False),
+        Binding("escape", "close", "Back", show=False),
+        Binding("f", "nothing", "", show=False),
     ]
 
-    def __init__(self, source: ReplaySource, *, speed: float = 1.0) -> None:
+    def __init__(self, source: ReplaySource, *, speed: float = 1.0, closable: bool = False) -> None:
         super().__init__(live=False, clock=self._cursor_ts)
+        self.closable = closable
+        """Pushed over another screen (the Bench screen): Esc goes back to it."""
         self.source = source
         self.index = -1
         """The frame the dashboard shows (-1 before the first one)."""
@@ -91,21 +91,29 @@ class ReplayScreen(DashboardScreen):
 
     def compose(self) -> ComposeResult:
         for widget in super().compose():
-            if isinstance(widget, Footer):
-                yield Static("", id="replay-cursor")
-                panel = EventsPanel(id="replay-events", lines=3)
-                panel.border_title = "Events (n/p jump)"
-                yield panel
             yield widget
+            if widget.id == "dash-status":  # the cursor right under the status line
+                yield Static("", id="replay-cursor")
 
     def on_mount(self) -> None:
-        super().on_mount()
+        # Textual runs DashboardScreen.on_mount after this one (every class's handler
+        # in the MRO): set the replay up once the dashboard has mounted.
+        self.call_later(self._start_replay)
+
+    def _start_replay(self) -> None:
         self.sampler = self._new_sampler()
         self.query_one(ThroughputChart).span = 300
         self.query_one(MemoryPanel).show(
             GpuView(available=False, reason="GPU readings are not part of the history")
         )
+        events = self.query_one("#dash-events", EventsPanel)
+        events.border_title = "Events (n/p jump)"
+        events.add_class("-shown")
         self.seek(0)
+
+    def events(self) -> list[Event]:
+        """The recording's events up to the cursor."""
+        return self.source.events_until(self.index) if self.index >= 0 else []
 
     def _new_sampler(self) -> MetricsSampler:
         """A sampler that is never started: the recording feeds it, frame by frame."""
@@ -173,7 +181,7 @@ class ReplayScreen(DashboardScreen):
             f"  sample {self.index + 1}/{len(src.frames)}  ×{self.speed:g}"
             f"  events {len(passed)}/{len(src.events)}"
         )
-        self.query_one(EventsPanel).show(passed)
+        self._render_events()
 
     # -- actions -------------------------------------------------------------
 
@@ -229,9 +237,13 @@ class ReplayScreen(DashboardScreen):
         self.speed = SPEEDS[max(0, min(len(SPEEDS) - 1, i + direction))]
         self._render_cursor()
 
-    def action_toggle_events(self) -> None:
-        panel = self.query_one("#replay-events")
-        panel.display = not panel.display
+    def action_close(self) -> None:
+        if self.closable:
+            self.playing = False
+            self.app.pop_screen()
+
+    def action_nothing(self) -> None:
+        """Keys of the live dashboard that mean nothing in a recording (f: fleet)."""
 
     def action_refresh_now(self) -> None:
         """Nothing to refresh in a recording."""

@@ -213,18 +213,9 @@ class ServerScreen(Screen):
 
     @work(thread=True, group="cluster-poll", exit_on_error=False)
     def _poll_cluster(self, profile: Profile) -> None:
-        from console.runtime import ray_state
-        from console.runtime.cluster import ClusterRuntime
+        from console.runtime.ray_state import poll
 
-        view: ClusterView | None = None
-        try:
-            runtime = ClusterRuntime()
-            status = runtime.status(profile)
-            record = runtime.record(profile)
-            if record is not None:
-                view = ray_state.view(profile, record)
-        except Exception as exc:
-            status = ServerStatus(profile.name, "cluster", ServerState.ABSENT, detail=str(exc))
+        status, view = poll(profile)
         self.post_message(ClusterPolled(profile.name, view, status))
 
     @on(ClusterPolled)
@@ -473,7 +464,10 @@ class ServerScreen(Screen):
         who = profile.name if profile else "no profile (attached by URL)"
         text.append(f"{who}", style="bold")
         if profile is not None:
-            text.append(f" · {profile.runtime}")
+            where = profile.runtime
+            if profile.cluster is not None:
+                where = f"{len(profile.cluster.nodes)} nodes, {profile.cluster.backend}"
+            text.append(f" · {where}")
         if self.busy:
             text.append(f" · {self.busy}…", style="bold yellow")
         if st is None:

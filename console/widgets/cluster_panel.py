@@ -7,12 +7,19 @@ runs in a thread worker); rendering only. Unknown figures show as ``–``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
+from textual import work
 from textual.widgets import Static
 
 from console.runtime.ray_state import ClusterView
+
+if TYPE_CHECKING:
+    from console.profiles.schema import Profile
 
 GIB = 1024**3
 MIB = 1024**2
@@ -97,3 +104,65 @@ def render_cluster(view: ClusterView | None, *, checking: bool = False) -> Group
             )
         )
     return Group(*parts)
+
+
+def strip_text(view: ClusterView | None) -> Text:
+    """One line for the Dashboard: the nodes' states, the dead ones first with why."""
+    line = Text()
+    if view is None:
+        line.append("cluster: checking…", style="dim")
+        return line
+    line.append(f"cluster {view.backend} · {summary(view)}", style="bold")
+    if view.error:
+        line.append(f" · ✗ {view.error}", style="red")
+        return line
+    for node in sorted(view.nodes, key=lambda n: n.alive):
+        line.append(" · ")
+        line.append(f"{node.name} {node.state}", style=STATE_STYLE.get(node.state, "yellow"))
+        if node.detail and not node.alive:
+            line.append(f" ({node.detail})", style="dim")
+    return line
+
+
+class ClusterStrip(Static):
+    """The cluster in one line, polled by itself every ``interval`` s (one probe at a
+    time, in a thread): the Dashboard shows it for a multi-node profile."""
+
+    DEFAULT_CSS = """
+    ClusterStrip { height: 1; padding: 0 1; display: none; }
+    ClusterStrip.-on { display: block; }
+    """
+
+    def __init__(
+        self, profile_of: Callable[[], Profile | None], *, interval: float = 5.0, **kwargs: Any
+    ) -> None:
+        super().__init__("", **kwargs)
+        self._profile_of = profile_of
+        self._interval = interval
+        self._polling = False
+        self.view: ClusterView | None = None
+
+    def on_mount(self) -> None:
+        self.set_interval(self._interval, self.tick)
+        self.tick()
+
+    def tick(self) -> None:
+        profile = self._profile_of()
+        on = profile is not None and profile.cluster is not None
+        self.set_class(on, "-on")
+        if not on or self._polling:
+            return
+        self._polling = True
+        self._poll(profile)
+
+    @work(thread=True, group="cluster-strip", exit_on_error=False)
+    def _poll(self, profile: Profile) -> None:
+        from console.runtime.ray_state import poll
+
+        _, view = poll(profile)
+        self.app.call_from_thread(self._show, view)
+
+    def _show(self, view: ClusterView | None) -> None:
+        self._polling = False
+        self.view = view
+        self.update(strip_text(view))
