@@ -394,7 +394,12 @@ def test_reattach_and_follow_logs_through_a_restart(
     thread.start()
     ready = "INFO:     Application startup complete."
     wait_for(lambda: followed.count(ready) == 1, 20, "the first start-up in the followed log")
-    restarted = again.restart(profile, timeout=60)
+    # the engine restarts the container (`docker restart`, a restart policy)
+    docker_engine.client().containers.get(first.container_id).restart(timeout=10)
+    wait_for(
+        lambda: again.status(profile).state is ServerState.READY, 60, "ready after the restart"
+    )
+    restarted = again.status(profile)
     assert restarted.state is ServerState.READY, restarted.detail
     assert restarted.container_id == first.container_id
     wait_for(lambda: followed.count(ready) == 2, 30, "the log to continue after the restart")
@@ -422,3 +427,32 @@ def test_daemon_down_names_the_socket(tmp_path, monkeypatch) -> None:
         DockerRuntime().status(profile)
     text = str(info.value)
     assert "unix:///tmp/vc-no-such-engine.sock" in text and "DOCKER_HOST" in text
+
+
+def test_stock_image_runs_as_it_is(
+    tmp_path, docker_engine, fake_server_image, cleanup, capsys
+) -> None:
+    """A profile whose image needs no build: no tag, `build` has nothing to do, `up` runs it."""
+    image = {"base": fake_server_image, "vllm_ref": "0.0.0-fake"}
+    path = write_profile(tmp_path, "t-stock", image=image)
+    profile = load_profile(str(path))
+    assert profile.image is not None and not profile.image.needs_build
+    assert cli_main(["build", str(path)]) == 0
+    assert "nothing to build" in capsys.readouterr().out
+    cleanup.append(profile.name)
+    runtime = DockerRuntime()
+    status = runtime.up(profile, timeout=60)
+    assert status.state is ServerState.READY, status.detail
+    container = docker_engine.client().containers.get(status.container_id)
+    assert container.image.tags == [fake_server_image]
+    assert runtime.down(profile, timeout=20).state is ServerState.STOPPED
+
+
+def test_stock_image_that_cannot_be_pulled_says_so(tmp_path, docker_engine) -> None:
+    image = {"base": "localhost:1/vllm-console-test/absent:1"}
+    profile = load_profile(str(write_profile(tmp_path, "t-nopull", image=image)))
+    with pytest.raises(ConsoleError) as info:
+        DockerRuntime().up(profile)
+    text = str(info.value)
+    assert "stock image localhost:1/vllm-console-test/absent:1" in text
+    assert "could not be pulled" in text and "docker pull" in text

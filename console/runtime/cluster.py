@@ -31,7 +31,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import httpx
 import psutil
@@ -45,9 +45,9 @@ from console.runtime.local import (
     CONSOLE_ENV,
     OFFLINE_ENV,
     LogTail,
-    _parent_death_signal,
     healthy,
     port_in_use,
+    spawn_logged,
     tail_lines,
 )
 from console.runtime.provision import Progress
@@ -263,30 +263,16 @@ class ClusterRuntime:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         log_path = self.logs_dir / f"{profile.name}-{node.name}-{role}-{stamp}.log"
         full = netns_argv(node.netns) + argv
-        with log_path.open("ab", buffering=0) as log:
-            try:
-                child = subprocess.Popen(
-                    full,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                    cwd=paths.ensure(self.state_dir),
-                    start_new_session=True,
-                    preexec_fn=_parent_death_signal if self.die_with_parent else None,
-                )
-            except OSError as exc:
-                raise ConsoleError(
-                    f"cannot start node {node.name} of {profile.name}: {full[0]}: "
-                    f"{exc.strerror or exc}",
-                    hint="`ip netns exec` needs root; a runtime needs "
-                    "`vllm-console runtime install NAME`",
-                ) from None
+        child, created = spawn_logged(
+            full,
+            log_path,
+            env=env,
+            cwd=paths.ensure(self.state_dir),
+            die_with_parent=self.die_with_parent,
+            what=f"node {node.name} of {profile.name}: {full[0]}",
+            hint="`ip netns exec` needs root; a runtime needs `vllm-console runtime install NAME`",
+        )
         _CHILDREN[child.pid] = child
-        try:
-            created = psutil.Process(child.pid).create_time()
-        except psutil.NoSuchProcess:
-            created = time.time()
         return NodeProc(node.name, rank, role, child.pid, created, str(log_path), node.netns)
 
     def up(
@@ -555,10 +541,6 @@ class ClusterRuntime:
         if notes:
             how += "; " + "; ".join(notes)
         return self._status(rec, ServerState.STOPPED, how)
-
-    def restart(self, profile: Profile, **kwargs: Any) -> ServerStatus:
-        self.down(profile)
-        return self.up(profile, **kwargs)
 
     # -- status and logs ------------------------------------------------------------------------
 

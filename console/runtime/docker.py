@@ -364,24 +364,6 @@ class DockerRuntime:
             self._call(container.remove, force=True)
         return status
 
-    def restart(
-        self,
-        profile: Profile,
-        *,
-        on_line: LineCallback | None = None,
-        wait: bool = True,
-        timeout: float = 600.0,
-    ) -> ServerStatus:
-        """Restart the same container (its log continues); start it if there is none."""
-        container = self.find(profile)
-        if container is None:
-            return self.up(profile, on_line=on_line, wait=wait, timeout=timeout)
-        self._call(container.restart, timeout=10)
-        container.reload()
-        if not wait:
-            return self._status(profile, container, ServerState.STARTING)
-        return self._wait(profile, container, on_line=on_line, timeout=timeout)
-
     def logs(self, profile: Profile, *, follow: bool = False) -> Iterator[str]:
         container = self.find(profile)
         if container is None:

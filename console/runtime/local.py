@@ -230,6 +230,40 @@ def healthy(url: str, client: httpx.Client | None = None) -> bool:
     return health.probe(url, client).ok
 
 
+def spawn_logged(
+    argv: list[str],
+    log_path: Path,
+    *,
+    env: dict[str, str],
+    cwd: Path,
+    die_with_parent: bool,
+    what: str,
+    hint: str,
+) -> tuple[subprocess.Popen[bytes], float]:
+    """Start ``argv`` in its own session with stdout+stderr appended to ``log_path``.
+
+    Returns the child (the caller keeps it to reap it) and its create time
+    (with the pid, what tells our process from a recycled pid)."""
+    with log_path.open("ab", buffering=0) as log:
+        try:
+            child = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=cwd,
+                start_new_session=True,
+                preexec_fn=_parent_death_signal if die_with_parent else None,
+            )
+        except OSError as exc:
+            raise ConsoleError(f"cannot start {what}: {exc.strerror or exc}", hint=hint) from None
+    try:
+        return child, psutil.Process(child.pid).create_time()
+    except psutil.NoSuchProcess:
+        return child, time.time()
+
+
 def _parent_death_signal() -> None:
     """In the child before exec: SIGTERM when the parent dies (Linux prctl)."""
     import ctypes
@@ -372,28 +406,16 @@ class LocalRuntime:
         paths.ensure(self.logs_dir)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         log_path = self.logs_dir / f"{profile.name}-{stamp}.log"
-        with log_path.open("ab", buffering=0) as log:
-            try:
-                child = subprocess.Popen(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                    cwd=paths.ensure(self.state_dir),
-                    start_new_session=True,
-                    preexec_fn=_parent_death_signal if self.die_with_parent else None,
-                )
-            except OSError as exc:
-                raise ConsoleError(
-                    f"cannot start {profile.name}: {argv[0]}: {exc.strerror or exc}",
-                    hint="run `vllm-console runtime install cpu`, or fix serve.local.python",
-                ) from None
+        child, create_time = spawn_logged(
+            argv,
+            log_path,
+            env=env,
+            cwd=paths.ensure(self.state_dir),
+            die_with_parent=self.die_with_parent,
+            what=f"{profile.name}: {argv[0]}",
+            hint="run `vllm-console runtime install cpu`, or fix serve.local.python",
+        )
         _CHILDREN[child.pid] = child
-        try:
-            create_time = psutil.Process(child.pid).create_time()
-        except psutil.NoSuchProcess:
-            create_time = time.time()
         rec = ServerRecord(
             profile=profile.name,
             pid=child.pid,
@@ -409,15 +431,6 @@ class LocalRuntime:
         state.save(rec, self.servers_dir)
         if not wait:
             return self._status(rec, ServerState.STARTING, f"started (pid {child.pid})")
-        return self._await(rec, on_line=on_line, timeout=timeout, offset=0)
-
-    def wait_ready(
-        self, profile: Profile, *, on_line: LineCallback | None = None, timeout: float = 600.0
-    ) -> ServerStatus:
-        """Wait for a server started with ``wait=False`` (or by another console)."""
-        rec = self.record(profile)
-        if rec is None:
-            return ServerStatus(profile.name, self.name, ServerState.ABSENT, detail="not started")
         return self._await(rec, on_line=on_line, timeout=timeout, offset=0)
 
     def _await(
@@ -558,17 +571,6 @@ class LocalRuntime:
         for member in members:
             with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
                 member.send_signal(sig)
-
-    def restart(
-        self,
-        profile: Profile,
-        *,
-        on_line: LineCallback | None = None,
-        wait: bool = True,
-        timeout: float = 600.0,
-    ) -> ServerStatus:
-        self.down(profile)
-        return self.up(profile, on_line=on_line, wait=wait, timeout=timeout)
 
     # -- status and logs
 

@@ -21,7 +21,7 @@ from typing import ClassVar
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.timer import Timer
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from console import metrics as M
 from console.history.replay import ReplaySource
@@ -68,6 +68,7 @@ class ReplayScreen(DashboardScreen):
         Binding("minus", "speed(-1)", "Slower", show=False),
         Binding("r", "refresh_now", "Refresh", show=False),
         Binding("escape", "close", "Back", show=False),
+        Binding("f", "nothing", "", show=False),
     ]
 
     def __init__(self, source: ReplaySource, *, speed: float = 1.0, closable: bool = False) -> None:
@@ -90,12 +91,16 @@ class ReplayScreen(DashboardScreen):
 
     def compose(self) -> ComposeResult:
         for widget in super().compose():
-            if isinstance(widget, Footer):
-                yield Static("", id="replay-cursor")
             yield widget
+            if widget.id == "dash-status":  # the cursor right under the status line
+                yield Static("", id="replay-cursor")
 
     def on_mount(self) -> None:
-        super().on_mount()
+        # Textual runs DashboardScreen.on_mount after this one (every class's handler
+        # in the MRO): set the replay up once the dashboard has mounted.
+        self.call_later(self._start_replay)
+
+    def _start_replay(self) -> None:
         self.sampler = self._new_sampler()
         self.query_one(ThroughputChart).span = 300
         self.query_one(MemoryPanel).show(
@@ -236,6 +241,9 @@ class ReplayScreen(DashboardScreen):
         if self.closable:
             self.playing = False
             self.app.pop_screen()
+
+    def action_nothing(self) -> None:
+        """Keys of the live dashboard that mean nothing in a recording (f: fleet)."""
 
     def action_refresh_now(self) -> None:
         """Nothing to refresh in a recording."""
