@@ -19,7 +19,23 @@ KNOWN_CYCLES: list[set[str]] = [
     # ray_state's view()/for_url() join Ray's state with ClusterRuntime's processes
     # while ClusterRuntime polls ray_state.probe(): the cluster owner splits them.
     {"console.runtime.cluster", "console.runtime.ray_state"},
+    # The fleet (core) imports commands.monitor.build_report, and commands.monitor
+    # and commands.monitor_fleet import each other; through session -> fleet the
+    # dashboard and replay screens join the loop. To fix: build_report,
+    # collect_once and render_text move to a core module both commands import.
+    {
+        "console.commands.history",
+        "console.commands.monitor",
+        "console.commands.monitor_fleet",
+        "console.fleet",
+        "console.screens.base",
+        "console.screens.dashboard",
+        "console.screens.replay",
+        "console.session",
+    },
 ]
+"""Cycles found and left to their owners: a cycle inside one of these sets passes;
+any other fails, and a set no cycle touches any more must be removed."""
 
 
 def _modules() -> dict[str, tuple[Path, bool]]:
@@ -113,9 +129,9 @@ def test_no_import_cycles_in_console() -> None:
     graph = _graph()
     assert "console.bench.runner" in graph and "console.runtime.base" in graph
     cycles = _cycles(graph)
-    new = [sorted(c) for c in cycles if c not in KNOWN_CYCLES]
+    new = [sorted(c) for c in cycles if not any(c <= known for known in KNOWN_CYCLES)]
     assert not new, f"import cycles: {new}"
-    gone = [sorted(c) for c in KNOWN_CYCLES if c not in cycles]
+    gone = [sorted(k) for k in KNOWN_CYCLES if not any(c & k for c in cycles)]
     assert not gone, f"fixed (remove from KNOWN_CYCLES): {gone}"
 
 
