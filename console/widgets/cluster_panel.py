@@ -157,7 +157,7 @@ class ClusterStrip(Static):
 
     @work(thread=True, group="cluster-strip", exit_on_error=False)
     def _poll(self, profile: Profile) -> None:
-        from console.runtime.ray_state import poll
+        from console.runtime.cluster_view import poll
 
         _, view = poll(profile)
         self.app.call_from_thread(self._show, view)
