@@ -339,15 +339,17 @@ def render_table(rows: Sequence[FleetRow]) -> str:
 # --------------------------------------------------------------------------- polling
 
 
-def row_from_tick(target: Target, tick: Tick) -> FleetRow:
-    """A row from one poll of the server's :class:`console.sampler.MetricsSampler`:
-    the figures over its window (60 s), down with the error when the poll failed."""
-    from console.commands.monitor import build_report
+def report_from_tick(url: str, tick: Tick) -> dict[str, Any]:
+    """``monitor``'s single-server report of one sampler poll: the figures over the
+    sampler's window (up to 60 s), ``ok: false`` with the error when it failed."""
+    from console.monitor_report import build_report
 
-    report = build_report(
-        target.url, figures=tick.window, server=tick.info, gpu=None, error=tick.error
-    )
-    return row_from_report(target, report, polls=tick.number)
+    return build_report(url, figures=tick.window, server=tick.info, gpu=None, error=tick.error)
+
+
+def row_from_tick(target: Target, tick: Tick) -> FleetRow:
+    """A row from one poll of the server's :class:`console.sampler.MetricsSampler`."""
+    return row_from_report(target, report_from_tick(target.url, tick), polls=tick.number)
 
 
 def start_samplers(

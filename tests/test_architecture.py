@@ -15,11 +15,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 UI = ("console.app", "console.screens", "console.widgets")
 
-KNOWN_CYCLES: list[set[str]] = [
-    # ray_state's view()/for_url() join Ray's state with ClusterRuntime's processes
-    # while ClusterRuntime polls ray_state.probe(): the cluster owner splits them.
-    {"console.runtime.cluster", "console.runtime.ray_state"},
-]
+KNOWN_CYCLES: list[set[str]] = []
+"""Cycles found and left to their owners: a cycle inside one of these sets passes;
+any other fails, and a set no cycle touches any more must be removed."""
 
 
 def _modules() -> dict[str, tuple[Path, bool]]:
@@ -113,9 +111,9 @@ def test_no_import_cycles_in_console() -> None:
     graph = _graph()
     assert "console.bench.runner" in graph and "console.runtime.base" in graph
     cycles = _cycles(graph)
-    new = [sorted(c) for c in cycles if c not in KNOWN_CYCLES]
+    new = [sorted(c) for c in cycles if not any(c <= known for known in KNOWN_CYCLES)]
     assert not new, f"import cycles: {new}"
-    gone = [sorted(c) for c in KNOWN_CYCLES if c not in cycles]
+    gone = [sorted(k) for k in KNOWN_CYCLES if not any(c & k for c in cycles)]
     assert not gone, f"fixed (remove from KNOWN_CYCLES): {gone}"
 
 

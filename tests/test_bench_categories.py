@@ -78,8 +78,10 @@ def test_compare_sends_the_same_single_turn_prompts(tmp_path: Path) -> None:
     assert len(texts) == 80
     assert texts[70] == "Mostly food. Give me a plan with one food highlight per day."
     argv = vllm_bench_argv("py", "http://h:1", "m", "/tok", tmp_path / "d", 3, 32, tmp_path)
-    assert argv[1:3] == ["-P", str(Path("console/runtime/vllm_launcher.py").resolve())]
-    assert argv[3:5] == ["bench", "serve"]
+    from console.runtime.cluster import LAUNCHER
+
+    assert argv[1] == str(LAUNCHER) and Path(argv[1]).is_file()
+    assert argv[2:4] == ["bench", "serve"]
     joined = " ".join(argv)
     for flag in ("--max-concurrency 1", "--ignore-eos", "--sharegpt-output-len 32",
                  "--disable-shuffle", "--num-prompts 3", "--temperature 0"):  # fmt: skip
@@ -135,3 +137,13 @@ def test_compare_with_vllm_bench_serve(vllm_server: Any, tmp_path: Path, capsys)
         assert r["console_tokens"] == r["vllm_tokens"] == 16  # same work on both sides
         assert r["console_tok_s"] > 0 and r["vllm_tok_s"] > 0
     assert data["median_ratio"] > 0
+
+
+def test_a_round_whose_sides_did_different_work_is_not_counted() -> None:
+    from console.bench.compare import Comparison, Round
+
+    good = Round(0, "console", 2.0, 2.0, 72, 72)
+    broken = Round(1, "vllm", 1.5, 0.6, 72, 37)  # the server died during vLLM's side
+    result = Comparison("u", "m", 3, 24, [good, broken])
+    assert broken.ratio is None and result.median_ratio == 1.0
+    assert "not counted: 72 vs 37 tokens" in result.render()

@@ -26,7 +26,7 @@ from rich.console import Console
 
 from console.app import ConsoleApp
 from console.profiles import load_file
-from console.runtime import provision, ray_state
+from console.runtime import cluster_view, provision
 from console.runtime.base import ServerState
 from console.runtime.cluster import ClusterRuntime, session_members
 from console.screens.dashboard import DashboardScreen
@@ -36,7 +36,9 @@ from console.widgets.cluster_panel import ClusterPanel, ClusterStrip, render_clu
 from tests.netns import netns_pids, two_nodes
 from tests.screen_helpers import wait_until
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = pytest.mark.timeout(1200)
+
+RAY_START_TIMEOUT = "The current node timed out during startup"
 
 
 def _profile(tmp_path: Path, nodes) -> Path:
@@ -81,6 +83,15 @@ async def test_two_node_ray_cluster_view_kill_and_down(tmp_path: Path) -> None:
             status = await asyncio.to_thread(
                 runtime.up, profile, on_line=lines.append, serve=False, timeout=400
             )
+            if status.state is ServerState.FAILED and RAY_START_TIMEOUT in status.detail:
+                # Ray 2.60 gives a raylet a hard-coded 30 s to register with the GCS
+                # (ray/_private/node.py); a 2-core box under a whole team's load can
+                # miss it. The console reported it as it should; try once more.
+                print(f"Ray missed its own start-up window, retrying: {status.detail}")
+                lines.clear()
+                status = await asyncio.to_thread(
+                    runtime.up, profile, on_line=lines.append, serve=False, timeout=400
+                )
             assert status.state is ServerState.READY, status.detail
             record = runtime.record(profile)
             assert record is not None
@@ -91,7 +102,7 @@ async def test_two_node_ray_cluster_view_kill_and_down(tmp_path: Path) -> None:
             started_worker = next(i for i, ln in enumerate(lines) if "started worker b" in ln)
             assert joined_head < started_worker, lines
 
-            view = await asyncio.to_thread(ray_state.view, profile, record)
+            view = await asyncio.to_thread(cluster_view.view, profile, record)
             assert view.error is None, view.error
             assert [(n.name, n.state, n.address) for n in view.nodes] == [
                 ("a", "alive", nodes.addresses[0]),

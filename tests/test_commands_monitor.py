@@ -15,10 +15,10 @@ import httpx
 import pytest
 
 from console.cli import main
-from console.commands.monitor import build_report, render_text
 from console.gpu import GpuSampler
 from console.gpu_recorded import RecordedNvml
 from console.metrics import derive, parse_metrics
+from console.monitor_report import build_report, render_text
 
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).resolve().parent.parent

@@ -17,6 +17,7 @@ PRESETS = sorted(
         "gemma4-26b-baseline",
         "gemma4-26b-mtp",
         "gemma4-26b-mtp-2node",
+        "smollm2-135m-cpu",
         *(f"gemma4-{size}-{arm}" for size in ("26b-a4b", "31b", "e4b", "e2b", "26b-nvfp4-gb10")
           for arm in ("mtp", "baseline")),
     ]

@@ -349,5 +349,23 @@ async def test_fleet_view_slow_server_does_not_stall_the_view(vllm_server) -> No
             # Still waiting, or given up at its own deadline: never holding the others.
             row = screen.rows[slow]
             assert row.state == "connecting" or (
-                row.state == "down" and "no answer within" in (row.error or "")
+                row.state == "down" and "within the 5 s" in (row.error or "")
             ), row
+
+
+def test_tui_fleet_arguments() -> None:
+    """``--url`` twice, ``--discover`` and ``--fleet`` make a fleet; one ``--url`` does
+    not; ``web`` hands every one of them on to the TUI it serves."""
+    from console.cli import build_parser
+    from console.commands.tui import fleet_spec, web_command
+
+    args = build_parser().parse_args(
+        ["--url", "http://a:1", "--url", "b:2", "--discover", "127.0.0.1:8000-8002", "--fleet"]
+    )
+    assert args.url == "http://a:1"  # commands that attach to one server take the first
+    spec = fleet_spec(args)
+    assert spec is not None and spec.urls == ("http://a:1", "http://b:2") and spec.profiles
+    assert spec.ranges == (PortRange("127.0.0.1", 8000, 8002),)
+    assert web_command(args)[3:] == ["--url", "http://a:1", "--url", "http://b:2",
+                                     "--discover", "127.0.0.1:8000-8002", "--fleet"]  # fmt: skip
+    assert fleet_spec(build_parser().parse_args(["--url", "http://a:1"])) is None

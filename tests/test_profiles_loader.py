@@ -27,6 +27,7 @@ PRESETS = sorted(
         "gemma4-26b-baseline",
         "gemma4-26b-mtp",
         "gemma4-26b-mtp-2node",
+        "smollm2-135m-cpu",
         *(f"gemma4-{size}-{arm}" for size in ("26b-a4b", "31b", "e4b", "e2b", "26b-nvfp4-gb10")
           for arm in ("mtp", "baseline")),
     ]
@@ -111,7 +112,11 @@ def test_cpu_presets() -> None:
         "num_speculative_tokens": 4,
         "prompt_lookup_max": 4,
     }
-    assert ngram.serve.engine_args == cpu.serve.engine_args
+    # the same flags, plus each answer's own acceptance (docs/acceptance.md)
+    assert ngram.serve.engine_args == {
+        **cpu.serve.engine_args,
+        "per-request-spec-decode-metrics": "summary",
+    }
     assert ngram.name == "gemma3-270m-cpu-ngram" and ngram.extends == "gemma3-270m-cpu"
 
 

@@ -427,3 +427,32 @@ def test_daemon_down_names_the_socket(tmp_path, monkeypatch) -> None:
         DockerRuntime().status(profile)
     text = str(info.value)
     assert "unix:///tmp/vc-no-such-engine.sock" in text and "DOCKER_HOST" in text
+
+
+def test_stock_image_runs_as_it_is(
+    tmp_path, docker_engine, fake_server_image, cleanup, capsys
+) -> None:
+    """A profile whose image needs no build: no tag, `build` has nothing to do, `up` runs it."""
+    image = {"base": fake_server_image, "vllm_ref": "0.0.0-fake"}
+    path = write_profile(tmp_path, "t-stock", image=image)
+    profile = load_profile(str(path))
+    assert profile.image is not None and not profile.image.needs_build
+    assert cli_main(["build", str(path)]) == 0
+    assert "nothing to build" in capsys.readouterr().out
+    cleanup.append(profile.name)
+    runtime = DockerRuntime()
+    status = runtime.up(profile, timeout=60)
+    assert status.state is ServerState.READY, status.detail
+    container = docker_engine.client().containers.get(status.container_id)
+    assert container.image.tags == [fake_server_image]
+    assert runtime.down(profile, timeout=20).state is ServerState.STOPPED
+
+
+def test_stock_image_that_cannot_be_pulled_says_so(tmp_path, docker_engine) -> None:
+    image = {"base": "localhost:1/vllm-console-test/absent:1"}
+    profile = load_profile(str(write_profile(tmp_path, "t-nopull", image=image)))
+    with pytest.raises(ConsoleError) as info:
+        DockerRuntime().up(profile)
+    text = str(info.value)
+    assert "stock image localhost:1/vllm-console-test/absent:1" in text
+    assert "could not be pulled" in text and "docker pull" in text

@@ -179,7 +179,7 @@ async def test_follows_the_answer_only_while_the_user_is_at_the_bottom(
 
 
 @pytest.mark.parametrize(
-    ("profile", "labelled"), [("gemma3-270m-cpu", True), ("smollm2-135m-cpu-ngram", False)]
+    ("profile", "labelled"), [("gemma3-270m-cpu", True), ("smollm2-135m-cpu", False)]
 )
 async def test_a_base_model_is_labelled_with_a_completion_prompt(
     profile: str, labelled: bool

@@ -338,3 +338,33 @@ async def test_chart_redraws_for_new_values_and_settles_for_repeats() -> None:
         chart.add(107.0, 5.0, 0.0)
         assert chart._drawn_at == 107.0
         assert len(chart.points) == 8
+
+
+@pytest.mark.usefixtures("private_state")
+async def test_without_a_gpu_the_panel_shows_host_memory_and_server_rss() -> None:
+    import psutil
+
+    from console.gpu import GpuSample, HostMemory
+    from console.procmem import ServerMemory
+    from console.screens.dashboard import GpuSampled
+    from console.widgets.gauge import Gauge
+
+    host = HostMemory.from_psutil(psutil.virtual_memory())
+    sample = GpuSample(time.time(), available=False, reason="no NVIDIA GPU", host=host)
+    server = ServerMemory(pid=4242, processes=3, rss=3 * 2**30)
+    app = ConsoleApp(Session(url="http://127.0.0.1:9"), start_mode="build")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = DashboardScreen(live=False)
+        await app.push_screen(screen)
+        screen.post_message(GpuSampled(gpu_view_from(sample, sample.timestamp, server)))
+        await wait_until(
+            pilot,
+            lambda: screen.query_one("#panel-gpu").border_title == "Memory (host)",
+            timeout=10,
+            what="the host-memory panel",
+        )
+        gauge = screen.query_one("#mem-gauge", Gauge)
+        assert gauge.label == "host mem" and f"{host.total / 2**30:.1f} GiB" in gauge.detail
+        rss = tile(screen, "#mem-alloc")
+        assert rss.label == "server RSS" and rss.value == "3.0 GiB" and rss.note == "3 processes"
+        assert "host memory" in str(screen.query_one("#mem-note").render())

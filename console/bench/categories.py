@@ -218,7 +218,7 @@ def render_category_table(
         f"{'category':<12} {'n':>3} {'accept len':>10} {'rate':>6}"
         f" {labels[0] + ' tok/s':>9}"
         + (f" {labels[1] + ' tok/s':>9} {'speed-up':>8}" if b is not None else "")
-        + f" {'TPOT ms':>8} {'decode TPOT ms':>14}"
+        + f" {'TPOT ms':>13} {'decode TPOT ms':>14}"
     )
     lines = [head, "-" * len(head)]
     spec_by = {r.category: r for r in spec_side}
@@ -240,7 +240,7 @@ def render_category_table(
         if b is not None:
             line += f" {_f(rb.decode_tok_s if rb else None, '.1f'):>9}"
             line += f" {_f(speedup(ra, rb), '.2f'):>7}x"
-        line += f" {tpot:>8} {dtpot:>14}"
+        line += f" {tpot:>13} {dtpot:>14}"
         if ra.category == "overall":
             lines.append("-" * len(head))
         lines.append(line)

@@ -4,7 +4,7 @@ Both send the same prompts (each as one user message), one request at a time,
 with the same fixed output length (``ignore_eos``), greedy, to the same server;
 each reports output throughput = output tokens / wall time of the run.
 ``vllm bench serve`` runs from the runtime's own vLLM through
-``console/runtime/vllm_launcher.py`` (the CPU build's ``vllm`` command cannot
+``console/data/launchers/vllm_cli.py`` (the CPU build's ``vllm`` command cannot
 start: reference/multi-node.md §4). Rounds alternate which goes first, so slow
 drift on the box falls on both; the verdict is the median of the per-round
 ratios console / vLLM.
@@ -30,7 +30,8 @@ from console.bench.client import ChatRequest, stream_chat
 from console.bench.model import Prompt
 from console.errors import ConsoleError
 
-LAUNCHER = Path(__file__).resolve().parent.parent / "runtime" / "vllm_launcher.py"
+LAUNCHER = Path(__file__).resolve().parent.parent / "data" / "launchers" / "vllm_cli.py"
+"""The same launcher the cluster runtime uses (console.runtime.cluster.LAUNCHER)."""
 VLLM_TIMEOUT_S = 1800.0
 
 
@@ -45,9 +46,14 @@ class Round:
     load_average: float | None = None
 
     @property
+    def same_work(self) -> bool:
+        """Both sides produced the same number of tokens (a failed request breaks it)."""
+        return self.console_tokens == self.vllm_tokens > 0
+
+    @property
     def ratio(self) -> float | None:
-        if not self.console_tok_s or not self.vllm_tok_s:
-            return None
+        if not self.console_tok_s or not self.vllm_tok_s or not self.same_work:
+            return None  # a round whose sides did different work compares nothing
         return self.console_tok_s / self.vllm_tok_s
 
 
@@ -85,6 +91,11 @@ class Comparison:
             lines.append(
                 f"{r.index + 1:>5} {r.first:>8} {_f(r.console_tok_s):>14} "
                 f"{_f(r.vllm_tok_s):>11} {_f(r.ratio, '.3f'):>6} {_f(r.load_average):>5}"
+                + (
+                    ""
+                    if r.same_work
+                    else f"  not counted: {r.console_tokens} vs {r.vllm_tokens} tokens"
+                )
             )
         med = self.median_ratio
         lines.append(
@@ -133,8 +144,7 @@ def vllm_bench_argv(
 ) -> list[str]:  # fmt: skip
     """``vllm bench serve`` with the same workload (argv list, never a shell string)."""
     return [
-        # -P: the launcher's folder must not shadow the standard library (runtime/select.py)
-        python, "-P", str(LAUNCHER), "bench", "serve",
+        python, str(LAUNCHER), "bench", "serve",
         "--backend", "openai-chat", "--endpoint", "/v1/chat/completions",
         "--base-url", url, "--model", model, "--tokenizer", tokenizer,
         # ShareGPT-shaped JSON: read with json (the custom dataset needs pandas,

@@ -16,7 +16,7 @@ import json
 import sys
 import threading
 import time
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from console.errors import UsageError
 from console.fleet import (
@@ -25,15 +25,13 @@ from console.fleet import (
     Target,
     collect_fleet_once,
     render_table,
+    report_from_tick,
     resolve_spec,
     row_from_report,
     start_samplers,
     stop_samplers,
 )
 from console.server_client import api_key_from_env
-
-if TYPE_CHECKING:
-    from console.sampler import MetricsSampler
 
 
 def fleet_request(args: argparse.Namespace) -> FleetSpec | None:
@@ -69,13 +67,13 @@ def _dump(obj: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace, spec: FleetSpec) -> int:
-    from console.commands.monitor import _open_record, collect_once
+    from console.monitor_report import collect_once, open_record
 
     targets = resolve(spec)
     if not targets:
         _say("no servers: nothing answered in the --discover ranges and no profile runs")
         return 1
-    record = _open_record(args.record)
+    record = open_record(args.record)
     out = sys.stdout
     try:
         if args.once:
@@ -127,8 +125,10 @@ def _live(
             time.sleep(interval)
             if as_json or record is not None:
                 # The servers whose first poll has ended, each the single-server report.
-                line = _dump({"servers": [_report(samplers[t.url], t) for t in targets
-                                          if samplers[t.url].last is not None]})  # fmt: skip
+                ticks = [(t.url, samplers[t.url].last) for t in targets]
+                line = _dump(
+                    {"servers": [report_from_tick(u, k) for u, k in ticks if k is not None]}
+                )
                 if record is not None:
                     record.write(line + "\n")
                     record.flush()
@@ -150,14 +150,3 @@ def _live(
         stop_samplers(samplers)
         if history is not None:
             history.close()
-
-
-def _report(sampler: MetricsSampler, target: Target) -> dict[str, Any]:
-    """The single-server report of a sampler's last poll (the window's figures)."""
-    from console.commands.monitor import build_report
-
-    tick = sampler.last
-    assert tick is not None
-    return build_report(
-        target.url, figures=tick.window, server=tick.info, gpu=None, error=tick.error
-    )

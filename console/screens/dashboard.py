@@ -491,6 +491,10 @@ class DashboardScreen(Screen):
     @on(GpuSampled)
     def _gpu(self, event: GpuSampled) -> None:
         self.query_one(MemoryPanel).show(event.view)
+        # Without a GPU reading the panel shows host memory: its title says so.
+        title = "GPU" if event.view.available else "Memory (host)"
+        if self._changed(("#panel-gpu", "title"), title):
+            self.query_one("#panel-gpu").border_title = title
 
     @on(SamplerTicked)
     def _sampled(self, event: SamplerTicked) -> None:

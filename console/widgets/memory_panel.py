@@ -89,7 +89,15 @@ class MemoryPanel(Vertical):
         second) touches nothing, so it costs no repaint."""
         # The age shows only once stale, in whole seconds; below that it changes nothing.
         age = view.age_s
-        key = replace(view, age_s=round(age) if age is not None and age > 5 else None)
+        key = replace(
+            view,
+            age_s=round(age) if age is not None and age > 5 else None,
+            # Shown in tenths of a GiB: finer changes (host memory moves every
+            # second) would repaint for nothing.
+            host_used=_tenth(view.host_used),
+            host_cached=_tenth(view.host_cached),
+            server_rss=_tenth(view.server_rss),
+        )
         if key == self._last:
             return
         self._last = key
@@ -101,7 +109,13 @@ class MemoryPanel(Vertical):
         procs.set_class(False, "-has-procs")
         alloc.display = False
         load.display = True
-        alloc.label = "GPU alloc"
+        alloc.label, alloc.label_width = "GPU alloc", 10
+        if not view.available and view.host_total is None:
+            gauge.label = "GPU mem"
+            gauge.set(None, "no GPU")
+            load.set(None)
+            _update(note, view.reason or "no NVIDIA GPU visible (NVML unavailable)")
+            return
         if not view.available:
             self._show_host(view)
             return
@@ -162,19 +176,16 @@ class MemoryPanel(Vertical):
         note = self.query_one("#mem-note", Static)
         load.display = False
         gauge.label = "host mem"
-        if view.host_total:
-            gauge.set(
-                _frac(view.host_used, view.host_total),
-                f"{gib(view.host_used)}/{gib(view.host_total)} GiB",
-            )
-        else:
-            gauge.set(None, "unknown")
+        gauge.set(
+            _frac(view.host_used, view.host_total),
+            f"{gib(view.host_used)}/{gib(view.host_total)} GiB",
+        )
         gauge.tooltip = (
             "Host memory (psutil): total - available. Not GPU memory: no GPU is read here."
         )
         alloc.display = True
         if alloc.label != "server RSS":
-            alloc.label = "server RSS"
+            alloc.label, alloc.label_width = "server RSS", 11
             alloc.refresh()
         if view.server_rss is not None:
             procs = "process" if view.server_processes == 1 else "processes"
@@ -189,6 +200,10 @@ class MemoryPanel(Vertical):
         )
         reason = view.reason or "no NVIDIA GPU visible (NVML unavailable)"
         _update(note, f"host memory · {reason}")
+
+
+def _tenth(n: int | None) -> int | None:
+    return None if n is None else round(n / GIB * 10)
 
 
 def _update(widget: Static, text: str) -> None:
