@@ -16,10 +16,12 @@ from rich.text import Text
 from textual import work
 from textual.widgets import Static
 
-from console.runtime.ray_state import ClusterView
-
 if TYPE_CHECKING:
+    # Annotations only: the dashboard's first frame does not import the cluster
+    # modules; the probe (cluster_view.poll) is imported by the worker, for cluster
+    # profiles only.
     from console.profiles.schema import Profile
+    from console.runtime.ray_state import ClusterView
 
 GIB = 1024**3
 MIB = 1024**2
