@@ -42,7 +42,7 @@ class KAdvisor(Widget):
 
     def get_content_height(self, container, viewport, width: int) -> int:  # type: ignore[override]
         a = self.advice
-        return 4 if a is not None and a.enough else 1
+        return 5 if a is not None and a.enough else 1
 
     def render(self) -> Text:
         a = self.advice
@@ -53,11 +53,14 @@ class KAdvisor(Widget):
         out = Text()
         out.append("which k (estimate): ", style="bold")
         out.append(f"favours k'={a.best_k}", style="bold")
-        out.append(f" · draft cost {a.draft_cost:g}× step, {a.draft_cost_source}", style="dim")
+        out.append(f" of {a.configured_k} ({a.drafts:,} drafts)", style="dim")
         cols = [f"{p.k:>5}" for p in a.curve]
         tok = [f"{p.tokens_per_step:>5.2f}" for p in a.curve]
         spd = [f"{p.relative_throughput:>5.2f}" for p in a.curve]
         out.append("\nk'        " + " ".join(cols) + f"   (>{a.configured_k} not measured)")
         out.append("\ntok/step  " + " ".join(tok))
         out.append("\nspeed-up  " + " ".join(spd) + "   × vs no spec")
+        out.append(
+            f"\ndraft cost {a.draft_cost:g}× target step: {a.draft_cost_source}", style="dim"
+        )
         return out
