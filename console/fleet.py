@@ -342,7 +342,7 @@ def render_table(rows: Sequence[FleetRow]) -> str:
 def report_from_tick(url: str, tick: Tick) -> dict[str, Any]:
     """``monitor``'s single-server report of one sampler poll: the figures over the
     sampler's window (up to 60 s), ``ok: false`` with the error when it failed."""
-    from console.commands.monitor import build_report
+    from console.monitor_report import build_report
 
     return build_report(url, figures=tick.window, server=tick.info, gpu=None, error=tick.error)
 

@@ -25,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from console import metric_names as N
 from console import server_client as SC
+from console import spec_advisor
 from console.errors import ConsoleError
 
 if TYPE_CHECKING:
@@ -516,12 +517,17 @@ class SpecDecodeStats(_Dict):
     per_position: tuple[float, ...] | None  # A_i/D
     accepted_tokens_per_s: float | None = None  # window only
     draft_tokens_per_s: float | None = None  # window only
+    advisor: dict[str, Any] | None = None
+    """Which k? ``spec_advisor.Advice.to_dict()`` over this scope: an estimate,
+    method unknown here (the stated default draft cost); None without positions."""
 
     @classmethod
     def from_counts(
         cls, d: float, t: float, a: float, a_pos: tuple[float, ...], seconds: float | None
     ) -> SpecDecodeStats:
         rate = (seconds is not None) and seconds > 0
+        per = tuple(x / d for x in a_pos) if d > 0 else None
+        advice = spec_advisor.advise(per, _int(d) or 0)
         return cls(
             drafts=_int(d) or 0,
             draft_tokens=_int(t) or 0,
@@ -529,9 +535,10 @@ class SpecDecodeStats(_Dict):
             accepted_per_position=tuple(_int(x) or 0 for x in a_pos),
             mean_acceptance_length=(1.0 + a / d) if d > 0 else None,
             draft_acceptance_rate=(a / t) if t > 0 else None,
-            per_position=tuple(x / d for x in a_pos) if d > 0 else None,
+            per_position=per,
             accepted_tokens_per_s=(a / seconds) if rate else None,  # type: ignore[operator]
             draft_tokens_per_s=(t / seconds) if rate else None,  # type: ignore[operator]
+            advisor=advice.to_dict() if advice is not None else None,
         )
 
 

@@ -15,25 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 UI = ("console.app", "console.screens", "console.widgets")
 
-KNOWN_CYCLES: list[set[str]] = [
-    # ray_state's view()/for_url() join Ray's state with ClusterRuntime's processes
-    # while ClusterRuntime polls ray_state.probe(): the cluster owner splits them.
-    {"console.runtime.cluster", "console.runtime.ray_state"},
-    # The fleet (core) imports commands.monitor.build_report, and commands.monitor
-    # and commands.monitor_fleet import each other; through session -> fleet the
-    # dashboard and replay screens join the loop. To fix: build_report,
-    # collect_once and render_text move to a core module both commands import.
-    {
-        "console.commands.history",
-        "console.commands.monitor",
-        "console.commands.monitor_fleet",
-        "console.fleet",
-        "console.screens.base",
-        "console.screens.dashboard",
-        "console.screens.replay",
-        "console.session",
-    },
-]
+KNOWN_CYCLES: list[set[str]] = []
 """Cycles found and left to their owners: a cycle inside one of these sets passes;
 any other fails, and a set no cycle touches any more must be removed."""
 

@@ -26,7 +26,7 @@ from rich.console import Console
 
 from console.app import ConsoleApp
 from console.profiles import load_file
-from console.runtime import provision, ray_state
+from console.runtime import cluster_view, provision
 from console.runtime.base import ServerState
 from console.runtime.cluster import ClusterRuntime, session_members
 from console.screens.dashboard import DashboardScreen
@@ -102,7 +102,7 @@ async def test_two_node_ray_cluster_view_kill_and_down(tmp_path: Path) -> None:
             started_worker = next(i for i, ln in enumerate(lines) if "started worker b" in ln)
             assert joined_head < started_worker, lines
 
-            view = await asyncio.to_thread(ray_state.view, profile, record)
+            view = await asyncio.to_thread(cluster_view.view, profile, record)
             assert view.error is None, view.error
             assert [(n.name, n.state, n.address) for n in view.nodes] == [
                 ("a", "alive", nodes.addresses[0]),

@@ -15,10 +15,10 @@ import httpx
 import pytest
 
 from console.cli import main
-from console.commands.monitor import build_report, render_text
 from console.gpu import GpuSampler
 from console.gpu_recorded import RecordedNvml
 from console.metrics import derive, parse_metrics
+from console.monitor_report import build_report, render_text
 
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).resolve().parent.parent
@@ -124,7 +124,20 @@ def test_once_json_ngram_server(vllm_ngram_server, capsys: pytest.CaptureFixture
             "mean_acceptance_length",
             "draft_acceptance_rate",
             "per_position",
+            "advisor",
         }
+        adv = sd[scope]["advisor"]
+        if sd[scope]["drafts"]:
+            assert adv["estimate"] is True and adv["configured_k"] == 4
+            assert adv["method"] is None and adv["draft_cost_source"] == "default, method unknown"
+            if adv["enough_drafts"]:
+                assert [p["k"] for p in adv["curve"]] == [1, 2, 3, 4]
+                assert adv["best_k"] in (1, 2, 3, 4)
+            else:
+                assert adv["curve"] == [] and adv["best_k"] is None
+                assert adv["label"].startswith("too few drafts to judge")
+        else:
+            assert adv is None  # no drafts in the window: no rates, no advice
 
 
 def _wait_lines(path: Path, n: int, proc: subprocess.Popen, deadline_s: float = 60) -> list[str]:

@@ -222,6 +222,8 @@ def own_server(tmp_path: Path):
         runtime.down(profile, timeout=15.0)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(2700)  # two server start-ups of its own; slow on a loaded CPU box
 def test_restart_is_a_counter_reset_and_totals_equal_the_servers_counters(own_server, env) -> None:
     profile, runtime, start = own_server
     url, model = profile.url, profile.serve.served_model_name or "gemma3-270m"

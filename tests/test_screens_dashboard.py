@@ -23,7 +23,9 @@ from console.screens.dashboard import (
     pick,
 )
 from console.session import Session
+from console.spec_advisor import advise
 from console.widgets.acceptance_bars import AcceptanceBars
+from console.widgets.k_advisor import KAdvisor
 from console.widgets.stat_tile import StatTile
 from tests.screen_helpers import DATA, wait_until
 
@@ -125,6 +127,16 @@ async def test_acceptance_bars_move_under_ngram(vllm_ngram_server) -> None:
         assert mal.endswith(f"/ {k + 1}") and 1.0 <= float(mal.split()[0]) <= k + 1
         assert tile(screen, "#spec-dar").value.endswith("%")
         assert "tok/s" in tile(screen, "#spec-tps").value
+        # Which k: the advisor's view of the same window, labelled an estimate.
+        advisor = screen.query_one(KAdvisor)
+        assert advisor.display and advisor.advice is not None
+        assert advisor.advice == advise(spec.window.per_position, spec.window.drafts)
+        text = advisor.render().plain
+        if advisor.advice.enough:
+            assert len(advisor.advice.curve) == k and "which k (estimate)" in text
+            assert f"favours k'={advisor.advice.best_k}" in text and ">4 not measured" in text
+        else:
+            assert "too few drafts to judge" in text
 
         # "w": since start: the lifetime counters, marked as such.
         await pilot.press("w")

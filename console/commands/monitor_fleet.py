@@ -67,13 +67,13 @@ def _dump(obj: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace, spec: FleetSpec) -> int:
-    from console.commands.monitor import _open_record, collect_once
+    from console.monitor_report import collect_once, open_record
 
     targets = resolve(spec)
     if not targets:
         _say("no servers: nothing answered in the --discover ranges and no profile runs")
         return 1
-    record = _open_record(args.record)
+    record = open_record(args.record)
     out = sys.stdout
     try:
         if args.once:

@@ -207,6 +207,10 @@ def decode_series(body: bytes) -> Mapping[str, Series]:
 # --------------------------------------------------------------------------- store
 
 
+class _SchemaPending(Exception):
+    """The file exists but its tables do not (yet): a writer may be creating them."""
+
+
 class HistoryStore:
     """The history file. Thread-safe (one connection behind a lock)."""
 
@@ -224,7 +228,21 @@ class HistoryStore:
         self.readonly = readonly
         self._lock = threading.Lock()
         self._last_prune = 0.0
-        self._conn = self._connect()
+        self._conn = self._connect_settled()
+
+    def _connect_settled(self) -> sqlite3.Connection:
+        """A reader that opens a file a writer is creating this instant (no tables yet)
+        waits for the schema, up to a few seconds, instead of calling it foreign."""
+        deadline = time.monotonic() + 3.0
+        while True:
+            try:
+                return self._connect()
+            except _SchemaPending:
+                if time.monotonic() > deadline:
+                    raise ConsoleError(
+                        f"{self.path}: not a vllm-console history file (no schema)", exit_code=2
+                    ) from None
+                time.sleep(0.1)
 
     def _connect(self) -> sqlite3.Connection:
         where = str(self.path)
@@ -243,13 +261,21 @@ class HistoryStore:
                 conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
-                conn.executescript(_SCHEMA)
-                conn.execute(
-                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)",
-                    (str(SCHEMA_VERSION),),
+                # One transaction: a reader sees no tables or all of them.
+                conn.executescript(
+                    "BEGIN IMMEDIATE;"
+                    + _SCHEMA
+                    + "INSERT OR IGNORE INTO meta (key, value) VALUES "
+                    + f"('schema', '{SCHEMA_VERSION}');COMMIT;"
                 )
             conn.execute("PRAGMA busy_timeout=5000")
             row = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        except sqlite3.OperationalError as exc:
+            if self.readonly and "no such table: meta" in str(exc):
+                raise _SchemaPending from None
+            raise ConsoleError(
+                f"{where}: not a vllm-console history file ({exc})", exit_code=2
+            ) from None
         except sqlite3.DatabaseError as exc:
             raise ConsoleError(
                 f"{where}: not a vllm-console history file ({exc})",

@@ -50,6 +50,7 @@ from console.runtime.local import (
     spawn_logged,
     tail_lines,
 )
+from console.runtime.netns import netns_argv
 from console.runtime.provision import Progress
 from console.runtime.state import ServerRecord
 
@@ -144,10 +145,6 @@ def session_members(pid: int) -> list[psutil.Process]:
             if os.getsid(proc.pid) == pid:
                 out.append(proc)
     return out
-
-
-def netns_argv(netns: str | None) -> list[str]:
-    return ["ip", "netns", "exec", netns] if netns else []
 
 
 class ClusterRuntime:

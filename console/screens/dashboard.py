@@ -40,7 +40,7 @@ from textual.widgets import Footer, Header, Static
 from textual.worker import get_current_worker
 
 from console import metrics as M
-from console import procmem
+from console import procmem, spec_advisor
 from console.gpu import GpuSample, default_sampler
 from console.history.store import Event
 from console.sampler import MetricsSampler, Tick
@@ -51,6 +51,7 @@ from console.widgets.acceptance_bars import FORMULA, AcceptanceBars
 from console.widgets.cluster_panel import ClusterStrip
 from console.widgets.events_panel import EventsPanel
 from console.widgets.gauge import Gauge
+from console.widgets.k_advisor import KAdvisor
 from console.widgets.memory_panel import GpuView, MemoryPanel, ProcessAlloc
 from console.widgets.stat_tile import StatTile
 from console.widgets.throughput_chart import ThroughputChart
@@ -394,6 +395,7 @@ class DashboardScreen(Screen):
                         )
                         yield StatTile("drafts", id="spec-drafts", label_width=18)
                     yield AcceptanceBars(id="spec-bars")
+                yield KAdvisor(id="spec-advisor")
         events = EventsPanel(id="dash-events", lines=3)
         events.border_title = "Events"
         yield events
@@ -402,6 +404,7 @@ class DashboardScreen(Screen):
     def on_mount(self) -> None:
         self.query_one("#panel-spec").tooltip = FORMULA
         self.query_one("#spec-body").display = False
+        self.query_one("#spec-advisor").display = False
         self.query_one(MemoryPanel).show(gpu_view_from(None))
         self._visible.set()
         if self.live:
@@ -680,6 +683,7 @@ class DashboardScreen(Screen):
         absent = spec_l is None
         self._display("#spec-absent", absent)
         self._display("#spec-body", not absent)
+        self._display("#spec-advisor", not absent)
         if absent or spec_l is None:
             self._subtitle("#panel-spec", "")
             return
@@ -699,6 +703,7 @@ class DashboardScreen(Screen):
             self.query_one("#spec-tps", StatTile).set(None)
             self.query_one("#spec-drafts", StatTile).set("0")
             self.query_one(AcceptanceBars).set([None] * k)
+            self.query_one(KAdvisor).set(None)
             return
         mal = s.mean_acceptance_length
         self.query_one("#spec-mal", StatTile).set(None if mal is None else f"{mal:.2f} / {k + 1}")
@@ -712,6 +717,16 @@ class DashboardScreen(Screen):
         per = list(s.per_position or ())
         per += [None] * (k - len(per))
         self.query_one(AcceptanceBars).set(per)
+        self.query_one(KAdvisor).set(
+            spec_advisor.advise(s.per_position, s.drafts, method=self._spec_method())
+        )
+
+    def _spec_method(self) -> str | None:
+        """The active profile's speculative method (None when attached by URL only)."""
+        profile = getattr(session_of(self.app), "profile", None)
+        spec = getattr(getattr(profile, "serve", None), "speculative_config", None) or {}
+        method = spec.get("method") if isinstance(spec, dict) else None
+        return method if isinstance(method, str) else None
 
     def _render_status(self) -> None:
         down, stale, text = self._status_line()

@@ -213,7 +213,7 @@ class ServerScreen(Screen):
 
     @work(thread=True, group="cluster-poll", exit_on_error=False)
     def _poll_cluster(self, profile: Profile) -> None:
-        from console.runtime.ray_state import poll
+        from console.runtime.cluster_view import poll
 
         status, view = poll(profile)
         self.post_message(ClusterPolled(profile.name, view, status))

@@ -16,10 +16,12 @@ from rich.text import Text
 from textual import work
 from textual.widgets import Static
 
-from console.runtime.ray_state import ClusterView
-
 if TYPE_CHECKING:
+    # Annotations only: the dashboard's first frame does not import the cluster
+    # modules; the probe (cluster_view.poll) is imported by the worker, for cluster
+    # profiles only.
     from console.profiles.schema import Profile
+    from console.runtime.ray_state import ClusterView
 
 GIB = 1024**3
 MIB = 1024**2
@@ -157,7 +159,7 @@ class ClusterStrip(Static):
 
     @work(thread=True, group="cluster-strip", exit_on_error=False)
     def _poll(self, profile: Profile) -> None:
-        from console.runtime.ray_state import poll
+        from console.runtime.cluster_view import poll
 
         _, view = poll(profile)
         self.app.call_from_thread(self._show, view)
