@@ -112,7 +112,18 @@ def test_gemma_tp2_over_two_namespaces_monitor_chat_kill_down(tmp_path: Path, ca
             ]
             assert all(n["rss_bytes"] > 0 for n in cluster["nodes"])
 
-            code = main(["chat", "--url", url, "--max-tokens", "8", "The capital of France is"])
+            code = main(
+                [
+                    "chat",
+                    "--url",
+                    url,
+                    "--max-tokens",
+                    "8",
+                    "--temperature",
+                    "0",
+                    "The capital of France is",
+                ]
+            )
             out = capsys.readouterr().out
             assert code == 0 and out.strip(), out
             print(f"chat through TP=2 answered: {out.strip()!r}")
