@@ -321,7 +321,9 @@ def test_rebuild_keeps_the_image_so_images_built_from_it_stay_cached(
 
 
 def test_cli_build_with_the_engine_down_names_it(tmp_path, monkeypatch, capsys) -> None:
-    path = write_profile(tmp_path, "bb-down", {"base": "x", "tag": "vct/down:1"})
+    path = write_profile(
+        tmp_path, "bb-down", {"base": "x", "tag": "vct/down:1", "steps": ["RUN true"]}
+    )
     monkeypatch.setenv("DOCKER_HOST", "unix:///tmp/vc-no-such-engine.sock")
     assert main(["build", str(path)]) == 1
     err = capsys.readouterr().err
