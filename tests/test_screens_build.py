@@ -136,17 +136,23 @@ async def test_build_without_a_docker_profile_says_why() -> None:
 @pytest.mark.usefixtures("private_state")
 async def test_real_build_by_key_then_cancel(tmp_path: Path, docker_engine, busybox_image) -> None:
     """A real engine build started with `b`, watched step by step, cancelled with `c`."""
+    import uuid
+
     import yaml
 
     from console.profiles import load_profile
 
+    nonce = uuid.uuid4().hex[:8]  # a step no engine has cached (a reused engine keeps layers)
     spec = {
         "name": "bb-cancel",
         "runtime": "docker",
         "image": {
             "base": busybox_image,
             "tag": "vllm-console-test/bb-screen:1",
-            "steps": ["RUN echo first-step-output", "RUN echo sleeping; sleep 60"],
+            "steps": [
+                f"RUN echo first-step-output {nonce}",
+                f"RUN echo sleeping {nonce}; sleep 60",
+            ],
         },
         "serve": {"model": "/models/none"},
     }
