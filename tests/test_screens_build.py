@@ -166,7 +166,7 @@ async def test_real_build_by_key_then_cancel(tmp_path: Path, docker_engine, busy
         await pilot.press("b")
         await wait_until(
             pilot,
-            lambda: any("sleeping" in line for line in screen.query_one(LogView).lines),
+            lambda: screen.step is not None and "sleep 60" in screen.step.instruction,
             timeout=120,
             what="the sleeping step to run",
         )

@@ -102,7 +102,14 @@ def _alive(proc: NodeProc) -> psutil.Process | None:
         return None
     try:
         p = psutil.Process(proc.pid)
-        if abs(p.create_time() - proc.create_time) > 1.0 or p.status() == psutil.STATUS_ZOMBIE:
+        if abs(p.create_time() - proc.create_time) > 1.0:
+            return None
+        if p.status() == psutil.STATUS_ZOMBIE:
+            # Our own child died between poll() and now: collect how it ended, so
+            # status names the signal instead of "is gone".
+            if child is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.exit_code = child.wait(timeout=2.0)
             return None
         return p
     except (psutil.NoSuchProcess, psutil.AccessDenied):
