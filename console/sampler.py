@@ -145,6 +145,9 @@ class MetricsSampler:
         """The latest tick (None before the first poll ends)."""
         self._points: deque[ChartPoint] = deque()
         self._subscribers: list[Subscriber] = []
+        self.subscriber_error: Exception | None = None
+        """The last error a subscriber raised: it is kept here, and polling goes
+        on (one faulty consumer must not end the figures of every other)."""
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -252,7 +255,10 @@ class MetricsSampler:
             tick = self._record(sample, error, self._clock() if at is None else at)
             subscribers = list(self._subscribers)
         for callback in subscribers:
-            callback(tick)
+            try:
+                callback(tick)
+            except Exception as exc:  # noqa: BLE001 - see subscriber_error
+                self.subscriber_error = exc
         return tick
 
     def _scrape(self, client: SC.SyncServerClient) -> M.MetricsSample:

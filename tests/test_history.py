@@ -227,6 +227,21 @@ def test_no_spec_decode_no_acceptance_events() -> None:
     assert d.on_sample(s, M.derive(s)) == []
 
 
+def test_non_finite_counters_are_unknown_not_a_crash() -> None:
+    """A NaN/Inf counter (legal in a Prometheus page) is no increment and no event."""
+    d = EventDetector(SERVER, AlertSettings(preemptions=1, admission_rejections=1))
+    got = []
+    for i, p in enumerate(["0", "NaN", "+Inf", "-Inf", "2"]):
+        extra = f'vllm:num_preemptions_total{{engine="0",model_name="m"}} {p}\n'
+        extra += f'vllm:admission_rejections_total{{model_name="m",reason="queue_full"}} {p}\n'
+        s = sample(float(i * 100), extra=extra)
+        got += d.on_sample(s, M.derive(s))
+    # Only the finite totals count: the unknown ones in between are skipped
+    # (the counter is unknown there; the next finite total starts afresh).
+    assert all(e.data.get("count", 0) >= 0 for e in got)
+    assert all(isinstance(e.data.get("count", 0), int) for e in got)
+
+
 def test_preemptions_and_rejections_are_counted_and_repeated_at_most_every_minute() -> None:
     d = EventDetector(SERVER, AlertSettings(preemptions=2, repeat_after=60))
     got = []

@@ -225,6 +225,12 @@ async def test_tui_dashboard_on_a_nan_page_stays_up(
         await pilot.pause(0.5)
         figures = screen.tracker.last_interval()
         assert figures is not None and figures.kv_cache.usage is None
+        # Every consumer of the polls (history recorder, event detector) took
+        # the NaN/-Inf page; polling goes on.
+        sampler = app.session.sampler
+        polls = sampler.polls
+        await wait_until(pilot, lambda: sampler.polls > polls, timeout=30, what="one more poll")
+        assert sampler.subscriber_error is None
         assert app.is_running
         assert not any(n.severity == "error" for n in app._notifications)
 

@@ -30,6 +30,7 @@ are summed and reported at most every ``repeat_after`` seconds.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import Any
 
@@ -41,6 +42,13 @@ from console.metrics import Figures, MetricsSample
 
 INFO, WARNING, CRITICAL = "info", "warning", "critical"
 ALERT_SEVERITIES = frozenset({WARNING, CRITICAL})
+
+
+def _total(sample: MetricsSample, name: str) -> float | None:
+    """A counter's total, or None when absent or non-finite: a NaN/Inf counter is
+    unknown, never an increment."""
+    value = sample.total(name)
+    return value if value is not None and math.isfinite(value) else None
 
 
 def is_alert(event: Event) -> bool:
@@ -119,21 +127,21 @@ class EventDetector:
                     "restarted",
                     WARNING,
                     "counters went back to zero: the server restarted",
-                    generation_tokens=sample.total(N.GENERATION_TOKENS),
+                    generation_tokens=_total(sample, N.GENERATION_TOKENS),
                 )
             )
             self._restart()
         out += self._kv(ts, figures)
         out += self._queue(ts, figures)
         out += self._acceptance(ts, sample)
-        n = self._preempt.feed(ts, sample.total(N.PREEMPTIONS))
+        n = self._preempt.feed(ts, _total(sample, N.PREEMPTIONS))
         if n:
             out.append(
                 self._event(
                     ts, "preemption", WARNING, f"{n} request(s) preempted (KV cache full)", count=n
                 )
             )
-        n = self._rejects.feed(ts, sample.total(N.ADMISSION_REJECTIONS))
+        n = self._rejects.feed(ts, _total(sample, N.ADMISSION_REJECTIONS))
         if n:
             out.append(
                 self._event(
@@ -200,7 +208,7 @@ class EventDetector:
 
     def _acceptance(self, ts: float, sample: MetricsSample) -> list[Event]:
         s = self.settings
-        drafts, accepted = sample.total(N.SPEC_DRAFTS), sample.total(N.SPEC_ACCEPTED)
+        drafts, accepted = _total(sample, N.SPEC_DRAFTS), _total(sample, N.SPEC_ACCEPTED)
         if s.acceptance_drop is None or drafts is None or accepted is None:
             return []
         if self._spec_base is None:
