@@ -257,7 +257,7 @@ class MetricsSampler:
         for callback in subscribers:
             try:
                 callback(tick)
-            except Exception as exc:  # noqa: BLE001 - see subscriber_error
+            except Exception as exc:
                 self.subscriber_error = exc
         return tick
 
