@@ -21,7 +21,6 @@ from console.bench.sweep import (
     parse_ks,
     spec_method,
     sweep_profiles,
-    write_json,
 )
 from console.bench.sweep_apply import MARKER, choose_k, write_applied
 from console.bench.sweep_report import (
@@ -31,6 +30,7 @@ from console.bench.sweep_report import (
     plot_series,
     render_plot,
     render_table,
+    write_json,
 )
 from console.cli import main
 from console.errors import ConsoleError, UsageError

@@ -18,16 +18,17 @@ by the CLI table, the results JSON (``summary``), the Bench screen's plot and
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 from console import spec_advisor
 from console.bench.categories import CategoryRun, merged
-
-if TYPE_CHECKING:
-    from console.bench.sweep import SweepResult, SweepServer
+from console.bench.sweep import SweepResult, SweepServer
 
 OVERALL = "overall"
 NOISE = 0.05
@@ -274,6 +275,30 @@ def summary(result: SweepResult) -> dict[str, Any]:
     check = advisor_check(result)
     out["advisor"] = check.to_dict() if check is not None else None
     return out
+
+
+def _finite(value: Any) -> Any:
+    """NaN/Inf is unknown: None in the JSON (strict JSON, ``allow_nan=False``)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def to_json(result: SweepResult) -> dict[str, Any]:
+    """The results file: the raw servers and cells plus the summary read from them."""
+    return _finite({**result.to_dict(), "summary": summary(result)})
+
+
+def write_json(result: SweepResult, path: Path) -> None:
+    """Atomically (temp file + rename): a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(to_json(result), indent=2, allow_nan=False) + "\n")
+    os.replace(tmp, path)
 
 
 def _f(x: float | None, fmt: str, scale: float = 1.0) -> str:

@@ -105,8 +105,9 @@ def default_json_path(profile: str) -> Path:
 def run_sweep_command(args: argparse.Namespace) -> int:
     import asyncio
 
-    from console.bench.sweep import SweepConfig, SweepRunner, load_sweep_profile, parse_ks
+    from console.bench.sweep import SweepConfig, load_sweep_profile, parse_ks
     from console.bench.sweep_report import render_plot, render_table
+    from console.bench.sweep_run import SweepRunner
 
     _check(args)
     config = SweepConfig(
