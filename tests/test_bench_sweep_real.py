@@ -22,7 +22,7 @@ from console.cli import main
 from console.profiles.loader import load_profile
 from tests.helpers import free_port
 
-TOKENS = 6
+TOKENS = 12
 
 
 def _listening(port: int) -> list[int | None]:
@@ -72,15 +72,16 @@ def test_real_sweep_k1_k2_and_baseline(
             assert c["requests"] == (1 if c["load"] == 1 else 2)
             if s["k"] is None:
                 assert c["spec_decode"] is None  # the baseline drafts nothing
-            else:
-                accept = c["spec_decode"]["mean_acceptance_length"]
-                assert accept is not None and accept >= 1.0
-                assert len(c["spec_decode"]["per_position"]) == s["k"]
+                continue
+            spec = c["spec_decode"]  # exported counters; a cell may see no n-gram match
+            accept = spec["mean_acceptance_length"]
+            assert (spec["drafts"] == 0 and accept is None) or accept >= 1.0
+            assert len(spec["accepted_per_position"]) == s["k"]
         assert s["measured_k"] == s["k"]
     overall = data["summary"]["loads"]["1"]["figures"]["overall"]
     assert overall[0]["k"] is None and overall[0]["acceptance_length"] is None
     assert overall[0]["speedup"] == 1.0
-    assert all(f["acceptance_length"] >= 1.0 for f in overall[1:])
+    assert all(f["acceptance_length"] >= 1.0 for f in overall[1:])  # it did draft
     # the table
     assert "At 1 stream (all categories)" in out and "At 2 concurrent" in out
     assert "best:" in out and "Best k per category" in out
