@@ -26,7 +26,7 @@ from textual.widgets import Button, Footer, Header, Input, Label, Log, Static
 
 from console.errors import ConsoleError, UsageError
 from console.sanitize import clean, clean_log_line
-from console.widgets.sweep_plot import SweepPlot
+from console.widgets.sweep_plot import SweepPlot, color_of
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -65,7 +65,7 @@ class SweepScreen(Screen):
     SweepScreen #sweep-body { height: 1fr; }
     SweepScreen #sweep-summary { width: 34; padding: 0 1; }
     SweepScreen #sweep-log {
-        height: 6; border: round $primary 50%; border-title-color: $text-accent;
+        height: 5; border: round $primary 50%; border-title-color: $text-accent;
     }
     """
 
@@ -116,8 +116,8 @@ class SweepScreen(Screen):
         with Horizontal(id="sweep-body"):
             yield SweepPlot(id="sweep-plot")
             yield Static(
-                "tok/s against k, one line per load; each load's baseline (no speculation) "
-                "is the flat line. Run (ctrl+r) starts the profile once per k.",
+                "tok/s against k, one line per load in its colour; each load's baseline "
+                "(no speculation) is the flat line. Run (ctrl+r) starts the profile once per k.",
                 id="sweep-summary",
             )
         log = Log(id="sweep-log", max_lines=4000)
@@ -245,7 +245,9 @@ class SweepScreen(Screen):
         out = Text()
         for load in result.config.loads:
             rows = figures(result, load)
-            out.append(f"{'1 stream' if load == 1 else f'{load} concurrent'}\n", style="bold")
+            where = "1 stream" if load == 1 else f"{load} concurrent"
+            color = color_of(list(result.config.loads), load)
+            out.append(f"{where} (flat: base)\n", style=f"bold {color}")
             for f in rows:
                 tok = "—" if f.tok_s is None else f"{f.tok_s:6.1f}"
                 spd = "" if f.speedup is None else f" {f.speedup:4.2f}x"

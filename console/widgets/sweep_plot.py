@@ -1,4 +1,7 @@
-"""tok/s against k: one line per load, each load's baseline a horizontal line.
+"""tok/s against k: one line per load, each load's baseline a flat line in its colour.
+
+No legend inside the plot (at 80x24 it would hide the lines): the caller
+names each load in ``color_of(load)`` beside the chart.
 
 Pure view of ``sweep_report.plot_series``; redrawn when a cell of the sweep
 finishes (a few times a minute at most), so the plotext cost does not matter.
@@ -15,8 +18,9 @@ Series = dict[int, list[tuple[int, float]]]
 COLORS = ("green", "cyan", "magenta", "yellow")
 
 
-def _where(load: int) -> str:
-    return "1 stream" if load == 1 else f"{load} conc."
+def color_of(loads: list[int], load: int) -> str:
+    """The colour the plot gives ``load`` among ``loads`` (for a legend outside)."""
+    return COLORS[sorted(loads).index(load) % len(COLORS)]
 
 
 class SweepPlot(PlotextPlot):
@@ -56,16 +60,14 @@ class SweepPlot(PlotextPlot):
                 plt.plot(
                     [k for k, _ in points],
                     [v for _, v in points],
-                    label=_where(load),
                     color=color,
-                    marker="dot",
+                    marker="braille",
                 )
             if load in self.baseline:
                 xs = [min(ks), max(ks)] if ks else [0, 1]
                 plt.plot(
                     xs,
                     [self.baseline[load]] * 2,
-                    label=f"base {_where(load)}",
                     color=color,
                     marker="-",
                 )
@@ -74,5 +76,10 @@ class SweepPlot(PlotextPlot):
             plt.xlim(min(ks) - 0.5, max(ks) + 0.5)
         plt.xlabel("k")
         plt.ylabel("tok/s")
-        plt.ylim(0, None)
+        top = max(
+            [v for pts in self.series.values() for _, v in pts]
+            + list(self.baseline.values())
+            + [0.0]
+        )
+        plt.ylim(0, top * 1.1 if top > 0 else None)
         self.refresh()
