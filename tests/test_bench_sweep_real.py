@@ -25,7 +25,20 @@ from tests.helpers import free_port
 TOKENS = 12
 
 
-def _listening(port: int) -> list[int | None]:
+def user_profile(private_state: Path, name: str) -> tuple[Path, int]:
+    """A user profile ``name`` extending the n-gram CPU preset on a free port with a
+    small KV cache (the box is shared); returns its folder and port."""
+    folder = private_state / "config" / "profiles"
+    folder.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    (folder / f"{name}.yaml").write_text(
+        f"name: {name}\nextends: gemma3-270m-cpu-ngram\nserve:\n  port: {port}\n"
+        "  env:\n    VLLM_CPU_KVCACHE_SPACE: '1'\n"
+    )
+    return folder, port
+
+
+def listening(port: int) -> list[int | None]:
     return [
         c.pid
         for c in psutil.net_connections("tcp")
@@ -36,13 +49,7 @@ def _listening(port: int) -> list[int | None]:
 def test_real_sweep_k1_k2_and_baseline(
     private_state: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    folder = private_state / "config" / "profiles"
-    folder.mkdir(parents=True)
-    port = free_port()
-    (folder / "sweep-real.yaml").write_text(
-        f"name: sweep-real\nextends: gemma3-270m-cpu-ngram\nserve:\n  port: {port}\n"
-        "  env:\n    VLLM_CPU_KVCACHE_SPACE: '1'\n"
-    )
+    folder, port = user_profile(private_state, "sweep-real")
     out_json = private_state / "sweep.json"
     argv = [
         "bench", "--sweep-k", "1,2", "sweep-real", "--category", "coding",
@@ -61,7 +68,7 @@ def test_real_sweep_k1_k2_and_baseline(
     for s in servers:
         assert not psutil.pid_exists(s["pid"]) or psutil.Process(s["pid"]).status() == "zombie"
         assert "processes of its session ended" in s["stopped"], s["stopped"]
-    assert not _listening(port)
+    assert not listening(port)
     for s in servers:
         assert s["phase"] == "done"
         cells = {(c["category"], c["load"]) for c in s["cells"]}

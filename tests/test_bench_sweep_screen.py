@@ -19,9 +19,9 @@ from console.screens.bench import BenchScreen
 from console.screens.bench_sweep import SweepScreen
 from console.session import Session
 from console.widgets.sweep_plot import SweepPlot
-from tests.helpers import free_port
 from tests.screen_helpers import DOWN_URL, wait_until
 from tests.test_bench_sweep import _result
+from tests.test_bench_sweep_real import listening, user_profile
 
 
 async def _open_sweep(app: ConsoleApp, pilot) -> SweepScreen:
@@ -88,13 +88,7 @@ async def test_bad_input_is_a_notice(private_state: Path) -> None:
 
 async def test_stop_ends_the_server_being_started(private_state: Path) -> None:
     """Stop while the baseline server starts: the worker ends it (`down`) first."""
-    folder = private_state / "config" / "profiles"
-    folder.mkdir(parents=True)
-    port = free_port()
-    (folder / "sweep-stop.yaml").write_text(
-        f"name: sweep-stop\nextends: gemma3-270m-cpu-ngram\nserve:\n  port: {port}\n"
-        "  env:\n    VLLM_CPU_KVCACHE_SPACE: '1'\n"
-    )
+    _folder, port = user_profile(private_state, "sweep-stop")
     app = ConsoleApp(Session.create(url=DOWN_URL, remember=False), start_mode="bench")
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await _open_sweep(app, pilot)
@@ -114,8 +108,7 @@ async def test_stop_ends_the_server_being_started(private_state: Path) -> None:
         await pilot.press("ctrl+s")
         await wait_until(pilot, lambda: not screen.running, timeout=60, what="the sweep to stop")
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
-        listening = [c for c in psutil.net_connections("tcp") if c.laddr and c.laddr.port == port]
-        assert not [c for c in listening if c.status == psutil.CONN_LISTEN]
+        assert not listening(port)
         assert base.phase == "failed" and base.error == "stopped before it finished"
         assert base.stopped is not None
         log = "\n".join(screen.query_one("#sweep-log", Log).lines)
