@@ -309,3 +309,23 @@ def test_apply_refuses_when_the_baseline_wins_or_k_was_not_measured() -> None:
     assert choose_k(_result(tok), k=1)[0] == 1
     with pytest.raises(UsageError, match="not measured"):
         choose_k(_result(), k=3)
+
+
+def test_a_taken_port_stops_the_sweep_before_anything_starts(
+    private_state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The real runtime refuses the port; the sweep stops at once (every k would fail)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        out = private_state / "s.json"
+        argv = ["bench", "--sweep-k", "1,2", "gemma3-270m-cpu-ngram", "--port", str(port)]
+        assert main([*argv, "--json", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"port {port}" in err or f":{port}" in err, err
+    data = json.loads(out.read_text())
+    assert [s["phase"] for s in data["servers"]] == ["failed", "pending", "pending"]
+    assert data["servers"][0]["pid"] is None and data["complete"] is False

@@ -300,6 +300,9 @@ class SweepServer:
     phase: ServerPhase = "pending"
     url: str | None = None
     pid: int | None = None
+    spawned: bool = False
+    """``up`` got as far as starting a process or container (a start that fails
+    before that, e.g. on a taken port, would fail the same way for every k)."""
     ready_s: float | None = None
     """Seconds from ``up`` to ready."""
     measured_k: int | None = None

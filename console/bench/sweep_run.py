@@ -145,6 +145,7 @@ class SweepRunner:
         up = asyncio.ensure_future(asyncio.to_thread(runtime.up, profile, wait=False))
         try:
             status = await asyncio.shield(up)
+            server.spawned = True
             server.pid = status.pid
             deadline = t0 + self.config.server_timeout
             while status.state is not ServerState.READY:
@@ -273,7 +274,7 @@ class SweepRunner:
                         self._emit(
                             "server", f"{server.label}: failed: {exc.message}", server=server
                         )
-                        if server.pid is None:
+                        if not server.spawned:
                             raise  # never started (port taken, no runtime): nor would the next
                         continue
                     except BaseException:  # Ctrl-C, a cancelled worker: it was stopped
