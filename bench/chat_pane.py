@@ -34,7 +34,6 @@ from typing import Any
 
 import httpx
 import psutil
-from textual.await_complete import AwaitComplete
 from textual.widgets import Markdown
 from textual.worker import WorkerCancelled
 
@@ -43,6 +42,7 @@ from bench.results import Goal, record
 from console.app import ConsoleApp
 from console.screens.chat import ChatScreen
 from console.session import Session
+from console.widgets.chat_markdown import StreamedMarkdown
 from console.widgets.chat_message import AssistantMessage
 
 TOKENS = 4000
@@ -54,48 +54,54 @@ SIZE = (100, 40)
 
 
 class AnswerProbe(MarkdownProbe):
-    """``MarkdownProbe`` for an answer split over several Markdown widgets.
+    """``MarkdownProbe`` that also follows the chat's ``StreamedMarkdown``.
 
-    The chat view closes a long answer's Markdown at a paragraph break and
-    continues in a new one; each mark counts the text of the widgets before it
-    in the same message, and all of a message's widgets share one series.
+    After each ``append``/``update`` of the answer, a ``call_after_refresh``
+    callback records (time, length of the text shown): a token counts as on
+    screen at the first refresh after the text includes it. The naive
+    baseline writes a Textual ``Markdown``, which the base class follows.
     """
 
-    def _wrap(self, original: Callable[..., AwaitComplete]) -> Callable[..., AwaitComplete]:
+    _streamed: tuple[Callable[..., Any], Callable[..., Any]] | None = None
+
+    def _wrap_streamed(self, original: Callable[..., None]) -> Callable[..., None]:
         probe = self
 
-        def wrapped(widget: Markdown, markdown: str) -> AwaitComplete:
-            inner = original(widget, markdown)
-            parent = widget.parent
-            key, before = id(widget), 0
-            if widget.has_class("answer") and parent is not None:
-                key = id(parent)
-                for sibling in parent.query_children(".answer"):
-                    if sibling is widget:
-                        break
-                    before += len(sibling.source)  # type: ignore[attr-defined]
-            length = before + len(widget.source)
-
-            async def done() -> None:
-                await inner
-                widget.call_after_refresh(
-                    lambda: probe.marks.setdefault(key, []).append((time.monotonic(), length))
-                )
-
-            return AwaitComplete(done())
+        def wrapped(widget: StreamedMarkdown, text: str) -> None:
+            original(widget, text)
+            length = len(widget.source)
+            widget.call_after_refresh(
+                lambda: probe.marks.setdefault(id(widget), []).append((time.monotonic(), length))
+            )
 
         return wrapped
+
+    def __enter__(self) -> AnswerProbe:
+        super().__enter__()
+        self._streamed = (StreamedMarkdown.append, StreamedMarkdown.update)
+        StreamedMarkdown.append = self._wrap_streamed(StreamedMarkdown.append)  # type: ignore[method-assign]
+        StreamedMarkdown.update = self._wrap_streamed(StreamedMarkdown.update)  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._streamed is not None
+        StreamedMarkdown.append, StreamedMarkdown.update = self._streamed  # type: ignore[method-assign]
+        super().__exit__(*exc)
 
 
 @contextlib.contextmanager
 def naive_answers() -> Iterator[None]:
-    """Make AssistantMessage re-render the whole answer with ``Markdown.update`` per token."""
+    """Make AssistantMessage re-render the whole answer with Textual's
+    ``Markdown.update`` per token (in a Markdown widget in place of the answer)."""
     original = AssistantMessage.add_content
     cadence = ChatScreen.write_every_s
 
     async def add_content(self: AssistantMessage, text: str) -> None:
+        if not self.query(".naive"):
+            self.answer.display = False
+            await self.mount(Markdown(classes="naive"), after=self.answer)
         self._naive_text = getattr(self, "_naive_text", "") + text  # type: ignore[attr-defined]
-        await self.query_one(".answer", Markdown).update(self._naive_text)  # type: ignore[attr-defined]
+        await self.query_one(".naive", Markdown).update(self._naive_text)  # type: ignore[attr-defined]
 
     AssistantMessage.add_content = add_content  # type: ignore[method-assign]
     ChatScreen.write_every_s = None  # every delta to the view as it comes
@@ -116,6 +122,9 @@ async def run_mode(url: str, mode: str) -> dict[str, Any]:
             await pilot.pause()
             screen = app.screen
             assert isinstance(screen, ChatScreen), screen
+            # The screen warms its Markdown renderer when it opens, as it has
+            # long before a user has typed a question.
+            await screen.warming.wait()
             proc = psutil.Process()
             cpu0 = proc.cpu_times()
             t_start = time.monotonic()
@@ -149,6 +158,8 @@ async def run_mode(url: str, mode: str) -> dict[str, Any]:
     lags = [(s if s is not None else t_end) - d for s, d in zip(shown, due, strict=True)]
     src = sorted(s - d for s, d in zip(stamps, due, strict=False))
     stats = lag_stats(lags)
+    if os.environ.get("BENCH_CHAT_TRACE"):
+        print("lag by 250 tokens (ms):", [round(lags[i] * 1000) for i in range(0, len(lags), 250)])
     stats.update(
         {
             "tokens": len(tokens),

@@ -152,7 +152,7 @@ class MetricsSampler:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._last_page: tuple[list[str], M.MetricsSample] | None = None
+        self._parser = M.PageParser()
         self._down_since: float | None = None
         self._started_at: float | None = None
 
@@ -262,17 +262,11 @@ class MetricsSampler:
         return tick
 
     def _scrape(self, client: SC.SyncServerClient) -> M.MetricsSample:
-        """Fetch and parse; a page whose ``vllm:`` lines equal the last one's (an
-        idle server) is not parsed again: the previous sample, re-stamped."""
+        """Fetch and parse with this server's :class:`~console.metrics.PageParser`:
+        label sets parsed once, and a page whose ``vllm:`` part equals the last
+        one's (an idle server) not parsed again (the previous sample, re-stamped)."""
         text = self._fetch(client, self.timeout_s)
-        now = self._clock()
-        key = [line for line in text.splitlines() if line.startswith("vllm:")]
-        last = self._last_page
-        if last is not None and last[0] == key and text.endswith("\n"):
-            return dataclasses.replace(last[1], timestamp=now)
-        sample = M.parse_metrics(text, timestamp=now, url=M.metrics_url(self.url))
-        self._last_page = (key, sample)
-        return sample
+        return self._parser.parse(text, timestamp=self._clock(), url=M.metrics_url(self.url))
 
     def _record(self, sample: M.MetricsSample | None, error: Exception | None, now: float) -> Tick:
         """Feed the tracker and the history; called under the lock."""

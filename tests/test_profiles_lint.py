@@ -199,11 +199,19 @@ def test_moe_mtp_on_0251_names_the_v2_runner_and_its_source() -> None:
     assert fired(rule, stock("gemma4-26b-a4b-mtp", "v0.24.0", serve=crash.serve.model_dump(
         include={"env"}))) == []  # fmt: skip
     assert fired(rule, stock("gemma4-31b-mtp", "v0.25.1")) == []
-    # later releases: the fix release is not verified, so it only warns
-    later = stock(
-        "gemma4-26b-a4b-mtp", "v0.27.0", serve={"env": {"VLLM_USE_V2_MODEL_RUNNER": None}}
-    )
-    assert [f.severity for f in fired(rule, later)] == ["warning"]
+    # 0.26-0.28 still choose V1 for MoE by default (crash confirmed on 0.25 only): a warning
+    unset = {"env": {"VLLM_USE_V2_MODEL_RUNNER": None}}
+    for tag in ("v0.26.0", "v0.27.0", "v0.28.0"):
+        later = stock("gemma4-26b-a4b-mtp", tag, serve=unset)
+        assert [f.severity for f in fired(rule, later)] == ["warning"], tag
+    # from 0.29.0 V2 is every model's default: nothing to say ...
+    for tag in ("v0.29.0", "v0.33.0"):
+        assert fired(rule, stock("gemma4-26b-a4b-mtp", tag, serve=unset)) == [], tag
+    # ... unless the profile forces V1 back
+    forced = {"env": {"VLLM_USE_V2_MODEL_RUNNER": "0"}}
+    for tag in ("v0.25.1", "v0.33.0"):
+        [found] = fired(rule, stock("gemma4-26b-a4b-mtp", tag, serve=forced))
+        assert found.severity == "error" and "forces the V1" in found.message, tag
 
 
 def test_transformers_rule_fires_only_where_the_image_lacks_58() -> None:

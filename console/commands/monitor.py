@@ -156,6 +156,7 @@ def _live(
     from console.server_client import SyncServerClient
 
     tracker = M.MetricsTracker(window_s=60.0, stale_after_s=max(3 * interval, 5.0))
+    parser = M.PageParser()  # label sets parsed once; an unchanged page not at all
     sampler = GpuSampler()
     redraw = out.isatty() and not as_json
     server: M.ServerInfo | None = None
@@ -167,7 +168,7 @@ def _live(
             while True:
                 error: M.MetricsError | None = None
                 try:
-                    sample = M.scrape(url, client=client, timeout=deadline)
+                    sample = M.scrape(url, client=client, timeout=deadline, parser=parser)
                     tracker.feed(sample)
                     if watch is not None:
                         watch.feed(sample)

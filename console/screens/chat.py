@@ -42,6 +42,7 @@ from console.errors import ConsoleError
 from console.sanitize import clean, clean_line
 from console.screens.base import session_of
 from console.screens.messages import ActiveProfileChanged, ChatRequested, ServerStatusBroadcast
+from console.widgets.chat_markdown import warm_up
 from console.widgets.chat_message import AssistantMessage, UserMessage
 from console.widgets.chat_settings import ChatSettingsPanel
 
@@ -165,6 +166,9 @@ class ChatScreen(Screen):
         self.query_one("#chat-log").anchor()
         self.query_one("#chat-input", Input).focus()
         self._show_status()
+        self.warming = self.run_worker(
+            warm_up, thread=True, group="chat-warm", description="chat: warm Markdown"
+        )
 
     def on_screen_resume(self) -> None:
         self._show_status()
