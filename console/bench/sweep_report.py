@@ -51,6 +51,8 @@ class Figure:
     tpot: float | None
     ttft: float | None
     acceptance_length: float | None
+    load_average: float | None = None
+    """Mean of the host's 1-minute load average at the end of each cell."""
     speedup: float | None = None
 
     @property
@@ -69,6 +71,7 @@ class Figure:
             "ttft_ms": _r(None if self.ttft is None else self.ttft * 1e3),
             "acceptance_length": _r(self.acceptance_length),
             "speedup": _r(self.speedup),
+            "load_average": _r(self.load_average, 2),
         }
 
 
@@ -101,7 +104,13 @@ def _figure(server: SweepServer, load: int, category: str) -> Figure | None:
         tpot=run.decode_tpot,
         ttft=run.ttft,
         acceptance_length=run.spec.mean_acceptance_length if run.spec else None,
+        load_average=_mean([c.load_average for c in cells]),
     )
+
+
+def _mean(values: list[float | None]) -> float | None:
+    found = [v for v in values if v is not None and math.isfinite(v)]
+    return sum(found) / len(found) if found else None
 
 
 def figures(result: SweepResult, load: int, category: str = OVERALL) -> list[Figure]:
@@ -330,14 +339,14 @@ def render_table(result: SweepResult) -> str:
         lines += ["", f"At {_where(load)} (all categories)"]
         head = (
             f"  {'':<6} {'tok/s':>8} {'speed-up':>9} {'TPOT ms':>8} {'accept len':>10}"
-            f" {'failed':>6}" + (f" {'advisor est.':>12}" if load == 1 and est else "")
+            f" {'failed':>6} {'load':>5}" + (f" {'advisor est.':>12}" if load == 1 and est else "")
         )
         lines += [head, "  " + "-" * (len(head) - 2)]
         for f in rows:
             line = (
                 f"  {f.label:<6} {_f(f.tok_s, '.2f'):>8} {_f(f.speedup, '.2f') + 'x':>9}"
                 f" {_f(f.tpot, '.1f', 1e3):>8} {_f(f.acceptance_length, '.2f'):>10}"
-                f" {f.failed:>6}"
+                f" {f.failed:>6} {_f(f.load_average, '.1f'):>5}"
             )
             if load == 1 and est:
                 line += f" {(_f(est.get(f.k), '.2f') + 'x') if f.k in est else '—':>12}"
@@ -400,7 +409,8 @@ def render_table(result: SweepResult) -> str:
     lines.append(
         "tok/s: output tokens / wall time of a category's requests at that load; TPOT: "
         "decode time per token after the first; acceptance length: 1 + accepted/drafts "
-        "from /metrics over the cell; speed-up: over the baseline at the same load"
+        "from /metrics over the cell; speed-up: over the baseline at the same load; load: "
+        "the host's load average while it ran (other work on the box moves tok/s)"
     )
     return "\n".join(lines)
 
