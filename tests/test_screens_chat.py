@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from textual.widgets import Collapsible, Markdown, Static
+from textual.widgets import Collapsible, Static
 
 from console.app import ConsoleApp
 from console.chat import ChatClient, Transcript
@@ -61,7 +61,7 @@ async def test_mid_stream_error_notice_and_history(monkeypatch: pytest.MonkeyPat
         screen = await run_one(app, pilot, "go")
         assert any("engine core died" in n.message for n in app._notifications)
         view = screen.query_one(AssistantMessage)
-        assert view.query_one(".answer", Markdown).source == "The first"
+        assert view.answer_text == "The first"
         assert view.has_class("-error")
         assert "engine core died" in str(view.query_one(".stats", Static).render())
         assert [t["role"] for t in screen.chat.conversation.turns] == ["user", "assistant"]
@@ -77,8 +77,8 @@ async def test_reasoning_is_shown_apart_and_folded(monkeypatch: pytest.MonkeyPat
         screen = await run_one(app, pilot, "2+2?")
         view = screen.query_one(AssistantMessage)
         assert view.has_class("-has-reasoning")
-        assert view.query_one(".reasoning", Markdown).source == "Let me think."
-        assert view.query_one(".answer", Markdown).source == "Four."
+        assert view.reasoning.source == "Let me think."
+        assert view.answer_text == "Four."
         assert view.query_one(Collapsible).collapsed  # folded once the answer came
         assert "7 tokens" in str(view.query_one(".stats", Static).render())
 
@@ -143,37 +143,41 @@ async def test_follows_the_answer_only_while_the_user_is_at_the_bottom(
         screen = app.screen
         log = screen.query_one("#chat-log")
 
+        async def until(condition, what: str) -> None:
+            """Poll ``condition`` (scrolling animates, and a busy box is slow)."""
+            deadline = time.monotonic() + 20
+            while not condition():
+                assert time.monotonic() < deadline, f"timed out waiting for {what}"
+                await pilot.pause(0.02)
+
         async def feed(start: int, count: int) -> None:
             for i in range(start, start + count):
                 await queue.put(line(i))
-            # Wait (bounded) until the view has rendered the last line fed.
-            deadline = time.monotonic() + 20
-            while f"line {start + count - 1}" not in (
-                screen.query_one(AssistantMessage).query_one(".answer", Markdown).source
-            ):
-                assert time.monotonic() < deadline
-                await pilot.pause(0.02)
-            await pilot.pause(0.2)
+            last = f"line {start + count - 1}"
+            await until(lambda: last in screen.query_one(AssistantMessage).answer_text, last)
+            await pilot.wait_for_scheduled_animations()
+            await pilot.pause()
 
         await pilot.click("#chat-input")
         await pilot.press(*"talk", "enter")
-        while not screen.query(AssistantMessage):
-            await pilot.pause(0.02)
+        await until(lambda: bool(screen.query(AssistantMessage)), "the answer's view")
         await feed(0, 30)
         assert log.max_scroll_y > 0
-        assert log.scroll_y == log.max_scroll_y  # followed the answer
+        await until(lambda: log.scroll_y == log.max_scroll_y, "following the answer")
 
         log.focus()
         await pilot.press("home")
-        await pilot.pause(0.2)
-        assert log.scroll_y == 0
+        await until(lambda: log.scroll_y == 0, "the top")
         await feed(30, 10)
-        assert log.scroll_y == 0  # the reader stays where they are
+        height = log.max_scroll_y
+        await feed(40, 10)
+        assert log.max_scroll_y > height  # the answer grew...
+        assert log.scroll_y == 0  # ...and the reader stays where they are
 
         await pilot.press("end")
-        await pilot.pause(0.2)
-        await feed(40, 10)
-        assert log.scroll_y == log.max_scroll_y  # following again
+        await until(lambda: log.scroll_y == log.max_scroll_y, "the bottom")
+        await feed(50, 10)
+        await until(lambda: log.scroll_y == log.max_scroll_y, "following again")
         await queue.put(b"data: [DONE]\n\n")
         await queue.put(None)
 

@@ -36,22 +36,18 @@ from typing import TYPE_CHECKING
 import httpx
 import psutil
 
-from console import paths
 from console.errors import ConsoleError
 from console.logs import READY_LINE, failure_reason
 from console.runtime import state
 from console.runtime.base import LineCallback, ServerState, ServerStatus
 from console.runtime.local import (
-    CONSOLE_ENV,
-    OFFLINE_ENV,
     LogTail,
+    ProcessRuntime,
     healthy,
     port_in_use,
-    spawn_logged,
     tail_lines,
 )
 from console.runtime.netns import netns_argv
-from console.runtime.provision import Progress
 from console.runtime.state import ServerRecord
 
 if TYPE_CHECKING:
@@ -154,26 +150,10 @@ def session_members(pid: int) -> list[psutil.Process]:
     return out
 
 
-class ClusterRuntime:
+class ClusterRuntime(ProcessRuntime):
     """Starts, watches and stops the nodes of a multi-node profile (local nodes)."""
 
     name = "cluster"
-
-    def __init__(
-        self,
-        *,
-        state_dir: Path | None = None,
-        progress: Progress | None = None,
-        provision: bool = True,
-        die_with_parent: bool = False,
-    ) -> None:
-        base = state_dir if state_dir is not None else paths.state_dir()
-        self.state_dir = base
-        self.servers_dir = base / "servers"
-        self.logs_dir = base / "logs"
-        self.progress = progress
-        self.provision = provision
-        self.die_with_parent = die_with_parent
 
     # -- plan ------------------------------------------------------------------------------
 
@@ -219,11 +199,8 @@ class ClusterRuntime:
     def _env(self, profile: Profile, launch_env: dict[str, str]) -> dict[str, str]:
         from console.profiles.redaction import expand
 
-        env = dict(os.environ)
-        env.update(CONSOLE_ENV)
+        env = self._base_env(profile)
         env.update(RAY_ENV)
-        if profile.serve.local.managed_model:
-            env.update(OFFLINE_ENV)
         for key, value in launch_env.items():
             env[key] = expand(value, os.environ, field=f"profile {profile.name}: env {key}")
         return env
@@ -247,37 +224,21 @@ class ClusterRuntime:
         state.save(new, self.servers_dir)
         return new
 
-    def _status(self, rec: ServerRecord, st: ServerState, detail: str) -> ServerStatus:
-        return ServerStatus(
-            profile=rec.profile,
-            runtime=self.name,
-            state=st,
-            url=rec.url,
-            pid=rec.pid,
-            log_path=rec.log_path,
-            detail=detail,
-        )
-
     # -- starting ----------------------------------------------------------------------------
 
-    def _spawn(
+    def _spawn_node(
         self, profile: Profile, node: NodeSpec, rank: int, role: str, argv: list[str], env: dict
     ) -> NodeProc:
-        paths.ensure(self.logs_dir)
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        log_path = self.logs_dir / f"{profile.name}-{node.name}-{role}-{stamp}.log"
         full = netns_argv(node.netns) + argv
-        child, created = spawn_logged(
+        pid, created, log_path = self._spawn(
             full,
-            log_path,
-            env=env,
-            cwd=paths.ensure(self.state_dir),
-            die_with_parent=self.die_with_parent,
+            f"{profile.name}-{node.name}-{role}",
+            env,
+            _CHILDREN,
             what=f"node {node.name} of {profile.name}: {full[0]}",
             hint="`ip netns exec` needs root; a runtime needs `vllm-console runtime install NAME`",
         )
-        _CHILDREN[child.pid] = child
-        return NodeProc(node.name, rank, role, child.pid, created, str(log_path), node.netns)
+        return NodeProc(node.name, rank, role, pid, created, str(log_path), node.netns)
 
     def up(
         self,
@@ -316,18 +277,12 @@ class ClusterRuntime:
         plan = N.launches(profile, resolver(os.environ))
         order = N.start_order(spec, plan)
         shown_args = {p.rank: p.args for p in N.launches(profile, display_value)}
-        rec = ServerRecord(
-            profile=profile.name,
+        rec = self._new_record(
+            profile,
             pid=0,
             create_time=0.0,
-            host=profile.serve.host,
-            port=profile.serve.port,
-            url=profile.url,
             log="",
             argv=[],
-            started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            runtime=self.name,
-            source=profile.source,
             extra={"backend": spec.backend, "serve": serve, "procs": []},
         )
         procs: list[NodeProc] = []
@@ -339,7 +294,7 @@ class ClusterRuntime:
                 env = self._env(profile, launch.env)
                 if launch.program == "ray" and launch.rank == 0:
                     env["RAY_ADDRESS"] = ""
-                proc = self._spawn(profile, launch.node, launch.rank, launch.role, argv, env)
+                proc = self._spawn_node(profile, launch.node, launch.rank, launch.role, argv, env)
                 procs.append(proc)
                 rec = self._save(rec, procs)
                 shown = " ".join(shown_args[launch.rank][:3])  # never resolved secrets
@@ -362,7 +317,7 @@ class ClusterRuntime:
                 argv = self._program(profile, "vllm") + launch.args
                 env = self._env(profile, launch.env)
                 env["RAY_ADDRESS"] = f"{head.address}:{spec.ray_port}"
-                proc = self._spawn(profile, head, 0, "server", argv, env)
+                proc = self._spawn_node(profile, head, 0, "server", argv, env)
                 procs.append(proc)
                 rec = self._save(rec, procs)
                 say(f"[console] started {proc.label}: vllm serve (Ray executor)")
@@ -528,12 +483,8 @@ class ClusterRuntime:
     def down(self, profile: Profile, *, timeout: float = 20.0) -> ServerStatus:
         rec = self.record(profile)
         if rec is None:
-            return ServerStatus(
-                profile.name,
-                self.name,
-                ServerState.ABSENT,
-                url=profile.url,
-                detail=f"no cluster of profile {profile.name} is recorded as running",
+            return self._absent(
+                profile, f"no cluster of profile {profile.name} is recorded as running"
             )
         procs = self.procs(rec)
         started = time.monotonic()
@@ -551,13 +502,7 @@ class ClusterRuntime:
     def status(self, profile: Profile) -> ServerStatus:
         rec = self.record(profile)
         if rec is None:
-            return ServerStatus(
-                profile.name,
-                self.name,
-                ServerState.ABSENT,
-                url=profile.url,
-                detail="not running (no record)",
-            )
+            return self._absent(profile, "not running (no record)")
         return self.status_of(rec)
 
     def status_of(self, rec: ServerRecord) -> ServerStatus:
@@ -577,11 +522,6 @@ class ClusterRuntime:
         if ok:
             return self._status(rec, ServerState.READY, f"ready at {rec.url} ({len(procs)} nodes)")
         return self._status(rec, ServerState.STARTING, f"starting ({len(procs)} node processes)")
-
-    def servers(self) -> list[ServerStatus]:
-        return [
-            self.status_of(r) for r in state.all_records(self.servers_dir) if r.runtime == self.name
-        ]
 
     def logs(self, profile: Profile, *, follow: bool = False) -> Iterator[str]:
         rec = self.record(profile)

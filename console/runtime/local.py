@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import psutil
@@ -289,10 +289,11 @@ def _check_model_path(profile: Profile) -> None:
 # --- the runtime --------------------------------------------------------------------------------
 
 
-class LocalRuntime:
-    """Starts, watches, re-attaches to and stops local vLLM server processes."""
+class ProcessRuntime:
+    """What the local and the cluster runtime share: servers as processes this
+    machine starts, recorded under ``state_dir`` with their logs beside them."""
 
-    name = "local"
+    name = ""
 
     def __init__(
         self,
@@ -312,11 +313,16 @@ class LocalRuntime:
         self.provision = provision
         self.die_with_parent = die_with_parent
 
-    # -- records
+    def status_of(self, rec: ServerRecord) -> ServerStatus:
+        raise NotImplementedError
 
-    def record(self, profile: Profile | str) -> ServerRecord | None:
-        name = profile if isinstance(profile, str) else profile.name
-        return state.load(name, self.servers_dir)
+    def servers(self) -> list[ServerStatus]:
+        """Every server of this runtime with a record (any console started it)."""
+        return [
+            self.status_of(rec)
+            for rec in state.all_records(self.servers_dir)
+            if rec.runtime == self.name
+        ]
 
     def _status(self, rec: ServerRecord, st: ServerState, detail: str = "") -> ServerStatus:
         return ServerStatus(
@@ -328,6 +334,76 @@ class LocalRuntime:
             log_path=rec.log_path,
             detail=detail,
         )
+
+    def _absent(self, profile: Profile, detail: str, log_path: Path | None = None) -> ServerStatus:
+        return ServerStatus(
+            profile.name,
+            self.name,
+            ServerState.ABSENT,
+            url=profile.url,
+            log_path=log_path,
+            detail=detail,
+        )
+
+    def _base_env(self, profile: Profile) -> dict[str, str]:
+        """This process's environment with the console's defaults (and offline for a
+        console-managed model); the profile's own env goes on top."""
+        env = dict(os.environ)
+        env.update(CONSOLE_ENV)
+        if profile.serve.local.managed_model:
+            env.update(OFFLINE_ENV)
+        return env
+
+    def _spawn(
+        self,
+        argv: list[str],
+        stem: str,
+        env: dict[str, str],
+        children: dict[int, subprocess.Popen[bytes]],
+        *,
+        what: str,
+        hint: str,
+    ) -> tuple[int, float, Path]:
+        """Start ``argv`` logging to a new ``logs_dir/<stem>-<time>.log``; the child is
+        kept in ``children`` to be reaped. Returns pid, create time and log path."""
+        paths.ensure(self.logs_dir)
+        log_path = self.logs_dir / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+        child, created = spawn_logged(
+            argv,
+            log_path,
+            env=env,
+            cwd=paths.ensure(self.state_dir),
+            die_with_parent=self.die_with_parent,
+            what=what,
+            hint=hint,
+        )
+        children[child.pid] = child
+        return child.pid, created, log_path
+
+    def _new_record(self, profile: Profile, **fields: Any) -> ServerRecord:
+        """A record of ``profile`` started now by this runtime; ``fields`` add the rest."""
+        return ServerRecord(
+            profile=profile.name,
+            host=profile.serve.host,
+            port=profile.serve.port,
+            url=profile.url,
+            started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            runtime=self.name,
+            source=profile.source,
+            **fields,
+        )
+
+
+class LocalRuntime(ProcessRuntime):
+    """Starts, watches, re-attaches to and stops local vLLM server processes."""
+
+    name = "local"
+
+    # -- records
+
+    def record(self, profile: Profile | str) -> ServerRecord | None:
+        name = profile if isinstance(profile, str) else profile.name
+        return state.load(name, self.servers_dir)
 
     # -- up
 
@@ -344,14 +420,13 @@ class LocalRuntime:
                     f"profile {profile.name}: {field} {exe} is not an executable file",
                     hint=f"fix {field} in {profile.source or 'the profile'}",
                 )
-        elif local.runtime and self.provision:
-            from console.runtime import provision
+        runtime = None if (local.vllm or local.python) else local.runtime
+        if self.provision and (runtime or local.managed_model):
+            # The runtime installs while the model is fetched and converted.
+            from console.runtime import prepare
 
-            provision.ensure(local.runtime, progress=say)
-        if local.managed_model and self.provision:
-            from console.runtime import models
-
-            models.ensure(local.managed_model, progress=say)
+            models = [local.managed_model] if local.managed_model else []
+            prepare.prepare(runtime, models, progress=say)
 
     def command(self, profile: Profile) -> tuple[list[str], dict[str, str], list[str]]:
         """argv, full environment, and the argv as it may be recorded (redacted)."""
@@ -359,10 +434,7 @@ class LocalRuntime:
         from console.profiles.redaction import api_key_to_env
 
         argv, key_env = api_key_to_env(render_argv(profile))
-        env = dict(os.environ)
-        env.update(CONSOLE_ENV)
-        if profile.serve.local.managed_model:
-            env.update(OFFLINE_ENV)
+        env = self._base_env(profile)
         env.update(render_env(profile))
         env.update(key_env)  # never in argv: `ps` shows argv to every user
         return argv, env, redact_argv(argv, secret_values(profile))
@@ -403,34 +475,20 @@ class LocalRuntime:
         _check_model_path(profile)
         self.prepare(profile, progress=self.progress or on_line)
         argv, env, shown = self.command(profile)
-        paths.ensure(self.logs_dir)
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        log_path = self.logs_dir / f"{profile.name}-{stamp}.log"
-        child, create_time = spawn_logged(
+        pid, create_time, log_path = self._spawn(
             argv,
-            log_path,
-            env=env,
-            cwd=paths.ensure(self.state_dir),
-            die_with_parent=self.die_with_parent,
+            profile.name,
+            env,
+            _CHILDREN,
             what=f"{profile.name}: {argv[0]}",
             hint="run `vllm-console runtime install cpu`, or fix serve.local.python",
         )
-        _CHILDREN[child.pid] = child
-        rec = ServerRecord(
-            profile=profile.name,
-            pid=child.pid,
-            create_time=create_time,
-            host=host,
-            port=port,
-            url=profile.url,
-            log=str(log_path),
-            argv=shown,
-            started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            source=profile.source,
+        rec = self._new_record(
+            profile, pid=pid, create_time=create_time, log=str(log_path), argv=shown
         )
         state.save(rec, self.servers_dir)
         if not wait:
-            return self._status(rec, ServerState.STARTING, f"started (pid {child.pid})")
+            return self._status(rec, ServerState.STARTING, f"started (pid {pid})")
         return self._await(rec, on_line=on_line, timeout=timeout, offset=0)
 
     def _await(
@@ -490,12 +548,8 @@ class LocalRuntime:
     def down(self, profile: Profile, *, timeout: float = 10.0) -> ServerStatus:
         rec = self.record(profile)
         if rec is None:
-            return ServerStatus(
-                profile.name,
-                self.name,
-                ServerState.ABSENT,
-                url=profile.url,
-                detail=f"no server of profile {profile.name} is recorded as running",
+            return self._absent(
+                profile, f"no server of profile {profile.name} is recorded as running"
             )
         return self.down_record(rec, timeout=timeout)
 
@@ -577,14 +631,7 @@ class LocalRuntime:
     def status(self, profile: Profile) -> ServerStatus:
         rec = self.record(profile)
         if rec is None:
-            return ServerStatus(
-                profile.name,
-                self.name,
-                ServerState.ABSENT,
-                url=profile.url,
-                log_path=self.latest_log(profile.name),
-                detail="not running (no record)",
-            )
+            return self._absent(profile, "not running (no record)", self.latest_log(profile.name))
         return self.status_of(rec)
 
     def status_of(self, rec: ServerRecord) -> ServerStatus:
@@ -642,14 +689,6 @@ class LocalRuntime:
             parts.append(f"{_port_message(rec.host, rec.port)}")
         parts.append(last_error(tail_lines(rec.log_path, 400)))
         return "; ".join(parts) + f". `vllm-console down {rec.profile}` clears the record."
-
-    def servers(self) -> list[ServerStatus]:
-        """Every local server with a record (any console started it)."""
-        return [
-            self.status_of(rec)
-            for rec in state.all_records(self.servers_dir)
-            if rec.runtime == self.name
-        ]
 
     def latest_log(self, name: str) -> Path | None:
         found = sorted(self.logs_dir.glob(f"{name}-*.log")) if self.logs_dir.is_dir() else []

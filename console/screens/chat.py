@@ -42,6 +42,7 @@ from console.errors import ConsoleError
 from console.sanitize import clean, clean_line
 from console.screens.base import session_of
 from console.screens.messages import ActiveProfileChanged, ChatRequested, ServerStatusBroadcast
+from console.widgets.chat_markdown import warm_up
 from console.widgets.chat_message import AssistantMessage, UserMessage
 from console.widgets.chat_settings import ChatSettingsPanel
 
@@ -53,6 +54,9 @@ WRITE_EVERY_S = 0.05
 """Streamed text reaches the view at most this often: one Markdown write per
 tick, however many tokens arrived (at 1,000 tokens/s a write per token costs
 more than the rendering)."""
+
+PAINT_WAIT_S = 1.0
+"""The longest the writer waits for a write to be painted before the next."""
 
 STATS_EVERY_S = 0.25
 """The live token count is redrawn at most this often."""
@@ -165,6 +169,9 @@ class ChatScreen(Screen):
         self.query_one("#chat-log").anchor()
         self.query_one("#chat-input", Input).focus()
         self._show_status()
+        self.warming = self.run_worker(
+            warm_up, thread=True, group="chat-warm", description="chat: warm Markdown"
+        )
 
     def on_screen_resume(self) -> None:
         self._show_status()
@@ -292,15 +299,34 @@ class ChatScreen(Screen):
                 pending.usage, pending.stats_at = False, now
                 view.show_stats(answer, live=True)
 
+        async def painted() -> None:
+            """Until the screen has been refreshed with what was just written
+            (bounded: a screen out of sight may not be refreshed)."""
+            shown = asyncio.get_running_loop().create_future()
+            self.call_after_refresh(lambda: shown.done() or shown.set_result(None))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(shown, PAINT_WAIT_S)
+
         async def writer() -> None:
-            """Flush every tick until the stream ends. Never cancelled (a write cut
-            short would leave the view half-updated): it is told to finish instead."""
+            """Flush every tick until the stream ends, each write once the last
+            one is on screen: when frames take longer than a tick (a busy box,
+            a faster model) more text goes into each, and the view never falls
+            more than a frame behind. Never cancelled (a write cut short would
+            leave the view half-updated): it is told to finish instead."""
             done = False
+            loop = asyncio.get_running_loop()
+            tick = self.write_every_s or 0.0
+            last = loop.time()
             while not done:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(finished.wait(), self.write_every_s)
+                wait = tick - (loop.time() - last)
+                if wait > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(finished.wait(), wait)
                 done = finished.is_set()  # then this flush is the last
+                last = loop.time()
                 await flush(final=done)
+                if not done:
+                    await painted()
 
         per_delta = self.write_every_s is None
         writing = None if per_delta else asyncio.create_task(writer())

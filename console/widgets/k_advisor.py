@@ -17,7 +17,7 @@ TOOLTIP = (
     "speed-up(k') = tok/step(k') / (1 + k' x draft cost), vs no speculation\n"
     "Assumes verification costs the same for every k' (true at light load).\n"
     "k' above the configured k is not measured and never shown.\n"
-    "Measure instead: vllm-console bench --sweep-k (docs/spec-advisor.md)."
+    "Measure instead: vllm-console bench --sweep-k (docs/sweep-k.md)."
 )
 
 
