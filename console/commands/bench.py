@@ -91,6 +91,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--json", metavar="FILE", help="write the full result here, updated as runs finish"
     )
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    from console.commands.bench_sweep import add_sweep_arguments
+
+    add_sweep_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -120,6 +123,14 @@ def _arms(args: argparse.Namespace) -> list:
 
 def run(args: argparse.Namespace) -> int:
     import asyncio
+
+    if args.sweep_k is not None or args.sweep_profile is not None:
+        from console.commands.bench_sweep import run_sweep_command
+
+        return run_sweep_command(args)
+    from console.commands.bench_sweep import check_not_sweep
+
+    check_not_sweep(args)
 
     from console.bench import BenchConfig, BenchEvent, run_bench
     from console.bench.report import render_table

@@ -3,11 +3,18 @@
 No title or axis label: the panel around it says what is plotted, and at
 80x24 every row counts.
 
-Drawing is the expensive part (plotext builds the whole canvas), so a sample
-that repeats the previous one (an idle server: 0 tok/s, again) does not
-redraw at once: only the time axis would move. Such a chart catches up at
-least every ``settle_s`` seconds, so a past burst drifts left in steps of a
-few seconds rather than every second; any new value redraws immediately.
+Drawing is the expensive part (plotext builds the whole canvas, then it is
+decoded and styled line by line), so redraws follow what the eye can see:
+
+- a sample that repeats the previous one (an idle server: 0 tok/s, again)
+  would only move the time axis: such a chart catches up at least every
+  ``settle_s`` seconds, so a past burst drifts left in steps of a few seconds;
+- a new value is drawn once the newest point is at least one braille dot
+  (half a column) of the x axis past the last drawing: with 300 s across 55
+  columns that is every ~3 s; with a short history (the first minutes, a
+  narrow axis) it is every sample. Nothing is dropped: a point that arrived
+  between drawings is drawn with the next one, at most one dot's time late
+  (a timer catches up if no further point comes). A reset redraws at once.
 
 Honest gaps: a point without values (a failed poll) or a step longer than
 ``max_step_s`` between two points breaks the line; nothing is drawn across
@@ -20,6 +27,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 
+from textual.timer import Timer
 from textual_plotext import PlotextPlot
 
 from console.sampler import ChartPoint
@@ -72,6 +80,10 @@ class ThroughputChart(PlotextPlot):
         self._drawn_at: float | None = None
         """Sample time of the newest point when last drawn."""
         self._points: deque[ChartPoint] = deque()
+        self._catch_up: Timer | None = None
+        """Draws the points held back by the dot rule if no further point comes."""
+        self.draws = 0
+        """How many times the chart was drawn (tests, bench)."""
 
     def add(self, t: float, generation: float | None, prompt: float | None) -> None:
         """Append one sample at time ``t``; redraw if it shows something new."""
@@ -88,9 +100,32 @@ class ThroughputChart(PlotextPlot):
         )
         self._points.append(point)
         self._trim()
-        if repeat and self._drawn_at is not None and point.t - self._drawn_at < self.settle_s:
-            return
+        drawn = self._drawn_at
+        if drawn is not None and not point.reset:
+            since = point.t - drawn
+            if since < (self.settle_s if repeat else self.dot_s()):
+                if not repeat:
+                    self._hold(self.dot_s() - since)
+                return
         self.replot()
+
+    def dot_s(self) -> float:
+        """Seconds of the x axis per braille dot (half a column) at this width:
+        a redraw sooner than that moves nothing by a dot, so it waits."""
+        if len(self._points) < 2:
+            return 0.0
+        shown = min(self.span, max(self._points[-1].t - self._points[0].t, 10))
+        return shown / (2 * max(self.size.width, 20))
+
+    def _hold(self, delay: float) -> None:
+        """A held-back point is drawn within ``delay`` s even if none follows."""
+        if self._catch_up is None and self.is_attached:
+            self._catch_up = self.set_timer(max(delay, 0.05), self._caught_up)
+
+    def _caught_up(self) -> None:
+        self._catch_up = None
+        if self._points and self._points[-1].t != self._drawn_at:
+            self.replot()
 
     def set_points(self, points: Iterable[ChartPoint]) -> None:
         """Replace the history (a screen shown again catches up from its sampler)."""
@@ -134,4 +169,8 @@ class ThroughputChart(PlotextPlot):
             plt.xlim(-min(self.span, max(now - self._points[0].t, 10)), 0)
         plt.ylim(0, None)
         self._drawn_at = self._points[-1][0] if self._points else None
+        self.draws += 1
+        if self._catch_up is not None:
+            self._catch_up.stop()
+            self._catch_up = None
         self.refresh()
