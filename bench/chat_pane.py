@@ -201,6 +201,10 @@ async def run_mode(url: str, mode: str, rate: float) -> dict[str, Any]:
             # Near 1: the console had a core to itself and was the bottleneck;
             # well below 1: other load on the box starved it.
             "cpu_fraction": (cpu1.user - cpu0.user + cpu1.system - cpu0.system) / (t_end - t_start),
+            # All the console's CPU (reading the stream, transcript, frames) per token.
+            "cpu_ms_per_token": 1000
+            * (cpu1.user - cpu0.user + cpu1.system - cpu0.system)
+            / max(1, len(tokens)),
         }
     )
     return stats
@@ -252,6 +256,7 @@ def _growth(stats: dict[str, Any]) -> float:
 
 
 async def main() -> dict[str, Any]:
+    load_before = os.getloadavg()[0]
     with sse_source(TOKENS, RATE) as url:
         stream = await run_mode(url, "stream", RATE)
         naive = await run_mode(url, "naive", RATE)
@@ -266,18 +271,22 @@ async def main() -> dict[str, Any]:
         f"p50 {stream['p50_ms']:.0f} ms, first/last quarter p99 "
         f"{stream['first_quarter_p99_ms']:.0f}/{stream['last_quarter_p99_ms']:.0f} ms, "
         f"{stream['shown_tok_per_s']:.0f} tok/s shown, {stream['frames']} frames, console CPU "
-        f"{stream['cpu_fraction']:.0%} of wall; naive stopped at {CAP_S:.0f} s with "
+        f"{stream['cpu_fraction']:.0%} of wall, {stream['cpu_ms_per_token']:.2f} ms a token; "
+        f"naive stopped at {CAP_S:.0f} s with "
         f"{naive['not_shown']} of {naive['tokens']} tokens not shown (counted at the cap). "
         f"5,000 tok/s ({fast['tokens']:,} tokens): p50 {fast['p50_ms']:.0f} ms, first/last "
         f"quarter p99 {fast['first_quarter_p99_ms']:.0f}/{fast['last_quarter_p99_ms']:.0f} ms, "
         f"{fast['shown_tok_per_s']:.0f} tok/s shown, {fast['frames']} frames, "
-        f"console CPU {fast['cpu_fraction']:.0%} of wall, source behind p99 "
+        f"console CPU {fast['cpu_fraction']:.0%} of wall, "
+        f"{fast['cpu_ms_per_token']:.2f} ms a token, source behind p99 "
         f"{fast['source_behind_p99_ms']:.0f} ms. Frame cost ({frame['tokens_per_frame']} tokens "
         f"a frame, no HTTP, main-thread CPU, {frame['cpu_s']:.1f} s in all): first/last quarter "
         f"median "
         f"{frame['first_quarter_median_ms']:.1f}/{frame['last_quarter_median_ms']:.1f} ms, p90 "
         f"{frame['first_quarter_p90_ms']:.1f}/{frame['last_quarter_p90_ms']:.1f} ms. "
-        f"Load average {load:.1f} on {os.cpu_count()} CPUs."
+        f"Load average {load_before:.1f} at the start, {load:.1f} at the end, on "
+        f"{os.cpu_count()} CPUs. Console CPU well under 100% of wall means it waited for a "
+        f"core: the lag then measures the box more than the console."
     )
     return record(
         "chat_pane",
