@@ -173,3 +173,22 @@ def test_tracker_add_derives_nothing_and_feed_still_gives_the_interval() -> None
     assert interval.window_s == 1.0
     assert t1.last_interval(now=3.0) == t2.last_interval(now=3.0)
     assert t1.window(now=3.0) == t2.window(now=3.0)
+
+
+def test_per_dot_averages_within_fixed_columns_and_keeps_the_rate() -> None:
+    from console.widgets.throughput_chart import per_dot, segments
+
+    # Samples a second apart, columns of 3 s fixed in time (t // 3).
+    rates = [3, 0, 6, 1, 1, 1, 9, 0, 0, 5]
+    run = [(float(30 + i), float(v)) for i, v in enumerate(rates)]
+    out = per_dot(run, 3.0)
+    assert [round(t, 3) for t, _ in out] == [31.0, 34.0, 37.0, 39.0]
+    assert [v for _, v in out] == [3.0, 1.0, 3.0, 5.0]
+    # The mean of the rates of equal intervals is the rate over the column: same tokens.
+    assert sum(v for _, v in run) == sum(v * n for (_, v), n in zip(out, (3, 3, 3, 1), strict=True))
+    # A gap still breaks the line: runs are averaged one by one.
+    points = [ChartPoint(30.0 + i, None if i == 4 else 1.0, 1.0) for i in range(9)]
+    runs = [per_dot(r, 3.0) for r in segments(points, 1, 5.0)]
+    assert len(runs) == 2
+    assert runs[0][-1][0] < 34.0 < runs[1][0][0]
+    assert per_dot(run, 0.0) == run

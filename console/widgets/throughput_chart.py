@@ -9,6 +9,9 @@ decoded and styled line by line), so redraws follow what the eye can see:
 - a sample that repeats the previous one (an idle server: 0 tok/s, again)
   would only move the time axis: such a chart catches up at least every
   ``settle_s`` seconds, so a past burst drifts left in steps of a few seconds;
+- each braille dot column shows the mean of the samples in it (see
+  :func:`per_dot`), so the line has at most one point per dot: drawing it
+  costs a third of drawing every sample of a busy, jagged series;
 - the x axis always spans ``span`` seconds (new points come in from the
   right), so one braille dot (half a column) is ``span / (2 × width)``
   seconds: ~2.7 s with 300 s across 55 columns. A new value is drawn once
@@ -54,6 +57,32 @@ def segments(points: Iterable[ChartPoint], idx: int, max_step_s: float) -> list[
     if run:
         runs.append(run)
     return runs
+
+
+def per_dot(run: Segment, dot_s: float) -> Segment:
+    """One point per braille dot column of ``dot_s`` seconds (columns fixed in
+    time, so they do not shift between drawings): the mean time and the mean
+    rate of the run's samples in it. With samples a second apart that is the
+    rate over the column's span; the chart cannot show finer than a dot, and
+    plotext's cost grows with every line it draws between samples."""
+    if dot_s <= 0 or len(run) < 2:
+        return run
+    out: Segment = []
+    col: int | None = None
+    st = sv = 0.0
+    n = 0
+    for t, v in run:
+        c = int(t // dot_s)
+        if c != col and n:
+            out.append((st / n, sv / n))
+            st = sv = 0.0
+            n = 0
+        col = c
+        st += t
+        sv += v
+        n += 1
+    out.append((st / n, sv / n))
+    return out
 
 
 class ThroughputChart(PlotextPlot):
@@ -159,8 +188,10 @@ class ThroughputChart(PlotextPlot):
         plt.clear_figure()
         if self._points:
             now = self._points[-1].t
+            dot = self.dot_s()
             for idx, label, color in ((1, "generation", "green"), (2, "prompt", "cyan")):
-                for i, run in enumerate(segments(self._points, idx, self.max_step_s)):
+                for i, raw in enumerate(segments(self._points, idx, self.max_step_s)):
+                    run = per_dot(raw, dot)
                     xs = [t - now for t, _ in run]
                     ys = [v for _, v in run]
                     # One legend entry per series, however many runs it has.
