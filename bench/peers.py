@@ -13,7 +13,9 @@ terminal, 120x40), at 1 Hz, against the same real vLLM server
 flowing in its own process (an n-gram speculative server makes the spec
 decode counters move too). The tools take turns, one at a time, for
 ``BENCH_PEERS_ROUNDS`` rounds (the order rotates each round); each turn
-measures ``BENCH_PEERS_SECONDS`` after ``BENCH_PEERS_WARMUP_S`` of start-up.
+measures ``BENCH_PEERS_SECONDS`` (45) after ``BENCH_PEERS_WARMUP_S`` (65: past
+start-up and a full 60 s window, the steady state anyone watching longer
+than a minute sees).
 CPU share = the tool's process tree's user+system time (its children
 included) / wall time. The figure per tool is the median over its turns.
 
@@ -49,7 +51,7 @@ CACHE = Path(
     os.environ.get("BENCH_PEERS_CACHE", Path.home() / ".cache" / "vllm-console-bench" / "peers")
 )
 SECONDS = float(os.environ.get("BENCH_PEERS_SECONDS", "45"))
-WARMUP_S = float(os.environ.get("BENCH_PEERS_WARMUP_S", "20"))
+WARMUP_S = float(os.environ.get("BENCH_PEERS_WARMUP_S", "65"))
 ROUNDS = int(os.environ.get("BENCH_PEERS_ROUNDS", "2"))
 SIZE = (120, 40)
 MONITOR = "vllm-console monitor"
