@@ -9,10 +9,11 @@ decoded and styled line by line), so redraws follow what the eye can see:
 - a sample that repeats the previous one (an idle server: 0 tok/s, again)
   would only move the time axis: such a chart catches up at least every
   ``settle_s`` seconds, so a past burst drifts left in steps of a few seconds;
-- a new value is drawn once the newest point is at least one braille dot
-  (half a column) of the x axis past the last drawing: with 300 s across 55
-  columns that is every ~3 s; with a short history (the first minutes, a
-  narrow axis) it is every sample. Nothing is dropped: a point that arrived
+- the x axis always spans ``span`` seconds (new points come in from the
+  right), so one braille dot (half a column) is ``span / (2 × width)``
+  seconds: ~2.7 s with 300 s across 55 columns. A new value is drawn once
+  the newest point is at least one dot past the last drawing; sooner, the
+  line would not move by a dot. Nothing is dropped: a point that arrived
   between drawings is drawn with the next one, at most one dot's time late
   (a timer catches up if no further point comes). A reset redraws at once.
 
@@ -84,6 +85,8 @@ class ThroughputChart(PlotextPlot):
         """Draws the points held back by the dot rule if no further point comes."""
         self.draws = 0
         """How many times the chart was drawn (tests, bench)."""
+        self._pending = False
+        """A point not drawn yet differs from what is shown (not just a repeat)."""
 
     def add(self, t: float, generation: float | None, prompt: float | None) -> None:
         """Append one sample at time ``t``; redraw if it shows something new."""
@@ -92,30 +95,29 @@ class ThroughputChart(PlotextPlot):
     def add_point(self, point: ChartPoint) -> None:
         """Append one point (a gap or reset marker too); redraw if it shows something new."""
         last = self._points[-1] if self._points else None
-        repeat = (
-            last is not None
-            and (last.generation, last.prompt) == (point.generation, point.prompt)
-            and not point.reset
-            and point.t - last.t <= self.max_step_s
-        )
+        if (
+            last is None
+            or (last.generation, last.prompt) != (point.generation, point.prompt)
+            or point.reset
+            or point.t - last.t > self.max_step_s
+        ):
+            self._pending = True  # something the last drawing does not show
         self._points.append(point)
         self._trim()
         drawn = self._drawn_at
         if drawn is not None and not point.reset:
             since = point.t - drawn
-            if since < (self.settle_s if repeat else self.dot_s()):
-                if not repeat:
-                    self._hold(self.dot_s() - since)
+            wait = self.dot_s() if self._pending else self.settle_s
+            if since < wait:
+                if self._pending:
+                    self._hold(wait - since)
                 return
         self.replot()
 
     def dot_s(self) -> float:
         """Seconds of the x axis per braille dot (half a column) at this width:
         a redraw sooner than that moves nothing by a dot, so it waits."""
-        if len(self._points) < 2:
-            return 0.0
-        shown = min(self.span, max(self._points[-1].t - self._points[0].t, 10))
-        return shown / (2 * max(self.size.width, 20))
+        return self.span / (2 * max(self.size.width, 20))
 
     def _hold(self, delay: float) -> None:
         """A held-back point is drawn within ``delay`` s even if none follows."""
@@ -166,10 +168,11 @@ class ThroughputChart(PlotextPlot):
             for p in self._points:
                 if p.reset:
                     plt.vline(p.t - now, "red")
-            plt.xlim(-min(self.span, max(now - self._points[0].t, 10)), 0)
+            plt.xlim(-self.span, 0)
         plt.ylim(0, None)
         self._drawn_at = self._points[-1][0] if self._points else None
         self.draws += 1
+        self._pending = False
         if self._catch_up is not None:
             self._catch_up.stop()
             self._catch_up = None
