@@ -69,9 +69,14 @@ def _profile(config: Path, port: int) -> None:
     (folder / f"{PROFILE}.yaml").write_text(text)
 
 
+TMUX = ["tmux", "-L", f"firstrun-bench-{os.getpid()}", "-f", "/dev/null"]
+"""A tmux server of our own: its panes get this process's environment, not that
+of whichever tmux server another user started first."""
+
+
 def _tmux(*args: str) -> str:
     return subprocess.run(
-        ["tmux", *args], capture_output=True, text=True, timeout=30, check=False
+        [*TMUX, *args], capture_output=True, text=True, timeout=30, check=False
     ).stdout
 
 
@@ -108,11 +113,11 @@ def _one_run(name: str, base: Path, env: dict[str, str]) -> dict[str, Any]:
             if alt == "1" and any(m in text for m in MARKERS):
                 frame = time.monotonic() - started
                 break
-            if not _tmux("list-sessions", "-F", "#{session_name}").count(session):
+            if session not in _tmux("list-sessions", "-F", "#{session_name}"):
                 break  # make ended without a dashboard
             time.sleep(0.25)
     finally:
-        _tmux("kill-session", "-t", session)
+        _tmux("kill-server")
     result: dict[str, Any] = {"to_dashboard_s": round(frame, 1) if frame else None}
     stamp = _stamp_time(clone)
     if stamp is not None and stamp >= started_wall:

@@ -510,10 +510,13 @@ def pip_install(
     what: str = "pip install",
     hint: str | None = None,
     no_deps: bool = False,
+    no_compile: bool = False,
 ) -> None:
     argv = [str(python), "-m", "pip", "install", "--progress-bar", "off"]
     if no_deps:
         argv.append("--no-deps")
+    if no_compile:
+        argv.append("--no-compile")
     if extra_index_url:
         argv += ["--extra-index-url", extra_index_url]
     argv += list(packages)
@@ -641,7 +644,9 @@ def _install_locked(
     on_base: BaseReady,
 ) -> None:
     """Exact pins with ``--no-deps``: no resolution, and nothing in LEFT_OUT is
-    fetched. Pins already installed are skipped by pip, so a repair is quick."""
+    fetched. Pins already installed are skipped by pip, so a repair is quick.
+    ``--no-compile``: pip would byte-compile all ~2.6 GB (a minute of CPU on a
+    2-core box); Python compiles what is imported, once, on first use."""
     name, target = rt.name, runtime_dir(rt.name)
     say(
         f"runtime {name}: pip install --no-deps {len(lock.convert)} pinned packages "
@@ -653,6 +658,7 @@ def _install_locked(
         extra_index_url=extra_index_url,
         progress=say,
         no_deps=True,
+        no_compile=True,
         what=f"installing torch and transformers into {target}",
         hint=hint,
     )
@@ -667,6 +673,7 @@ def _install_locked(
         extra_index_url=extra_index_url,
         progress=say,
         no_deps=True,
+        no_compile=True,
         what=f"installing {rt.packages[0]} into {target}",
         hint=hint,
     )
