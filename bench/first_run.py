@@ -143,6 +143,13 @@ def _one_run(name: str, base: Path, env: dict[str, str]) -> dict[str, Any]:
     return result
 
 
+def _size(folder: Path) -> int:
+    """Bytes under ``folder``: the pip cache after a run says whether the "warm"
+    run had anything to reuse (a package mirror without cache headers leaves
+    pip's HTTP cache empty, and then warm means cold)."""
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
 def _down(clone: Path, env: dict[str, str]) -> None:
     python = clone / ".venv" / "bin" / "python"
     if python.exists():
@@ -180,7 +187,7 @@ def main() -> dict[str, Any]:
                 "VLLM_CONSOLE_CONFIG_DIR": str(base / "config"),
             }
             print(
-                f"   {name}: make demo in a fresh {'clone' if fresh else 'rerun'} "
+                f"   {name}: make demo in {'a fresh clone' if fresh else 'the same clone again'} "
                 f"(load {_loadavg()})",
                 flush=True,
             )
@@ -188,6 +195,7 @@ def main() -> dict[str, Any]:
                 runs[name] = _one_run(name, base, env)
             finally:
                 _down(base / "clone", env)
+            runs[name]["pip_cache_mib"] = round(_size(pip_cache) / 2**20)
             print(f"   {name}: {runs[name]}", flush=True)
     finally:
         shutil.rmtree(base, ignore_errors=True)
@@ -205,6 +213,7 @@ def _record(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
             for k, v in run.items()
             if k.endswith("_s") and k != "to_dashboard_s" and isinstance(v, (int, float))
         )
+        steps += f"; pip cache after it {run.get('pip_cache_mib', '?')} MiB"
         shown = f"{run['to_dashboard_s']:.0f} s" if run.get("to_dashboard_s") else "no frame"
         parts.append(f"{name}: {shown} ({steps}; load {run['loadavg']})")
     return record(
