@@ -23,7 +23,7 @@ BENCHES: dict[str, tuple[str, str, str]] = {
     "chat": (
         "bench.chat_pane",
         "chat_pane",
-        "chat pane: 4,000 tokens at 1,000 tok/s, MarkdownStream vs naive",
+        "chat pane: 4,000 tokens at 1,000 tok/s vs naive; 20,000 at 5,000 tok/s",
     ),
     "log": ("bench.log_view", "log_view", "log view: 100,000 lines, key round trip, memory"),
     "dashboard": (
@@ -31,10 +31,20 @@ BENCHES: dict[str, tuple[str, str, str]] = {
         "dashboard_idle",
         "dashboard idle CPU at 1 Hz over 60 s (needs a server)",
     ),
+    "dashboard-load": (
+        "bench.dashboard_load",
+        "dashboard_load",
+        "dashboard CPU at 1 Hz with a loaded (n-gram) server (needs a server)",
+    ),
     "scrape": (
         "bench.bench_scrape",
         "scrape",
         "metrics scrape+derive cost and 1 Hz monitor CPU (live parts need a server)",
+    ),
+    "peers": (
+        "bench.peers",
+        "peers",
+        "CPU of vllm-htop/vllm-top/vllm-dash vs ours, same loaded server (needs a server, tmux)",
     ),
     "startup": ("bench.startup", "startup", "startup to first frame vs a hello-world Textual app"),
     "fidelity": (
