@@ -112,3 +112,42 @@ def test_real_sweep_k2_and_baseline(
         exclude={"speculative_config"}
     )
     assert "# tok/s at 2 concurrent: base" in path.read_text()
+
+
+def test_sigterm_ends_the_server_being_started(private_state: Path) -> None:
+    """`timeout` or a service manager stops the sweep with SIGTERM: the server it was
+    starting is ended (`down`) before the process exits, not left behind."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    _folder, port = user_profile(private_state, "sweep-term")
+    out_json = private_state / "term.json"
+    argv = [sys.executable, "-m", "console", "bench", "--sweep-k", "1", "sweep-term",
+            "--per-category", "1", "--max-tokens", "4", "--json", str(out_json)]  # fmt: skip
+    proc = subprocess.Popen(argv, env=dict(os.environ), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        pid = None
+        while pid is None and time.monotonic() < deadline and proc.poll() is None:
+            if out_json.exists():
+                data = json.loads(out_json.read_text())
+                pid = data["servers"][0]["pid"]
+            time.sleep(0.2)
+        assert pid is not None, "the sweep never recorded its first server's PID"
+        assert psutil.pid_exists(pid)
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    assert "terminated (SIGTERM)" in err
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+    assert not listening(port)
+    data = json.loads(out_json.read_text())
+    assert data["servers"][0]["phase"] == "failed" and data["servers"][0]["stopped"]
+    assert not list((private_state / "state" / "servers").glob("*.json"))  # no record left

@@ -15,9 +15,14 @@ import datetime as dt
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from console.errors import UsageError
 from console.sanitize import clean
+
+if TYPE_CHECKING:
+    from console.bench.sweep import SweepResult
+    from console.bench.sweep_run import SweepRunner
 
 SWEEP_ONLY = ("per_category", "category", "port", "apply", "apply_k", "apply_load", "plot")
 
@@ -102,6 +107,28 @@ def default_json_path(profile: str) -> Path:
     return paths.state_dir() / "bench" / f"sweep-k-{profile}-{stamp}.json"
 
 
+async def _until_signal(runner: SweepRunner) -> SweepResult:
+    """The sweep, cancelled by SIGTERM as by Ctrl-C: the server running then is ended
+    (``down``) before the process exits; the default action would kill the console
+    alone and leave the server behind."""
+    import asyncio
+    import contextlib
+    import signal
+
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    installed = False
+    if task is not None:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signal.SIGTERM, task.cancel)
+            installed = True
+    try:
+        return await runner.run()
+    finally:
+        if installed:
+            loop.remove_signal_handler(signal.SIGTERM)
+
+
 def run_sweep_command(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -136,11 +163,15 @@ def run_sweep_command(args: argparse.Namespace) -> int:
             f"sweep of {profile.name}: {runs}; results in {json_path}", file=sys.stderr, flush=True
         )
     try:
-        result = asyncio.run(runner.run())
+        result = asyncio.run(_until_signal(runner))
     except KeyboardInterrupt:
         print(clean(render_table(runner.result)))
         print(f"interrupted; what finished is in {json_path}", file=sys.stderr)
         raise
+    except asyncio.CancelledError:
+        print(clean(render_table(runner.result)))
+        print(f"terminated (SIGTERM); what finished is in {json_path}", file=sys.stderr)
+        return 143
     print(clean(render_table(result)))  # model names and errors come from servers
     if args.plot:
         print(render_plot(result))
