@@ -27,6 +27,28 @@ if TYPE_CHECKING:
 SWEEP_ONLY = ("per_category", "category", "port", "apply", "apply_k", "apply_load", "plot")
 
 
+def show_saved(args: argparse.Namespace) -> int:
+    """``--sweep-from FILE...``: the table (and plot) of saved results, merged."""
+    import json
+
+    from console.bench.sweep_report import from_json, merge, render_plot, render_table
+    from console.errors import ConsoleError
+
+    results = []
+    for name in args.sweep_from:
+        path = Path(name).expanduser()
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConsoleError(f"{path}: cannot read a results file ({exc})") from None
+        results.append(from_json(data, str(path)))
+    result = merge(results) if len(results) > 1 else results[0]
+    print(clean(render_table(result)))
+    if args.plot:
+        print(render_plot(result))
+    return 0
+
+
 def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group(
         "k sweep",
@@ -61,6 +83,13 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
         "--apply-load", type=int, metavar="N", help="with --apply: the best at this load (1 or M)"
     )
     g.add_argument("--plot", action="store_true", help="also print tok/s against k as a text plot")
+    g.add_argument(
+        "--sweep-from",
+        action="append",
+        metavar="FILE.json",
+        help="print the table of saved sweep results instead of running one; several files "
+        "of the same profile and settings merge (e.g. a cut-off sweep and one of the missing ks)",
+    )
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -131,6 +160,11 @@ async def _until_signal(runner: SweepRunner) -> SweepResult:
 
 def run_sweep_command(args: argparse.Namespace) -> int:
     import asyncio
+
+    if args.sweep_from:
+        if args.sweep_k or args.sweep_profile:
+            raise UsageError("--sweep-from prints saved results: drop --sweep-k and PROFILE")
+        return show_saved(args)
 
     from console.bench.sweep import SweepConfig, load_sweep_profile, parse_ks
     from console.bench.sweep_report import render_plot, render_table
