@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test venv system provision lint format bench
 
 demo: venv
-	$(BIN)/vllm-console demo
+	$(BIN)/vllm-console demo $(DEMO_ARGS)
 
 test: system venv provision
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -29,11 +29,10 @@ system:
 
 # The local vLLM runtime and the small models, cached under the XDG data folder:
 # the Gemma (base model: speculative-decoding tests) and SmolLM2-135M-Instruct
-# (the demo's chat: it answers questions).
+# (the demo's chat: it answers questions). The runtime installs while the
+# models are fetched and converted (docs/getting-started.md).
 provision: venv
-	$(BIN)/vllm-console runtime install cpu
-	$(BIN)/vllm-console model fetch gemma3-270m
-	$(BIN)/vllm-console model fetch smollm2-135m
+	$(BIN)/vllm-console model fetch gemma3-270m smollm2-135m
 
 lint: venv
 	$(BIN)/ruff format --check .

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from textual.widgets import Input, Markdown, Static
+from textual.widgets import Input, Static
 
 from console.app import ConsoleApp
 from console.chat import Transcript
@@ -72,7 +72,7 @@ async def test_streamed_answer_with_figures_and_transcript(vllm_ngram_server) ->
 
         # The view shows the same answer and figures.
         view = screen.query_one(AssistantMessage)
-        shown = view.query_one(".answer", Markdown).source
+        shown = view.answer_text
         assert shown == answer.content
         stats = str(view.query_one(".stats", Static).render())
         assert f"{answer.completion_tokens} tokens" in stats

@@ -1,6 +1,8 @@
-"""A long streamed answer is split over several Markdown widgets (only the last
-one live) at paragraph breaks outside code fences, and nothing is lost or
-reordered however the text is cut into fragments."""
+"""A long streamed answer is cut into Markdown pieces (only the last one live)
+at paragraph breaks outside code fences, nothing is lost or reordered however
+the text is cut into fragments, and what is on screen is that text: finished
+pieces are fixed lines, rendered once per width, correct when scrolled back
+to and after a resize."""
 
 from __future__ import annotations
 
@@ -9,10 +11,10 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 from textual.app import App, ComposeResult
-from textual.widgets import Markdown
+from textual.containers import VerticalScroll
 
 from console.chat import Answer
-from console.widgets import chat_message
+from console.widgets import chat_markdown
 from console.widgets.chat_message import AssistantMessage, split_point
 
 FENCED = "```python\nx = 1\n\ny = 2\n\n\nz = 3\n```\n"
@@ -73,24 +75,98 @@ def test_incremental_scan_finds_the_same_cut(seed: int) -> None:
 
 class OneMessage(App):
     def compose(self) -> ComposeResult:
-        yield AssistantMessage()
+        with VerticalScroll(id="log"):
+            yield AssistantMessage()
+
+    def on_mount(self) -> None:
+        self.query_one("#log").anchor()
+
+
+def words(text: str) -> list[str]:
+    """The words a reader sees, Markdown syntax aside."""
+    for mark in ("```python", "```", "##", "- ", "•", "|", "---", "*"):
+        text = text.replace(mark, " ")
+    return text.split()
+
+
+def screen_text(app: App) -> list[str]:
+    return [strip.text for strip in app.screen._compositor.render_strips()]
+
+
+async def stream(view: AssistantMessage, text: str, seed: int = 7) -> None:
+    rng = random.Random(seed)
+    pos = 0
+    while pos < len(text):
+        n = rng.randint(1, 60)
+        await view.add_content(text[pos : pos + n])
+        pos += n
+    await view.finish(Answer(t_request=0.0, content=text))
 
 
 async def test_streamed_answer_is_split_and_whole(monkeypatch) -> None:
-    monkeypatch.setattr(chat_message, "SEGMENT_CHARS", 300)
+    monkeypatch.setattr(chat_markdown, "SEGMENT_CHARS", 300)
     text = document(4)
-    rng = random.Random(7)
     async with OneMessage().run_test(size=(80, 40)) as pilot:
         view = pilot.app.query_one(AssistantMessage)
-        pos = 0
-        while pos < len(text):
-            n = rng.randint(1, 60)
-            await view.add_content(text[pos : pos + n])
-            pos += n
-        await view.finish(Answer(t_request=0.0, content=text))
+        await stream(view, text)
         await pilot.pause()
-        segments = list(view.query(".answer").results(Markdown))
-        assert len(segments) >= 4, [len(m.source) for m in segments]
+        answer = view.answer
+        assert answer.pieces >= 4
         assert view.answer_text == text
-        for segment in segments:
-            assert segment.source.count("```") % 2 == 0, "a code fence was split"
+        for piece in answer._pieces:
+            assert piece.source.count("```") % 2 == 0, "a code fence was split"
+        # Every word of the answer is in the widget's lines, in order.
+        lines = [answer.render_line(y).text for y in range(answer.size.height)]
+        assert words("\n".join(lines)) == words(text)
+
+
+async def test_scrolling_back_shows_the_first_pieces_as_rendered() -> None:
+    text = document(6)
+    app = OneMessage()
+    async with app.run_test(size=(80, 20)) as pilot:
+        view = app.query_one(AssistantMessage)
+        await stream(view, text)
+        await pilot.pause()
+        log = app.query_one("#log", VerticalScroll)
+        assert log.max_scroll_y > 40, "the answer is several screens long"
+        assert log.scroll_y == log.max_scroll_y
+        assert "Part 0" not in "\n".join(screen_text(app))
+        log.scroll_home(animate=False)
+        await pilot.pause()
+        shown = "\n".join(screen_text(app))
+        assert "Part 0" in shown and "Part 5" not in shown
+        # What is shown at the top is the first piece's lines, as they were rendered.
+        first = view.answer._pieces[0].strips[0].text.strip()
+        assert first and first in shown
+
+
+async def test_a_resize_renders_finished_pieces_again_once(monkeypatch) -> None:
+    text = document(4)
+    app = OneMessage()
+    async with app.run_test(size=(80, 30)) as pilot:
+        view = app.query_one(AssistantMessage)
+        await stream(view, text)
+        await pilot.pause()
+        answer = view.answer
+        renders: list[int] = []
+        real = chat_markdown.render_markdown
+
+        def counting(console, source, width):  # type: ignore[no-untyped-def]
+            renders.append(width)
+            return real(console, source, width)
+
+        monkeypatch.setattr(chat_markdown, "render_markdown", counting)
+        for _ in range(3):  # frames at the same width render nothing again
+            answer.refresh(layout=True)
+            await pilot.pause()
+        assert renders == []
+        await pilot.resize_terminal(50, 30)
+        await pilot.pause()
+        width = answer.size.width
+        assert width < 50
+        # Each finished piece once at the new width (the live one too).
+        assert renders.count(width) <= answer.pieces + 1
+        assert set(renders) == {width}
+        lines = [answer.render_line(y) for y in range(answer.size.height)]
+        assert all(line.cell_length == width for line in lines)
+        assert words("\n".join(line.text for line in lines)) == words(text)

@@ -109,6 +109,23 @@ def _f(value: float | None, fmt: str = ".2f") -> str:
     return "—" if value is None else format(value, fmt)
 
 
+async def served_models(url: str) -> list[dict[str, Any]]:
+    """The entries of ``/v1/models`` (empty when the server lists none or fails)."""
+    from console.server_client import ServerClient
+
+    async with ServerClient(url) as client:
+        data = await client.models_json()
+    rows = data.get("data") if isinstance(data, dict) else None
+    return [m for m in rows or [] if isinstance(m, dict)]
+
+
+def tokenizer_for(served: Sequence[dict[str, Any]], model: str) -> str:
+    """The served model's local folder (``root`` in /v1/models) when this machine has
+    it, else its name: what ``vllm bench serve --tokenizer`` needs."""
+    root = next((m.get("root") for m in served if m.get("id") == model), None)
+    return root if isinstance(root, str) and Path(root).is_dir() else model
+
+
 def single_turn(prompts: Sequence[Prompt]) -> list[str]:
     """Each prompt's last user message: the one form both clients can send."""
     out = []

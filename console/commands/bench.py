@@ -91,6 +91,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--json", metavar="FILE", help="write the full result here, updated as runs finish"
     )
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    from console.commands.bench_sweep import add_sweep_arguments
+
+    add_sweep_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -120,6 +123,14 @@ def _arms(args: argparse.Namespace) -> list:
 
 def run(args: argparse.Namespace) -> int:
     import asyncio
+
+    if args.sweep_k is not None or args.sweep_profile is not None:
+        from console.commands.bench_sweep import run_sweep_command
+
+        return run_sweep_command(args)
+    from console.commands.bench_sweep import check_not_sweep
+
+    check_not_sweep(args)
 
     from console.bench import BenchConfig, BenchEvent, run_bench
     from console.bench.report import render_table
@@ -162,7 +173,7 @@ def _compare(args: argparse.Namespace, config: BenchConfig) -> int:
 
     from console import metrics
     from console.bench.categories import load_dataset
-    from console.bench.compare import compare_with_vllm
+    from console.bench.compare import compare_with_vllm, served_models, tokenizer_for
     from console.bench.model import load_prompts
     from console.runtime.provision import runtime_python
 
@@ -178,12 +189,11 @@ def _compare(args: argparse.Namespace, config: BenchConfig) -> int:
             hint="vllm-console runtime install cpu",
         )
     url = metrics.base_url(args.url)
-    server = asyncio.run(_models(url))
+    server = asyncio.run(served_models(url))
     model = args.model or (server[0]["id"] if server else None)
     if not model:
         raise ConsoleError(f"{url}/v1/models lists no model", hint="pass --model NAME")
-    root = next((m.get("root") for m in server if m.get("id") == model), None)
-    tokenizer = root if isinstance(root, str) and Path(root).is_dir() else model
+    tokenizer = tokenizer_for(server, model)
     prompts = load_dataset(config.dataset) if config.categories else load_prompts(config.prompts)
     prompts = prompts[: max(config.sequential, 1)]
 
@@ -207,12 +217,3 @@ def _compare(args: argparse.Namespace, config: BenchConfig) -> int:
         path = Path(args.json).expanduser()
         path.write_text(json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n")
     return 0
-
-
-async def _models(url: str) -> list[dict]:
-    from console.server_client import ServerClient
-
-    async with ServerClient(url) as client:
-        data = await client.models_json()
-    rows = data.get("data") if isinstance(data, dict) else None
-    return [m for m in rows or [] if isinstance(m, dict)]

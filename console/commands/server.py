@@ -167,7 +167,10 @@ def _start(args: argparse.Namespace, *, restart: bool) -> int:
         if getattr(args, "cluster_only", False):
             status = _cluster_only(profile, on_line, args.timeout)
         else:
-            status = runtime.up(profile, on_line=on_line, wait=True, timeout=args.timeout)
+            from console.commands.setup_view import terminal_bars
+
+            with terminal_bars():
+                status = runtime.up(profile, on_line=on_line, wait=True, timeout=args.timeout)
     except KeyboardInterrupt:
         print(f"interrupted; stopping {profile.name}", file=sys.stderr, flush=True)
         _report(runtime.down(profile))

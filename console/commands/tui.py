@@ -140,10 +140,13 @@ def start_demo_server(name: str, *, wait: bool, timeout: float) -> ServerStatus:
     if status.state != ServerState.STARTING:
         print(
             f"{name}: starting at {profile.url} (first run: installs vLLM's CPU build "
-            "and the model, a few minutes)",
+            "while it fetches and converts the model, a few minutes)",
             file=sys.stderr,
         )
-        status = runtime.up(profile, on_line=_say, wait=False)
+        from console.commands.setup_view import terminal_bars
+
+        with terminal_bars():
+            status = runtime.up(profile, on_line=_say, wait=False)
     if not wait:
         return status
     print(

@@ -420,14 +420,13 @@ class LocalRuntime(ProcessRuntime):
                     f"profile {profile.name}: {field} {exe} is not an executable file",
                     hint=f"fix {field} in {profile.source or 'the profile'}",
                 )
-        elif local.runtime and self.provision:
-            from console.runtime import provision
+        runtime = None if (local.vllm or local.python) else local.runtime
+        if self.provision and (runtime or local.managed_model):
+            # The runtime installs while the model is fetched and converted.
+            from console.runtime import prepare
 
-            provision.ensure(local.runtime, progress=say)
-        if local.managed_model and self.provision:
-            from console.runtime import models
-
-            models.ensure(local.managed_model, progress=say)
+            models = [local.managed_model] if local.managed_model else []
+            prepare.prepare(runtime, models, progress=say)
 
     def command(self, profile: Profile) -> tuple[list[str], dict[str, str], list[str]]:
         """argv, full environment, and the argv as it may be recorded (redacted)."""

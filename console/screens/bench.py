@@ -97,6 +97,7 @@ class BenchScreen(Screen):
         Binding("ctrl+r", "run", "Run bench"),
         Binding("ctrl+s", "stop", "Stop bench"),
         Binding("ctrl+o", "open_samples", "Samples"),
+        Binding("ctrl+k", "sweep", "Sweep k"),
     ]
 
     class Finished(Message):
@@ -221,6 +222,15 @@ class BenchScreen(Screen):
         self._show_result(runner.result)
         self._watch_samples(runner)
         self._run_worker(runner)
+
+    def action_sweep(self) -> None:
+        """The k-sweep (screens/bench_sweep.py), for arm B's profile or the active one."""
+        from console.screens.bench_sweep import SweepScreen
+
+        b = self.query_one("#bench-arm-b", Input).value.strip()
+        profile = session_of(self).profile
+        name = b if b and arm_spec("B", b).profile else (profile.name if profile else "")
+        self.app.push_screen(SweepScreen(profile=name))
 
     # -- the run's samples -------------------------------------------------------
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
@@ -42,6 +43,7 @@ from console.errors import ConsoleError
 from console.sanitize import clean, clean_line
 from console.screens.base import session_of
 from console.screens.messages import ActiveProfileChanged, ChatRequested, ServerStatusBroadcast
+from console.widgets.chat_markdown import warm_up
 from console.widgets.chat_message import AssistantMessage, UserMessage
 from console.widgets.chat_settings import ChatSettingsPanel
 
@@ -54,8 +56,27 @@ WRITE_EVERY_S = 0.05
 tick, however many tokens arrived (at 1,000 tokens/s a write per token costs
 more than the rendering)."""
 
+PAINT_WAIT_S = 1.0
+"""The longest the writer waits for a write to be painted before the next."""
+
 STATS_EVERY_S = 0.25
 """The live token count is redrawn at most this often."""
+
+
+@contextlib.contextmanager
+def young_collections_only() -> Iterator[None]:
+    """While an answer streams, the garbage collector collects young objects
+    only. A full collection walks every object the app holds, the answer's
+    rendered lines included, so its pause grows with the answer (the slowest
+    frames late in a long answer were these); it runs again once the answer
+    ends. Textual pauses collection during smooth scrolling for the same reason.
+    """
+    young, middle, full = gc.get_threshold()
+    gc.set_threshold(young, middle, 1_000_000)
+    try:
+        yield
+    finally:
+        gc.set_threshold(young, middle, full)
 
 
 @dataclass
@@ -165,6 +186,9 @@ class ChatScreen(Screen):
         self.query_one("#chat-log").anchor()
         self.query_one("#chat-input", Input).focus()
         self._show_status()
+        self.warming = self.run_worker(
+            warm_up, thread=True, group="chat-warm", description="chat: warm Markdown"
+        )
 
     def on_screen_resume(self) -> None:
         self._show_status()
@@ -292,19 +316,40 @@ class ChatScreen(Screen):
                 pending.usage, pending.stats_at = False, now
                 view.show_stats(answer, live=True)
 
+        async def painted() -> None:
+            """Until the screen has been refreshed with what was just written
+            (bounded: a screen out of sight may not be refreshed)."""
+            shown = asyncio.get_running_loop().create_future()
+            self.call_after_refresh(lambda: shown.done() or shown.set_result(None))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(shown, PAINT_WAIT_S)
+
         async def writer() -> None:
-            """Flush every tick until the stream ends. Never cancelled (a write cut
-            short would leave the view half-updated): it is told to finish instead."""
+            """Flush every tick until the stream ends, each write once the last
+            one is on screen: when frames take longer than a tick (a busy box,
+            a faster model) more text goes into each, and the view never falls
+            more than a frame behind. Never cancelled (a write cut short would
+            leave the view half-updated): it is told to finish instead."""
             done = False
+            loop = asyncio.get_running_loop()
+            tick = self.write_every_s or 0.0
+            last = loop.time()
             while not done:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(finished.wait(), self.write_every_s)
+                wait = tick - (loop.time() - last)
+                if wait > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(finished.wait(), wait)
                 done = finished.is_set()  # then this flush is the last
+                last = loop.time()
                 await flush(final=done)
+                if not done:
+                    await painted()
 
         per_delta = self.write_every_s is None
         writing = None if per_delta else asyncio.create_task(writer())
         first = True
+        collector = contextlib.ExitStack()
+        collector.enter_context(young_collections_only())
         try:
             async with contextlib.aclosing(chat.send(text, answer=answer)) as events:
                 async for event in events:
@@ -340,6 +385,7 @@ class ChatScreen(Screen):
                 state = "stopped" if answer.stopped else "error" if answer.error else "done"
                 self._show_status(state)
             finally:
+                collector.close()
                 self.generating = False
                 self.post_message(self.AnswerDone(answer))
 

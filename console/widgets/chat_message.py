@@ -1,58 +1,28 @@
 """One chat turn on screen: the user's text, or the assistant's streamed answer.
 
-The answer streams through ``MarkdownStream`` (``Markdown.get_stream``), which
-merges fragments when they arrive faster than Markdown can re-render; at
-hundreds of tokens/s plain ``Markdown.append`` falls behind. A long answer is
-split at paragraph breaks (outside code fences) into a sequence of Markdown
-widgets, only the last one streaming: each append then re-parses and
-re-lays-out a short tail instead of a document that keeps growing. Reasoning
-streams into its own collapsible so it never mixes with the answer.
+The answer and the reasoning stream into ``StreamedMarkdown``
+(console/widgets/chat_markdown.py): finished paragraphs become fixed lines
+rendered once, only the live tail is rendered again as text arrives, so a
+frame costs the same at token 4,000 as at token 40. Reasoning streams into
+its own collapsible so it never mixes with the answer.
 """
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import Collapsible, Markdown, Static
+from textual.widgets import Collapsible, Static
 
 from console.chat import format_tool_call
 from console.sanitize import StreamCleaner, clean, clean_line
+from console.widgets.chat_markdown import SEGMENT_CHARS, StreamedMarkdown, split_point
 
-SEGMENT_CHARS = 1200
-"""A streamed answer's live Markdown is closed at the first paragraph break
-after this many characters, and a new one continues it."""
-
-_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
-
-
-def split_point(text: str, start: int, in_fence: bool, min_cut: int) -> tuple[int, int, bool]:
-    """The first place at or after ``min_cut`` where ``text`` can be cut: just
-    after a blank line outside a code fence.
-
-    Scans the complete lines from ``start`` (a line start, where the fence state
-    is ``in_fence``). Returns the cut (0: none yet), where to resume, and the
-    fence state there; each line is scanned once however the text arrives.
-    """
-    pos = start
-    while True:
-        end = text.find("\n", pos)
-        if end < 0:
-            return 0, pos, in_fence
-        line = text[pos:end]
-        pos = end + 1
-        if _FENCE.match(line):
-            in_fence = not in_fence
-        elif not in_fence and pos >= min_cut and not line.strip():
-            return pos, pos, in_fence
-
+__all__ = ["SEGMENT_CHARS", "AssistantMessage", "UserMessage", "split_point"]
 
 if TYPE_CHECKING:
-    from textual.widgets._markdown import MarkdownStream
-
     from console.chat import Answer, ToolCall
 
 
@@ -108,9 +78,6 @@ class AssistantMessage(Vertical):
     AssistantMessage .answer {
         margin: 0;
     }
-    AssistantMessage .answer > * {
-        margin-bottom: 0;
-    }
     AssistantMessage .tools {
         display: none;
         color: $text;
@@ -131,13 +98,8 @@ class AssistantMessage(Vertical):
     def __init__(self, model: str | None = None) -> None:
         super().__init__()
         self.model = model
-        self._answer_stream: MarkdownStream | None = None
-        self._reasoning_stream: MarkdownStream | None = None
-        self._live = ""
-        """The text of the answer's live (last) Markdown segment."""
-        self._scan = 0
-        """Where the next split-point scan of ``_live`` starts (a line start)."""
-        self._in_fence = False
+        self._answering = False
+        """True once the first answer text came (the reasoning is then folded)."""
         # The model's text is untrusted: one cleaner per stream, so an escape
         # sequence cut across two deltas is held back and dropped whole.
         self._answer_clean = StreamCleaner()
@@ -145,54 +107,41 @@ class AssistantMessage(Vertical):
 
     def compose(self) -> ComposeResult:
         with Collapsible(title="Reasoning", collapsed=False, classes="reasoning-box"):
-            yield Markdown(classes="reasoning")
-        yield Markdown(classes="answer")
+            yield StreamedMarkdown(classes="reasoning")
+        yield StreamedMarkdown(classes="answer")
         yield Static(classes="tools")
         yield Static("waiting for the first token…", classes="stats")
+
+    @property
+    def answer(self) -> StreamedMarkdown:
+        return self.query_one(".answer", StreamedMarkdown)
+
+    @property
+    def reasoning(self) -> StreamedMarkdown:
+        return self.query_one(".reasoning", StreamedMarkdown)
 
     async def add_reasoning(self, text: str) -> None:
         text = self._reasoning_clean.feed(text)
         if not text:
             return
-        if self._reasoning_stream is None:
-            self.add_class("-has-reasoning")
-            self._reasoning_stream = Markdown.get_stream(self.query_one(".reasoning", Markdown))
-        await self._reasoning_stream.write(text)
+        self.add_class("-has-reasoning")
+        self.reasoning.append(text)
 
     @property
     def answer_text(self) -> str:
-        """The answer as shown, across its Markdown segments."""
-        return "".join(m.source for m in self.query(".answer").results(Markdown))
+        """The answer as shown."""
+        return self.answer.source
 
     async def add_content(self, text: str) -> None:
         text = self._answer_clean.feed(text)
         if not text:
             return
-        if self._answer_stream is None:
-            self._answer_stream = Markdown.get_stream(self.query(".answer").first(Markdown))
-            if self._reasoning_stream is not None:
+        if not self._answering:
+            self._answering = True
+            if self.has_class("-has-reasoning"):
                 # The thinking is over: fold it away, the answer is what matters now.
                 self.query_one(Collapsible).collapsed = True
-        written = len(self._live)
-        self._live += text
-        while True:
-            cut, self._scan, self._in_fence = split_point(
-                self._live, self._scan, self._in_fence, SEGMENT_CHARS
-            )
-            if not cut:
-                break
-            await self._answer_stream.write(self._live[written:cut])
-            await self._next_segment()
-            self._live, written, self._scan = self._live[cut:], 0, 0
-        await self._answer_stream.write(self._live[written:])
-
-    async def _next_segment(self) -> None:
-        """Close the live answer segment and continue the answer in a new one."""
-        assert self._answer_stream is not None
-        await self._answer_stream.stop()
-        segment = Markdown(classes="answer")
-        await self.mount(segment, after=self.query(".answer").last(Markdown))
-        self._answer_stream = Markdown.get_stream(segment)
+        self.answer.append(text)
 
     def show_tool_calls(self, calls: dict[int, ToolCall]) -> None:
         self.add_class("-has-tools")
@@ -215,21 +164,18 @@ class AssistantMessage(Vertical):
             await self.add_reasoning(rest)
         if rest := self._answer_clean.flush():
             await self.add_content(rest)
-        for stream in (self._reasoning_stream, self._answer_stream):
-            if stream is not None:
-                await stream.stop()
         if answer.tool_calls:
             self.show_tool_calls(answer.tool_calls)
         if not answer.content and not answer.tool_calls and not answer.error:
-            await self.query(".answer").first(Markdown).update("*(no text)*")
+            self.answer.update("*(no text)*")
         self.show_stats(answer)
 
     async def show_finished(self, answer: Answer) -> None:
         """Render a complete answer at once (a replayed transcript, a snapshot)."""
         if answer.reasoning:
             self.add_class("-has-reasoning")
-            await self.query_one(".reasoning", Markdown).update(clean(answer.reasoning))
+            self.reasoning.update(clean(answer.reasoning))
             self.query_one(Collapsible).collapsed = True
         if answer.content:
-            await self.query(".answer").first(Markdown).update(clean(answer.content))
+            self.answer.update(clean(answer.content))
         await self.finish(answer)
