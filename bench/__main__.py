@@ -31,10 +31,20 @@ BENCHES: dict[str, tuple[str, str, str]] = {
         "dashboard_idle",
         "dashboard idle CPU at 1 Hz over 60 s (needs a server)",
     ),
+    "dashboard-load": (
+        "bench.dashboard_load",
+        "dashboard_load",
+        "dashboard CPU at 1 Hz with a loaded (n-gram) server (needs a server)",
+    ),
     "scrape": (
         "bench.bench_scrape",
         "scrape",
         "metrics scrape+derive cost and 1 Hz monitor CPU (live parts need a server)",
+    ),
+    "peers": (
+        "bench.peers",
+        "peers",
+        "CPU of vllm-htop/vllm-top/vllm-dash vs ours, same loaded server (needs a server, tmux)",
     ),
     "startup": ("bench.startup", "startup", "startup to first frame vs a hello-world Textual app"),
     "fidelity": (

@@ -23,6 +23,7 @@ from bench.results import Goal, record
 from console.app import ConsoleApp
 from console.screens.dashboard import DashboardScreen
 from console.session import Session
+from console.widgets.throughput_chart import ThroughputChart
 
 URL = os.environ.get("BENCH_VLLM_URL", "http://127.0.0.1:8100")
 SECONDS = float(os.environ.get("BENCH_DASHBOARD_SECONDS", "60"))
@@ -30,7 +31,10 @@ SETTLE_S = 5.0
 SIZE = (120, 40)
 
 
-async def run(url: str = URL, seconds: float = SECONDS) -> dict[str, Any]:
+async def run(
+    url: str = URL, seconds: float = SECONDS, settle_s: float = SETTLE_S
+) -> dict[str, Any]:
+    """The dashboard on ``url`` for ``settle_s``, then its CPU over ``seconds``."""
     async with httpx.AsyncClient() as client:
         try:
             (await client.get(url + "/health", timeout=5)).raise_for_status()
@@ -43,18 +47,23 @@ async def run(url: str = URL, seconds: float = SECONDS) -> dict[str, Any]:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         assert isinstance(app.screen, DashboardScreen), app.screen
-        await asyncio.sleep(SETTLE_S)  # first scrape, server info, first GPU sample
+        await asyncio.sleep(settle_s)  # first scrape, server info, first GPU sample
+        chart = app.screen.query_one(ThroughputChart)
+        draws0 = chart.draws
         c0 = proc.cpu_times()
         t0 = time.monotonic()
         await asyncio.sleep(seconds)
         wall = time.monotonic() - t0
         c1 = proc.cpu_times()
+        draws = chart.draws - draws0
     cpu = (c1.user - c0.user) + (c1.system - c0.system)
     return {
         "url": url,
         "wall_s": wall,
         "cpu_s": cpu,
         "cpu_fraction": cpu / wall,
+        "chart_draws": draws,
+        "settle_s": settle_s,
         "threads": proc.num_threads(),
         "load_average": os.getloadavg()[0],
     }

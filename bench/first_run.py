@@ -69,9 +69,14 @@ def _profile(config: Path, port: int) -> None:
     (folder / f"{PROFILE}.yaml").write_text(text)
 
 
+TMUX = ["tmux", "-L", f"firstrun-bench-{os.getpid()}", "-f", "/dev/null"]
+"""A tmux server of our own: its panes get this process's environment, not that
+of whichever tmux server another user started first."""
+
+
 def _tmux(*args: str) -> str:
     return subprocess.run(
-        ["tmux", *args], capture_output=True, text=True, timeout=30, check=False
+        [*TMUX, *args], capture_output=True, text=True, timeout=30, check=False
     ).stdout
 
 
@@ -108,11 +113,11 @@ def _one_run(name: str, base: Path, env: dict[str, str]) -> dict[str, Any]:
             if alt == "1" and any(m in text for m in MARKERS):
                 frame = time.monotonic() - started
                 break
-            if not _tmux("list-sessions", "-F", "#{session_name}").count(session):
+            if session not in _tmux("list-sessions", "-F", "#{session_name}"):
                 break  # make ended without a dashboard
             time.sleep(0.25)
     finally:
-        _tmux("kill-session", "-t", session)
+        _tmux("kill-server")
     result: dict[str, Any] = {"to_dashboard_s": round(frame, 1) if frame else None}
     stamp = _stamp_time(clone)
     if stamp is not None and stamp >= started_wall:
@@ -136,6 +141,13 @@ def _one_run(name: str, base: Path, env: dict[str, str]) -> dict[str, Any]:
         tail = [ln for ln in text.splitlines() if ln.strip()][-8:]
         result["error"] = f"no dashboard within {DEADLINE_S:.0f} s; the pane: {tail}"
     return result
+
+
+def _size(folder: Path) -> int:
+    """Bytes under ``folder``: the pip cache after a run says whether the "warm"
+    run had anything to reuse (a package mirror without cache headers leaves
+    pip's HTTP cache empty, and then warm means cold)."""
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
 
 
 def _down(clone: Path, env: dict[str, str]) -> None:
@@ -175,7 +187,7 @@ def main() -> dict[str, Any]:
                 "VLLM_CONSOLE_CONFIG_DIR": str(base / "config"),
             }
             print(
-                f"   {name}: make demo in a fresh {'clone' if fresh else 'rerun'} "
+                f"   {name}: make demo in {'a fresh clone' if fresh else 'the same clone again'} "
                 f"(load {_loadavg()})",
                 flush=True,
             )
@@ -183,6 +195,7 @@ def main() -> dict[str, Any]:
                 runs[name] = _one_run(name, base, env)
             finally:
                 _down(base / "clone", env)
+            runs[name]["pip_cache_mib"] = round(_size(pip_cache) / 2**20)
             print(f"   {name}: {runs[name]}", flush=True)
     finally:
         shutil.rmtree(base, ignore_errors=True)
@@ -200,6 +213,7 @@ def _record(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
             for k, v in run.items()
             if k.endswith("_s") and k != "to_dashboard_s" and isinstance(v, (int, float))
         )
+        steps += f"; pip cache after it {run.get('pip_cache_mib', '?')} MiB"
         shown = f"{run['to_dashboard_s']:.0f} s" if run.get("to_dashboard_s") else "no frame"
         parts.append(f"{name}: {shown} ({steps}; load {run['loadavg']})")
     return record(

@@ -84,9 +84,13 @@ def record(
     goals: list[Goal],
     metrics: dict[str, Any] | None = None,
     note: str = "",
+    tables: list[dict[str, Any]] | None = None,
     path: Path = RESULTS_JSON,
 ) -> dict[str, Any]:
-    """Merge one benchmark's entry into results.json and rewrite RESULTS.md."""
+    """Merge one benchmark's entry into results.json and rewrite RESULTS.md.
+
+    ``tables``: ``{"title", "columns", "rows"}`` each, shown in RESULTS.md
+    after the notes (e.g. the peers' CPU per tool)."""
     entry = {
         "title": title,
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -95,6 +99,8 @@ def record(
         "metrics": metrics or {},
         "note": note,
     }
+    if tables:
+        entry["tables"] = tables
     data = load(path)
     data[key] = entry
     tmp = path.with_name(path.name + ".tmp")
@@ -137,6 +143,14 @@ def write_markdown(data: dict[str, Any], path: Path = RESULTS_MD) -> None:
             )
     if notes:
         lines += ["", "## Notes", "", *notes]
+    for key in sorted(data):
+        for table in data[key].get("tables", []):
+            cols = table["columns"]
+            lines += ["", f"## {table['title']}", "", "| " + " | ".join(cols) + " |"]
+            lines.append("|" + "---|" * len(cols))
+            for row in table["rows"]:
+                cells = (str(c).replace("|", "\\|").replace("\n", " ") for c in row)
+                lines.append("| " + " | ".join(cells) + " |")
     m = next((e.get("machine") for e in data.values() if e.get("machine")), None)
     if m:
         lines += [

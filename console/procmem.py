@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import socket
+import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -77,13 +78,58 @@ def tree_rss(pid: int) -> tuple[int, int] | None:
     return (total, count) if count else None
 
 
-class ServerProcessFinder:
-    """Finds the server of a URL once, then re-reads its tree's memory each call
-    (the port lookup walks every process, so it is cached while the PID lives)."""
+def _alive(p: psutil.Process) -> bool:
+    """Running (an ended child its parent has not reaped yet holds no memory)."""
+    try:
+        return p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
-    def __init__(self) -> None:
+
+TREE_EVERY_S = 15.0
+"""How often the server's process tree is walked again (new workers show by then)."""
+
+
+class ServerProcessFinder:
+    """Finds the server of a URL once, then re-reads its tree's memory each call.
+
+    The port lookup walks every process, so it is cached while the PID lives;
+    so is the tree itself (finding children also reads every process on the
+    machine, ~4 ms a call on a busy box): it is walked again every
+    ``TREE_EVERY_S`` seconds or as soon as one of its processes is gone, and in
+    between only the known processes' memory is read (~0.1 ms)."""
+
+    def __init__(self, *, tree_every_s: float = TREE_EVERY_S) -> None:
         self._url: str | None = None
         self._pid: int | None = None
+        self.tree_every_s = tree_every_s
+        self._tree: tuple[int, list[psutil.Process], float] | None = None
+        """(root pid, its processes, when walked)."""
+        self.walks = 0
+        """Tree walks made (tests)."""
+
+    def _rss(self, pid: int) -> tuple[int, int] | None:
+        tree = self._tree
+        now = time.monotonic()
+        if tree is None or tree[0] != pid or now - tree[2] > self.tree_every_s:
+            try:
+                root = psutil.Process(pid)
+                procs = [root, *(c for c in root.children(recursive=True) if _alive(c))]
+            except psutil.Error:
+                self._tree = None
+                return None
+            self.walks += 1
+            tree = self._tree = (pid, procs, now)
+        total = 0
+        for p in tree[1]:
+            try:
+                if p.pid != pid and not _alive(p):
+                    raise psutil.NoSuchProcess(p.pid)
+                total += p.memory_info().rss
+            except psutil.Error:  # one ended: walk the tree again now
+                self._tree = None
+                return self._rss(pid) if p.pid != pid else None
+        return total, len(tree[1])
 
     def memory(self, url: str, pid: int | None = None) -> ServerMemory:
         where = _port(url)
@@ -95,7 +141,7 @@ class ServerProcessFinder:
             pid = self._pid
         if pid is None:
             return ServerMemory(reason="no process listens on the server's port")
-        found = tree_rss(pid)
+        found = self._rss(pid)
         if found is None:
             self._pid = None
             return ServerMemory(pid=pid, reason=f"process {pid} is gone")

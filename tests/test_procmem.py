@@ -49,3 +49,35 @@ def test_finds_the_listener_and_sums_its_tree() -> None:
         proc.wait(timeout=10)
     gone = ServerProcessFinder().memory(f"http://127.0.0.1:{port}")
     assert gone.rss is None and "no process listens" in gone.reason
+
+
+def test_the_tree_is_walked_once_then_again_when_a_process_ends() -> None:
+    """Between walks only the known processes' memory is read; a process that
+    ended makes the next call walk the tree again (the count stays true)."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(port)])
+    try:
+        wait_for(
+            lambda: len(psutil.Process(proc.pid).children()) == 1,
+            timeout=30,
+            what="the server with its child",
+        )
+        finder = ServerProcessFinder(tree_every_s=3600)
+        first = finder.memory("http://10.1.2.3:8000", pid=proc.pid)
+        for _ in range(5):
+            again = finder.memory("http://10.1.2.3:8000", pid=proc.pid)
+        assert first.processes == again.processes == 2 and finder.walks == 1
+        child = psutil.Process(proc.pid).children()[0]
+        child.kill()  # the parent does not reap it: a zombie, then
+        wait_for(
+            lambda: not child.is_running() or child.status() == psutil.STATUS_ZOMBIE,
+            timeout=10,
+            what="the child ended",
+        )
+        after = finder.memory("http://10.1.2.3:8000", pid=proc.pid)
+        assert after.processes == 1 and after.rss is not None and finder.walks == 2
+    finally:
+        for p in psutil.Process(proc.pid).children(recursive=True):
+            p.kill()
+        proc.kill()
+        proc.wait(timeout=10)

@@ -197,3 +197,87 @@ async def test_a_base_model_is_labelled_with_a_completion_prompt(
         await pilot.pause()
         status = str(screen.query_one("#chat-status", Static).render())
         assert ("base model: it continues text" in status) is labelled, status
+
+
+def long_answer_sse(tokens: list[str]) -> bytes:
+    """A streamed answer, one chunk per token, then usage and [DONE]."""
+    out = []
+    for tok in tokens:
+        delta = {"choices": [{"index": 0, "delta": {"content": tok}}]}
+        out.append(f"data: {json.dumps(delta)}\n\n")
+    usage = {"prompt_tokens": 5, "completion_tokens": len(tokens), "total_tokens": len(tokens) + 5}
+    out.append(f"data: {json.dumps({'choices': [], 'usage': usage})}\n\ndata: [DONE]\n\n")
+    return "".join(out).encode()
+
+
+def screen_lines(app: ConsoleApp) -> str:
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
+def seen_words(text: str) -> list[str]:
+    """The words a reader sees, Markdown syntax aside."""
+    for mark in ("```python", "```", "##", "- ", "•", "|", "---", "─", "."):
+        text = text.replace(mark, " ")
+    return text.split()
+
+
+async def test_a_long_answer_is_whole_on_screen_when_scrolled_back_and_resized(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Hundreds of lines of Markdown: the transcript and the view hold the exact
+    text, scrolling back shows the first piece, and a resize renders the
+    finished pieces again at the new width with nothing lost."""
+    sections = []
+    for i in range(1, 16):
+        sections.append(
+            f"## Section {i}\n\n" + "the cache keeps keys and values " * 12 + ".\n\n"
+            "- one\n- two\n\n```python\ndef step(x):\n    return x + 1\n```\n\n"
+            "| a | b |\n|---|---|\n| 1 | 2 |\n\n"
+        )
+    text = "".join(sections)
+    tokens = [text[i : i + 5] for i in range(0, len(text), 5)]
+    body = long_answer_sse(tokens)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/models":
+            return httpx.Response(200, json={"data": [{"id": "replayed"}]})
+        return httpx.Response(200, content=body)
+
+    monkeypatch.setattr(
+        ChatScreen, "client_factory", partial(ChatClient, transport=httpx.MockTransport(handler))
+    )
+    monkeypatch.setattr(ChatScreen, "measure_acceptance", False)
+    app = ConsoleApp(session=Session(url="http://replay", model="m"), start_mode="chat")
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await run_one(app, pilot, "long")
+        view = screen.query_one(AssistantMessage)
+        answer = view.answer
+        assert view.answer_text == text
+        last = Transcript.read(screen.chat.transcript.path)[-1]
+        assert last["type"] == "answer" and last["content"] == text
+        assert answer.pieces > 5
+
+        def all_lines() -> list[str]:
+            return [answer.render_line(y).text for y in range(answer.size.height)]
+
+        assert seen_words("\n".join(all_lines())) == seen_words(text)
+
+        log = screen.query_one("#chat-log")
+        assert log.max_scroll_y > 100
+        assert "Section 1 " not in screen_lines(app)  # at the end ("Section 15" shows)
+        log.scroll_home(animate=False)
+        await pilot.pause()
+        shown = screen_lines(app)
+        assert "Section 1 " in shown  # the first piece, as rendered
+        assert answer._pieces[0].strips[0].text.strip() in shown
+
+        await pilot.resize_terminal(70, 30)
+        deadline = time.monotonic() + 20
+        while answer.size.width >= 70 - 4:
+            assert time.monotonic() < deadline, "the view did not take the new width"
+            await pilot.pause(0.02)
+        width = answer.size.width
+        assert all(piece.widths[-1] == width for piece in answer._pieces)
+        lines = all_lines()
+        assert all(len(line) == width for line in lines)
+        assert seen_words("\n".join(lines)) == seen_words(text)

@@ -314,7 +314,8 @@ def test_gpu_view_dedicated_and_unified() -> None:
 async def test_chart_redraws_for_new_values_and_settles_for_repeats() -> None:
     """An idle server repeats its sample every poll: the chart does not redraw
     for each repeat (only the time axis would move) but catches up every
-    ``settle_s``; a new value redraws at once."""
+    ``settle_s``; a new value redraws once it is a braille dot of the x axis
+    past the last drawing (300 s over 80 columns: 1.875 s)."""
     from textual.app import App, ComposeResult
 
     from console.widgets.throughput_chart import ThroughputChart
@@ -326,18 +327,21 @@ async def test_chart_redraws_for_new_values_and_settles_for_repeats() -> None:
     app = One()
     async with app.run_test(size=(80, 24)):
         chart = app.query_one(ThroughputChart)
+        assert chart.dot_s() == 300 / 160
         chart.add(100.0, 12.0, 3.0)
         assert chart._drawn_at == 100.0
-        chart.add(101.0, 0.0, 0.0)  # new values
-        assert chart._drawn_at == 101.0
-        for t in (102.0, 103.0, 104.0, 105.0):  # repeats within settle_s
+        chart.add(101.0, 0.0, 0.0)  # new values, less than a dot later: held
+        assert chart._drawn_at == 100.0
+        chart.add(102.0, 0.0, 0.0)  # a dot since the last drawing
+        assert chart._drawn_at == 102.0
+        for t in (103.0, 104.0, 105.0, 106.0):  # repeats within settle_s
             chart.add(t, 0.0, 0.0)
-        assert chart._drawn_at == 101.0
-        chart.add(106.0, 0.0, 0.0)  # settle_s since the last drawing
-        assert chart._drawn_at == 106.0
-        chart.add(107.0, 5.0, 0.0)
+        assert chart._drawn_at == 102.0
+        chart.add(107.0, 0.0, 0.0)  # settle_s since the last drawing
         assert chart._drawn_at == 107.0
-        assert len(chart.points) == 8
+        chart.add(109.0, 5.0, 0.0)
+        assert chart._drawn_at == 109.0
+        assert len(chart.points) == 9
 
 
 @pytest.mark.usefixtures("private_state")

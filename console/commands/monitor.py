@@ -159,6 +159,9 @@ def _live(
     parser = M.PageParser()  # label sets parsed once; an unchanged page not at all
     sampler = GpuSampler()
     redraw = out.isatty() and not as_json
+    # The per-interval figures go to --json and --record only: the text view
+    # shows the window, so without them they are not derived at all.
+    per_interval_wanted = as_json or record is not None
     server: M.ServerInfo | None = None
     next_at = time.monotonic()
     # A live view should say "down" soon: the deadline is a few intervals, not 10 s.
@@ -169,7 +172,7 @@ def _live(
                 error: M.MetricsError | None = None
                 try:
                     sample = M.scrape(url, client=client, timeout=deadline, parser=parser)
-                    tracker.feed(sample)
+                    tracker.add(sample)
                     if watch is not None:
                         watch.feed(sample)
                     if server is None:
@@ -184,10 +187,11 @@ def _live(
                 # --json and the record get the per-interval figures (sums of
                 # intervals rebuild any window); the text view the smoother window
                 # over up to 60 s.
-                per_interval = build_report(
-                    url, figures=tracker.last_interval(), server=server, gpu=gpu, error=error
-                )
-                write_record(record, per_interval)
+                if per_interval_wanted:
+                    per_interval = build_report(
+                        url, figures=tracker.last_interval(), server=server, gpu=gpu, error=error
+                    )
+                    write_record(record, per_interval)
                 if as_json:
                     _emit(per_interval, True, out, redraw=False)
                 else:

@@ -31,7 +31,7 @@ class AcceptanceBars(Widget):
     AcceptanceBars { height: auto; width: 1fr; }
     """
 
-    rates: reactive[tuple[float | None, ...]] = reactive((), layout=True)
+    rates: reactive[tuple[float | None, ...]] = reactive(())
     """Per-position rates A_i/D (0-1), or None where there were no drafts."""
 
     def __init__(
@@ -41,7 +41,16 @@ class AcceptanceBars(Widget):
         self.tooltip = FORMULA
 
     def set(self, rates: Sequence[float | None]) -> None:
-        self.rates = tuple(rates)
+        """Show ``rates``; rounded to what is drawn (0.1 %), so a change below
+        that repaints nothing, and only a new number of positions (k) lays the
+        panel out again (the height follows it)."""
+        new = tuple(None if r is None else round(r, 3) for r in rates)
+        if new == self.rates:
+            return
+        relayout = len(new) != len(self.rates)
+        self.rates = new
+        if relayout:
+            self.refresh(layout=True)
 
     def get_content_height(self, container, viewport, width: int) -> int:  # type: ignore[override]
         return max(len(self.rates), 1)

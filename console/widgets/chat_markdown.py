@@ -86,22 +86,36 @@ def _blank(line: list[Segment]) -> bool:
 
 
 class _Piece:
-    """A finished stretch of the text and its lines at the last width used."""
+    """A finished stretch of the text and its lines at the widths last used.
 
-    __slots__ = ("source", "strips", "width")
+    Two widths are kept: a layout can try a width and settle on another (a
+    scrollbar coming and going), and neither should render the piece again.
+    """
+
+    __slots__ = ("_by_width", "source", "strips")
 
     def __init__(self, source: str) -> None:
         self.source = source
-        self.width = -1
         self.strips: list[Strip] = []
+        """The lines at the width asked for last."""
+        self._by_width: dict[int, list[Strip]] = {}
 
     def lines(self, console: Console, width: int) -> list[Strip]:
-        if width != self.width:
-            self.strips = render_markdown(console, self.source, width)
-            if self.strips:
-                self.strips.append(Strip.blank(width))  # the paragraph break it ended with
-            self.width = width
-        return self.strips
+        strips = self._by_width.pop(width, None)
+        if strips is None:
+            strips = render_markdown(console, self.source, width)
+            if strips:
+                strips.append(Strip.blank(width))  # the paragraph break it ended with
+        self._by_width[width] = strips  # most recent last
+        while len(self._by_width) > 2:
+            del self._by_width[next(iter(self._by_width))]
+        self.strips = strips
+        return strips
+
+    @property
+    def widths(self) -> list[int]:
+        """The widths it has lines for, the one used last at the end."""
+        return list(self._by_width)
 
 
 class StreamedMarkdown(Widget):

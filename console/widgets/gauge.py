@@ -53,7 +53,8 @@ class Gauge(Widget):
         self.crit = crit
 
     def set(self, fraction: float | None, detail: str = "") -> None:
-        self.fraction = fraction
+        # Drawn to 0.1 %: a smaller move (KV usage jitters every scrape) repaints nothing.
+        self.fraction = None if fraction is None else round(fraction, 3)
         self.detail = detail
 
     def render(self) -> Text:

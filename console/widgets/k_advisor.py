@@ -28,7 +28,8 @@ class KAdvisor(Widget):
     KAdvisor { height: auto; width: 1fr; }
     """
 
-    advice: reactive[Advice | None] = reactive(None, layout=True, always_update=True)
+    advice: reactive[Advice | None] = reactive(None, always_update=True)
+    """Repaints on change; only a change of height (enough drafts or not) lays out."""
 
     def __init__(
         self, *, name: str | None = None, id: str | None = None, classes: str | None = None
@@ -38,11 +39,17 @@ class KAdvisor(Widget):
 
     def set(self, advice: Advice | None) -> None:
         if advice != self.advice:
+            relayout = self._height(advice) != self._height(self.advice)
             self.advice = advice
+            if relayout:
+                self.refresh(layout=True)
+
+    @staticmethod
+    def _height(a: Advice | None) -> int:
+        return 5 if a is not None and a.enough else 1
 
     def get_content_height(self, container, viewport, width: int) -> int:  # type: ignore[override]
-        a = self.advice
-        return 5 if a is not None and a.enough else 1
+        return self._height(self.advice)
 
     def render(self) -> Text:
         a = self.advice

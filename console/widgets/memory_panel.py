@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.widget import Widget
 from textual.widgets import Static
 
 from console.widgets.gauge import Gauge
@@ -106,18 +107,23 @@ class MemoryPanel(Vertical):
         procs = self.query_one("#mem-procs", Static)
         load = self.query_one("#mem-load", StatTile)
         note = self.query_one("#mem-note", Static)
-        procs.set_class(False, "-has-procs")
-        alloc.display = False
-        load.display = True
-        alloc.label, alloc.label_width = "GPU alloc", 10
-        if not view.available and view.host_total is None:
+        # Which lines show is decided first and applied once: toggling a line off
+        # and on again in one reading would lay the whole screen out each time.
+        if not view.available and view.host_total is not None:
+            _display(alloc, True)
+            _display(load, False)
+            procs.set_class(False, "-has-procs")
+            self._show_host(view)
+            return
+        _display(alloc, view.available and view.unified)
+        _display(load, True)
+        procs.set_class(view.available and view.unified and bool(view.processes), "-has-procs")
+        _label(alloc, "GPU alloc", 10)
+        if not view.available:
             gauge.label = "GPU mem"
             gauge.set(None, "no GPU")
             load.set(None)
             _update(note, view.reason or "no NVIDIA GPU visible (NVML unavailable)")
-            return
-        if not view.available:
-            self._show_host(view)
             return
         if view.unified:
             gauge.label = "host pool"
@@ -130,7 +136,6 @@ class MemoryPanel(Vertical):
                 "and GPU; it is not GPU memory used. Page cache: "
                 f"{gib(view.host_cached)} GiB."
             )
-            alloc.display = True
             known = [p.used_bytes for p in view.processes if p.used_bytes is not None]
             if view.processes:
                 top = max(view.processes, key=lambda p: p.used_bytes or 0)
@@ -147,7 +152,6 @@ class MemoryPanel(Vertical):
                         for p in view.processes
                     ),
                 )
-                procs.set_class(True, "-has-procs")
         else:
             gauge.label = "GPU mem"
             gauge.tooltip = "Dedicated GPU memory used / total (NVML)."
@@ -172,9 +176,7 @@ class MemoryPanel(Vertical):
         """No GPU reading: the host's RAM and the server tree's RSS, called host memory."""
         gauge = self.query_one("#mem-gauge", Gauge)
         alloc = self.query_one("#mem-alloc", StatTile)
-        load = self.query_one("#mem-load", StatTile)
         note = self.query_one("#mem-note", Static)
-        load.display = False
         gauge.label = "host mem"
         gauge.set(
             _frac(view.host_used, view.host_total),
@@ -183,10 +185,7 @@ class MemoryPanel(Vertical):
         gauge.tooltip = (
             "Host memory (psutil): total - available. Not GPU memory: no GPU is read here."
         )
-        alloc.display = True
-        if alloc.label != "server RSS":
-            alloc.label, alloc.label_width = "server RSS", 11
-            alloc.refresh()
+        _label(alloc, "server RSS", 11)
         if view.server_rss is not None:
             procs = "process" if view.server_processes == 1 else "processes"
             alloc.set(f"{gib(view.server_rss)} GiB", f"{view.server_processes} {procs}")
@@ -204,6 +203,19 @@ class MemoryPanel(Vertical):
 
 def _tenth(n: int | None) -> int | None:
     return None if n is None else round(n / GIB * 10)
+
+
+def _display(widget: Widget, shown: bool) -> None:
+    """Show or hide a line only when that changes (a change lays the panel out)."""
+    if widget.display != shown:
+        widget.display = shown
+
+
+def _label(tile: StatTile, label: str, width: int) -> None:
+    """Relabel a tile only when that changes (a relabel repaints it)."""
+    if (tile.label, tile.label_width) != (label, width):
+        tile.label, tile.label_width = label, width
+        tile.refresh()
 
 
 def _update(widget: Static, text: str) -> None:

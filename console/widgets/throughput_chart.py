@@ -3,11 +3,22 @@
 No title or axis label: the panel around it says what is plotted, and at
 80x24 every row counts.
 
-Drawing is the expensive part (plotext builds the whole canvas), so a sample
-that repeats the previous one (an idle server: 0 tok/s, again) does not
-redraw at once: only the time axis would move. Such a chart catches up at
-least every ``settle_s`` seconds, so a past burst drifts left in steps of a
-few seconds rather than every second; any new value redraws immediately.
+Drawing is the expensive part (plotext builds the whole canvas, then it is
+decoded and styled line by line), so redraws follow what the eye can see:
+
+- a sample that repeats the previous one (an idle server: 0 tok/s, again)
+  would only move the time axis: such a chart catches up at least every
+  ``settle_s`` seconds, so a past burst drifts left in steps of a few seconds;
+- each braille dot column shows the mean of the samples in it (see
+  :func:`per_dot`), so the line has at most one point per dot: drawing it
+  costs a third of drawing every sample of a busy, jagged series;
+- the x axis always spans ``span`` seconds (new points come in from the
+  right), so one braille dot (half a column) is ``span / (2 × width)``
+  seconds: ~2.7 s with 300 s across 55 columns. A new value is drawn once
+  the newest point is at least one dot past the last drawing; sooner, the
+  line would not move by a dot. Nothing is dropped: a point that arrived
+  between drawings is drawn with the next one, at most one dot's time late
+  (a timer catches up if no further point comes). A reset redraws at once.
 
 Honest gaps: a point without values (a failed poll) or a step longer than
 ``max_step_s`` between two points breaks the line; nothing is drawn across
@@ -20,6 +31,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 
+from textual.timer import Timer
 from textual_plotext import PlotextPlot
 
 from console.sampler import ChartPoint
@@ -47,6 +59,32 @@ def segments(points: Iterable[ChartPoint], idx: int, max_step_s: float) -> list[
     return runs
 
 
+def per_dot(run: Segment, dot_s: float) -> Segment:
+    """One point per braille dot column of ``dot_s`` seconds (columns fixed in
+    time, so they do not shift between drawings): the mean time and the mean
+    rate of the run's samples in it. With samples a second apart that is the
+    rate over the column's span; the chart cannot show finer than a dot, and
+    plotext's cost grows with every line it draws between samples."""
+    if dot_s <= 0 or len(run) < 2:
+        return run
+    out: Segment = []
+    col: int | None = None
+    st = sv = 0.0
+    n = 0
+    for t, v in run:
+        c = int(t // dot_s)
+        if c != col and n:
+            out.append((st / n, sv / n))
+            st = sv = 0.0
+            n = 0
+        col = c
+        st += t
+        sv += v
+        n += 1
+    out.append((st / n, sv / n))
+    return out
+
+
 class ThroughputChart(PlotextPlot):
     """The last ``span`` seconds of tokens/s; x is seconds before now."""
 
@@ -72,6 +110,12 @@ class ThroughputChart(PlotextPlot):
         self._drawn_at: float | None = None
         """Sample time of the newest point when last drawn."""
         self._points: deque[ChartPoint] = deque()
+        self._catch_up: Timer | None = None
+        """Draws the points held back by the dot rule if no further point comes."""
+        self.draws = 0
+        """How many times the chart was drawn (tests, bench)."""
+        self._pending = False
+        """A point not drawn yet differs from what is shown (not just a repeat)."""
 
     def add(self, t: float, generation: float | None, prompt: float | None) -> None:
         """Append one sample at time ``t``; redraw if it shows something new."""
@@ -80,17 +124,39 @@ class ThroughputChart(PlotextPlot):
     def add_point(self, point: ChartPoint) -> None:
         """Append one point (a gap or reset marker too); redraw if it shows something new."""
         last = self._points[-1] if self._points else None
-        repeat = (
-            last is not None
-            and (last.generation, last.prompt) == (point.generation, point.prompt)
-            and not point.reset
-            and point.t - last.t <= self.max_step_s
-        )
+        if (
+            last is None
+            or (last.generation, last.prompt) != (point.generation, point.prompt)
+            or point.reset
+            or point.t - last.t > self.max_step_s
+        ):
+            self._pending = True  # something the last drawing does not show
         self._points.append(point)
         self._trim()
-        if repeat and self._drawn_at is not None and point.t - self._drawn_at < self.settle_s:
-            return
+        drawn = self._drawn_at
+        if drawn is not None and not point.reset:
+            since = point.t - drawn
+            wait = self.dot_s() if self._pending else self.settle_s
+            if since < wait:
+                if self._pending:
+                    self._hold(wait - since)
+                return
         self.replot()
+
+    def dot_s(self) -> float:
+        """Seconds of the x axis per braille dot (half a column) at this width:
+        a redraw sooner than that moves nothing by a dot, so it waits."""
+        return self.span / (2 * max(self.size.width, 20))
+
+    def _hold(self, delay: float) -> None:
+        """A held-back point is drawn within ``delay`` s even if none follows."""
+        if self._catch_up is None and self.is_attached:
+            self._catch_up = self.set_timer(max(delay, 0.05), self._caught_up)
+
+    def _caught_up(self) -> None:
+        self._catch_up = None
+        if self._points and self._points[-1].t != self._drawn_at:
+            self.replot()
 
     def set_points(self, points: Iterable[ChartPoint]) -> None:
         """Replace the history (a screen shown again catches up from its sampler)."""
@@ -122,8 +188,10 @@ class ThroughputChart(PlotextPlot):
         plt.clear_figure()
         if self._points:
             now = self._points[-1].t
+            dot = self.dot_s()
             for idx, label, color in ((1, "generation", "green"), (2, "prompt", "cyan")):
-                for i, run in enumerate(segments(self._points, idx, self.max_step_s)):
+                for i, raw in enumerate(segments(self._points, idx, self.max_step_s)):
+                    run = per_dot(raw, dot)
                     xs = [t - now for t, _ in run]
                     ys = [v for _, v in run]
                     # One legend entry per series, however many runs it has.
@@ -131,7 +199,12 @@ class ThroughputChart(PlotextPlot):
             for p in self._points:
                 if p.reset:
                     plt.vline(p.t - now, "red")
-            plt.xlim(-min(self.span, max(now - self._points[0].t, 10)), 0)
+            plt.xlim(-self.span, 0)
         plt.ylim(0, None)
         self._drawn_at = self._points[-1][0] if self._points else None
+        self.draws += 1
+        self._pending = False
+        if self._catch_up is not None:
+            self._catch_up.stop()
+            self._catch_up = None
         self.refresh()
