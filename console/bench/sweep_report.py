@@ -184,6 +184,11 @@ def advisor_check(result: SweepResult) -> AdvisorCheck | None:
     if spec is None or not spec.per_position:
         return None
     advice = spec_advisor.advise(spec.per_position, spec.drafts, method=result.method)
+    few = advice is not None and not advice.enough and spec.drafts > 0
+    if few:  # the measurement stands beside it: show the estimate, say how rough it is
+        advice = spec_advisor.advise(
+            spec.per_position, spec.drafts, method=result.method, min_drafts=1
+        )
     if advice is None:
         return None
     swept = sorted(s.k for s in spec_servers if s.k is not None and s.k <= advice.configured_k)
@@ -211,11 +216,11 @@ def advisor_check(result: SweepResult) -> AdvisorCheck | None:
             continue
         pred_fig = next((f for f in rows if f.k == predicted), None)
         notes.append(_why(load, top_fig, pred_fig, advice))
-    if not advice.enough:
+    if few:
         notes.append(
-            f"k={source.k} drafted {spec.drafts} times over the sweep, fewer than the "
-            f"advisor's {spec_advisor.MIN_DRAFTS}: it gives no estimate (raise "
-            "--per-category or --max-tokens)"
+            f"k={source.k} drafted only {spec.drafts} times over the sweep (the live "
+            f"advisor waits for {spec_advisor.MIN_DRAFTS}): a rough estimate; more prompts "
+            "or tokens (--per-category, --max-tokens) make it firmer"
         )
     return AdvisorCheck(
         source.k or 0, advice, predicted, order, measured, measured_order, tuple(notes)
@@ -239,12 +244,18 @@ def _why(load: int, top: Figure, pred: Figure | None, advice: spec_advisor.Advic
     if gap <= NOISE:
         return head + f": within {NOISE:.0%}, i.e. within one run's noise on a shared box"
     reasons = []
+    la, lb = top.load_average, pred.load_average
+    if la is not None and lb is not None and max(la, lb) > 1.25 * min(la, lb):
+        reasons.append(
+            f"the two ran under different load (load average {la:.1f} vs {lb:.1f}): the "
+            "box's other work, not k, may explain much of the gap; rerun on a quiet box"
+        )
     if top.k is None or (pred.k is not None and top.k < pred.k):
         reasons.append(
             "the estimate counts only the draft's cost "
             f"({advice.draft_cost:g}× a target step, {advice.draft_cost_source}) and takes "
             "verification as free of k; here verifying k+1 tokens per step costs more "
-            "for a larger k (compute-bound CPU decode, or a batch), so a shorter draft wins"
+            "for a larger k (compute-bound CPU decode, or a batch), so a shorter draft can win"
         )
     else:
         reasons.append(
