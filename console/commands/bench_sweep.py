@@ -23,6 +23,7 @@ from console.sanitize import clean
 if TYPE_CHECKING:
     from console.bench.sweep import SweepResult
     from console.bench.sweep_run import SweepRunner
+    from console.profiles.schema import Profile
 
 SWEEP_ONLY = ("per_category", "category", "port", "apply", "apply_k", "apply_load", "plot")
 
@@ -46,7 +47,21 @@ def show_saved(args: argparse.Namespace) -> int:
     print(clean(render_table(result)))
     if args.plot:
         print(render_plot(result))
+    if args.apply:
+        from console.bench.sweep import load_sweep_profile
+
+        _apply(args, result, load_sweep_profile(result.profile))
     return 0
+
+
+def _apply(args: argparse.Namespace, result: SweepResult, profile: Profile) -> None:
+    """``--apply``: the chosen k as a profile extending the swept one."""
+    from console.bench.sweep_apply import choose_k, write_applied
+
+    k, why = choose_k(result, args.apply_k, args.apply_load)
+    argv = "vllm-console " + shlex.join(sys.argv[1:]) if sys.argv else None
+    path = write_applied(result, profile, k, why, argv=argv)
+    print(f"applied: k={k} ({why}) -> {path}")
 
 
 def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
@@ -215,10 +230,5 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         c.failed for s in result.servers for c in s.cells
     )
     if args.apply:
-        from console.bench.sweep_apply import choose_k, write_applied
-
-        k, why = choose_k(result, args.apply_k, args.apply_load)
-        argv = "vllm-console " + shlex.join(sys.argv[1:]) if sys.argv else None
-        path = write_applied(result, profile, k, why, argv=argv)
-        print(f"applied: k={k} ({why}) -> {path}")
+        _apply(args, result, profile)
     return 1 if failed else 0
