@@ -148,6 +148,7 @@ async def run_mode(url: str, mode: str, rate: float) -> dict[str, Any]:
             assert isinstance(screen, ChatScreen), screen
             # The screen warms its Markdown renderer when it opens, as it has
             # long before a user has typed a question.
+            assert screen.warming is not None
             await screen.warming.wait()
             proc = psutil.Process()
             cpu0 = proc.cpu_times()
@@ -224,6 +225,7 @@ async def frame_cost(tokens: int = TOKENS, per_frame: int = FRAME_TOKENS) -> dic
         await pilot.pause()
         screen = app.screen
         assert isinstance(screen, ChatScreen), screen
+        assert screen.warming is not None
         await screen.warming.wait()
         log = screen.query_one("#chat-log")
         view = AssistantMessage()

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -69,9 +70,14 @@ def _profile(config: Path, port: int) -> None:
     (folder / f"{PROFILE}.yaml").write_text(text)
 
 
+TMUX = ["tmux", "-L", f"firstrun-bench-{os.getpid()}", "-f", "/dev/null"]
+"""A tmux server of our own: its panes get this process's environment, not that
+of whichever tmux server another user started first."""
+
+
 def _tmux(*args: str) -> str:
     return subprocess.run(
-        ["tmux", *args], capture_output=True, text=True, timeout=30, check=False
+        [*TMUX, *args], capture_output=True, text=True, timeout=30, check=False
     ).stdout
 
 
@@ -99,6 +105,7 @@ def _one_run(name: str, base: Path, env: dict[str, str]) -> dict[str, Any]:
     started_wall = time.time()
     started = time.monotonic()
     _tmux("new-session", "-d", "-s", session, "-x", "80", "-y", "24", "-c", str(clone), command)
+    pane = _tmux("display-message", "-p", "-t", session, "#{pane_pid}").strip()
     frame = None
     text = ""
     try:
@@ -108,11 +115,13 @@ def _one_run(name: str, base: Path, env: dict[str, str]) -> dict[str, Any]:
             if alt == "1" and any(m in text for m in MARKERS):
                 frame = time.monotonic() - started
                 break
-            if not _tmux("list-sessions", "-F", "#{session_name}").count(session):
+            if session not in _tmux("list-sessions", "-F", "#{session_name}"):
                 break  # make ended without a dashboard
             time.sleep(0.25)
     finally:
-        _tmux("kill-session", "-t", session)
+        _tmux("kill-server")
+        if pane.isdigit():
+            _end_group(int(pane))
     result: dict[str, Any] = {"to_dashboard_s": round(frame, 1) if frame else None}
     stamp = _stamp_time(clone)
     if stamp is not None and stamp >= started_wall:
@@ -136,6 +145,30 @@ def _one_run(name: str, base: Path, env: dict[str, str]) -> dict[str, Any]:
         tail = [ln for ln in text.splitlines() if ln.strip()][-8:]
         result["error"] = f"no dashboard within {DEADLINE_S:.0f} s; the pane: {tail}"
     return result
+
+
+def _end_group(pid: int) -> None:
+    """End ``make`` and the console it ran: the TUI outlives the SIGHUP of a
+    killed tmux server, and a left-over dashboard would load the next run."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+
+
+def _size(folder: Path) -> int:
+    """Bytes under ``folder``: the pip cache after a run says whether the "warm"
+    run had anything to reuse (a package mirror without cache headers leaves
+    pip's HTTP cache empty, and then warm means cold)."""
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
 
 
 def _down(clone: Path, env: dict[str, str]) -> None:
@@ -175,7 +208,7 @@ def main() -> dict[str, Any]:
                 "VLLM_CONSOLE_CONFIG_DIR": str(base / "config"),
             }
             print(
-                f"   {name}: make demo in a fresh {'clone' if fresh else 'rerun'} "
+                f"   {name}: make demo in {'a fresh clone' if fresh else 'the same clone again'} "
                 f"(load {_loadavg()})",
                 flush=True,
             )
@@ -183,6 +216,7 @@ def main() -> dict[str, Any]:
                 runs[name] = _one_run(name, base, env)
             finally:
                 _down(base / "clone", env)
+            runs[name]["pip_cache_mib"] = round(_size(pip_cache) / 2**20)
             print(f"   {name}: {runs[name]}", flush=True)
     finally:
         shutil.rmtree(base, ignore_errors=True)
@@ -193,15 +227,15 @@ def _record(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     def value(run: str) -> float | None:
         return runs.get(run, {}).get("to_dashboard_s")
 
+    order = ("venv", "runtime_start", "runtime", "model_start", "model", "setup_end")
     parts = []
     for name, run in runs.items():
-        steps = ", ".join(
-            f"{k.removesuffix('_s')} {v:.0f} s"
-            for k, v in run.items()
-            if k.endswith("_s") and k != "to_dashboard_s" and isinstance(v, (int, float))
-        )
         shown = f"{run['to_dashboard_s']:.0f} s" if run.get("to_dashboard_s") else "no frame"
-        parts.append(f"{name}: {shown} ({steps}; load {run['loadavg']})")
+        steps = [f"{k} {run[k + '_s']:.0f} s" for k in order if run.get(k + "_s") is not None]
+        if run.get("server_and_tui_s") is not None:
+            steps.append(f"server+TUI {run['server_and_tui_s']:.0f} s")
+        steps.append(f"pip cache after it {run.get('pip_cache_mib', '?')} MiB")
+        parts.append(f"{name}: {shown} ({', '.join(steps)}; load {run['loadavg']})")
     return record(
         "firstrun",
         title="First run: fresh clone `make demo` to the first dashboard frame",
@@ -213,7 +247,10 @@ def _record(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
         note=(
             "; ".join(parts)
             + ". Steps: venv = the console's own venv (make), runtime/model = the parallel "
-            "set-up steps (start offset and length), server_and_tui = the rest to the frame."
+            "set-up steps (start offset and length), server_and_tui = the rest to the frame "
+            "(vLLM's start-up; all of the second run). The runtime installs from "
+            "console/data/runtime-cpu.lock without triton (286 MB), torchcodec and "
+            "torchaudio (12 MB), which are no longer downloaded."
         ),
     )
 

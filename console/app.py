@@ -56,9 +56,9 @@ from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.message import Message
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
-from textual.widgets import Footer, Header
 from textual.worker import Worker, WorkerState
 
 from console.errors import ConsoleError
@@ -79,6 +79,7 @@ from console.screens.messages import (
 from console.session import Session, load_profile_by_name, profile_names
 
 if TYPE_CHECKING:
+    from console.history.live import SessionHistory
     from console.profiles.schema import Profile
 
 
@@ -151,6 +152,15 @@ def worker_title(name: str, description: str) -> str:
     words = method.strip("_").replace("_", " ") or "a background task"
     args = args.rstrip(")").replace("'", "").replace('"', "").strip()
     return f"{words} ({args}) failed" if args and len(args) <= 30 else f"{words} failed"
+
+
+class SamplingReady(Message):
+    """The sampler is imported and the session's history open (None: it could not
+    be): sampling may start."""
+
+    def __init__(self, history: SessionHistory | None) -> None:
+        super().__init__()
+        self.history = history
 
 
 class ConsoleCommands(Provider):
@@ -263,30 +273,61 @@ class ConsoleApp(App[None]):
         """Called by Textual when the mode is first shown: imports its module then."""
         screen = with_worker_errors(spec.screen_class)()
         self.mode_screens[spec.mode] = screen
+        # A new screen gets its styles when it mounts. Textual would also re-parse
+        # every stylesheet and restyle the whole app twice on the first switch to
+        # a mode (a fresh screen's CSS generation is -1), and restyle the screen
+        # once more when its first resize adds the -narrow/-wide class: together
+        # a third of the time to the first frame. A screen born with the current
+        # CSS generation and its width class skips only those redundant passes.
+        screen._css_update_count = self._css_update_count
+        fits = [b for b, _ in self.HORIZONTAL_BREAKPOINTS if self.size.width >= b]
+        for breakpoint, name in self.HORIZONTAL_BREAKPOINTS:
+            screen.set_class(bool(fits) and breakpoint == max(fits), name, update=False)
         return screen
 
     def compose(self) -> ComposeResult:
-        # Shown only for a moment before the first mode; screens bring their own.
-        yield Header()
-        yield Footer()
+        # Nothing: the first mode's screen is shown before the first frame, and
+        # each screen brings its own header and footer.
+        yield from ()
 
     async def on_mount(self) -> None:
         self.sub_title = self.session.label
+        # The first frame comes before anything slow: the history (config, pydantic,
+        # YAML, SQLite) loads in a worker after it, and the session's samplers wait
+        # for it, so their first poll is after the first paint and is recorded.
         if self.session.history is None:
-            from console.history.live import SessionHistory
-
-            # Every poll of the session's samplers goes to the history file.
-            self.session.history = await asyncio.to_thread(
-                SessionHistory.from_config,
-                lambda ev: self.post_message(HistoryEventDetected(ev)),
-            )
-        # Sampling belongs to the session: it runs whatever screen shows.
-        _ = self.session.sampler
+            self.session.hold_sampling()
         await self.switch_mode(self.start_mode)
         for notice in self.session.notices:
             self.notify(notice, title="profile not loaded", severity="warning", timeout=20)
         if self.session.fleet is not None:
             await self.action_fleet()
+        self.call_after_refresh(self._prepare_sampling)
+
+    @work(thread=True, exclusive=True, group="history", exit_on_error=False)
+    def _prepare_sampling(self) -> None:
+        """Off the UI thread: import the sampler and open the history file; then
+        sampling starts with every poll recorded (also when the history cannot be
+        read: sampling must not wait on it)."""
+        history = None
+        try:
+            import console.sampler  # noqa: F401
+
+            if self.session.history is None:
+                from console.history.live import SessionHistory
+
+                history = SessionHistory.from_config(
+                    lambda ev: self.post_message(HistoryEventDetected(ev))
+                )
+        finally:
+            self.post_message(SamplingReady(history))  # thread-safe, never blocks
+
+    @on(SamplingReady)
+    def _sampling_ready(self, message: SamplingReady) -> None:
+        if self.session.history is None:
+            self.session.attach_history(message.history)
+        # Sampling belongs to the session: it runs whatever screen shows.
+        _ = self.session.sampler
 
     def on_unmount(self) -> None:
         self.session.close()

@@ -92,8 +92,14 @@ class Session:
     server_status: ServerStatus | None = field(default=None, repr=False)
     """The last status a runtime reported for the active profile's server."""
     history: SessionHistory | None = field(default=None, repr=False)
-    """Records every sampler's polls into the history file (the App sets it)."""
+    """Records every sampler's polls into the history file (the App sets it through
+    :meth:`attach_history`)."""
     _samplers: dict[str, MetricsSampler] = field(default_factory=dict, repr=False)
+    _history_pending: bool = field(default=False, repr=False)
+    """True between :meth:`hold_sampling` and :meth:`attach_history`: samplers are
+    made but not started, so none polls before its recorder is attached."""
+    _recorded: list[MetricsSampler] = field(default_factory=list, repr=False)
+    """Samplers not the session's own (the fleet's) waiting for the history."""
     notices: list[str] = field(default_factory=list, repr=False)
     """Problems found while building the session that the UI must show (e.g. the
     remembered profile no longer loads); the App shows each once at start."""
@@ -165,7 +171,37 @@ class Session:
             current = self._samplers[url] = MetricsSampler(url, api_key=self.api_key)
             if self.history is not None:
                 self.history.attach(current)  # before start: no poll goes unrecorded
-        return current.start()
+        return current if self._history_pending else current.start()
+
+    def hold_sampling(self) -> None:
+        """Make samplers without starting them until :meth:`attach_history`.
+
+        The TUI paints its first frame before it reads the console's config and
+        opens the history file (pydantic, YAML, SQLite: slow to import), yet every
+        poll of the session's server must reach the history: so the first poll
+        waits for the history instead of going unrecorded."""
+        if self.history is None:
+            self._history_pending = True
+
+    def attach_history(self, history: SessionHistory | None) -> None:
+        """Record every sampler's polls into ``history`` (None: no history, e.g. it
+        could not be read), then start the session's samplers held until now."""
+        self._history_pending = False
+        if history is not None:
+            self.history = history
+            for sampler in [*self._samplers.values(), *self._recorded]:
+                history.attach(sampler)
+        self._recorded.clear()
+        for sampler in self._samplers.values():
+            sampler.start()
+
+    def record(self, sampler: MetricsSampler) -> None:
+        """Record the polls of a sampler the session does not own (the fleet's):
+        now, or once the history is attached."""
+        if self.history is not None:
+            self.history.attach(sampler)
+        elif self._history_pending:
+            self._recorded.append(sampler)
 
     def samplers(self) -> list[MetricsSampler]:
         """Every sampler this session runs (one per server URL)."""

@@ -145,9 +145,12 @@ def advise(
     *,
     method: str | None = None,
     draft_cost: float | None = None,
+    min_drafts: int = MIN_DRAFTS,
 ) -> Advice | None:
     """The curve and favoured k' for k' = 1 .. len(per_position).
 
+    ``min_drafts``: the live views keep the default; the k-sweep lowers it to
+    show the estimate beside its own measurement, saying how few drafts it had.
     None when there is nothing to advise on (no positions). Rates that are not
     finite or fall outside [0, 1] are not from a real server: None as well.
     """
@@ -161,7 +164,7 @@ def advise(
     else:
         cost, source = draft_cost_for(method)
     k = len(rates)
-    enough = drafts >= MIN_DRAFTS
+    enough = drafts >= min_drafts
     curve: tuple[KPoint, ...] = ()
     best: int | None = None
     if enough:

@@ -329,3 +329,30 @@ def test_a_taken_port_stops_the_sweep_before_anything_starts(
     data = json.loads(out.read_text())
     assert [s["phase"] for s in data["servers"]] == ["failed", "pending", "pending"]
     assert data["servers"][0]["pid"] is None and data["complete"] is False
+
+
+def test_saved_results_read_back_and_merge(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A cut-off sweep plus a later one of the missing ks print as one table."""
+    from console.bench.sweep_report import from_json, merge, to_json
+
+    full = _result()
+    assert render_table(from_json(to_json(full))) == render_table(full)
+    cut = _result()
+    cut.servers[-1].phase = "failed"  # k=4 cut off
+    later = _result(ks=(4,))
+    later.servers = [s for s in _result().servers if s.k in (None, 4)]
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    write_json(cut, a)
+    write_json(later, b)
+    merged = merge(
+        [from_json(json.loads(a.read_text()), "a"), from_json(json.loads(b.read_text()), "b")]
+    )
+    assert [s.k for s in merged.servers] == [None, 1, 2, 4]
+    assert any(n.startswith("baseline measured again in b") for n in merged.notes)
+    assert main(["bench", "--sweep-from", str(a), "--sweep-from", str(b)]) == 0
+    assert "best: k=4" in capsys.readouterr().out
+    (tmp_path / "x.json").write_text('{"schema": "other"}')
+    assert main(["bench", "--sweep-from", str(tmp_path / "x.json")]) == 1
+    assert "not a k-sweep results file" in capsys.readouterr().err

@@ -1,13 +1,15 @@
 """A real k-sweep through the CLI on vLLM's CPU build (Gemma 3 270M, n-gram).
 
-Tiny on purpose (each k is one server start, about a minute here): k in
-{1, 2} plus the baseline, one prompt per category for two categories, a few
+Tiny on purpose (each k is one server start, a minute or more here): k = 2
+(the preset's own k is 4) plus the baseline, one prompt per category for two categories, a few
 tokens, one stream and 2 concurrent. What it checks is the honesty of the
 result, not speed: the baseline is there and has no acceptance figures, every
 speculative server reports acceptance length >= 1 and exports as many draft
 positions as its k, every request returned its fixed length, every server the
-sweep started is gone afterwards (by PID and port), and ``--apply`` wrote a
-profile that loads, extends the swept one and differs only in k.
+sweep started is gone afterwards (by PID and port), and ``--apply --apply-k 2``
+wrote a profile that loads, extends the swept one and differs only in k
+(which k wins on a busy 2-core box is not this test's business: the choice
+is unit-tested in test_bench_sweep.py).
 """
 
 from __future__ import annotations
@@ -46,15 +48,16 @@ def listening(port: int) -> list[int | None]:
     ]
 
 
-def test_real_sweep_k1_k2_and_baseline(
+def test_real_sweep_k2_and_baseline(
     private_state: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     folder, port = user_profile(private_state, "sweep-real")
     out_json = private_state / "sweep.json"
     argv = [
-        "bench", "--sweep-k", "1,2", "sweep-real", "--category", "coding",
+        "bench", "--sweep-k", "2", "sweep-real", "--category", "coding",
         "--category", "extraction", "--per-category", "1", "--concurrent", "2",
-        "--max-tokens", str(TOKENS), "--warmup", "0", "--json", str(out_json), "--apply",
+        "--max-tokens", str(TOKENS), "--warmup", "0", "--json", str(out_json),
+        "--apply", "--apply-k", "2",
     ]  # fmt: skip
     code = main(argv)
     out, err = capsys.readouterr()
@@ -62,7 +65,7 @@ def test_real_sweep_k1_k2_and_baseline(
     servers = data["servers"]
     assert code == 0, f"{err}\n{out}"
     assert data["complete"] is True
-    assert [s["k"] for s in servers] == [None, 1, 2]
+    assert [s["k"] for s in servers] == [None, 2]
     # every server it started is gone: its PID and its port
     assert all(s["pid"] for s in servers)
     for s in servers:
@@ -95,6 +98,7 @@ def test_real_sweep_k1_k2_and_baseline(
     # --apply: a profile extending the swept one, only k differs
     applied_line = next(ln for ln in out.splitlines() if ln.startswith("applied: k="))
     k = int(applied_line.split("k=")[1].split()[0])
+    assert k == 2
     path = Path(applied_line.rsplit("-> ", 1)[1])
     assert path.parent == folder
     applied = load_profile(path.stem)
@@ -108,3 +112,42 @@ def test_real_sweep_k1_k2_and_baseline(
         exclude={"speculative_config"}
     )
     assert "# tok/s at 2 concurrent: base" in path.read_text()
+
+
+def test_sigterm_ends_the_server_being_started(private_state: Path) -> None:
+    """`timeout` or a service manager stops the sweep with SIGTERM: the server it was
+    starting is ended (`down`) before the process exits, not left behind."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    _folder, port = user_profile(private_state, "sweep-term")
+    out_json = private_state / "term.json"
+    argv = [sys.executable, "-m", "console", "bench", "--sweep-k", "1", "sweep-term",
+            "--per-category", "1", "--max-tokens", "4", "--json", str(out_json)]  # fmt: skip
+    proc = subprocess.Popen(argv, env=dict(os.environ), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        pid = None
+        while pid is None and time.monotonic() < deadline and proc.poll() is None:
+            if out_json.exists():
+                data = json.loads(out_json.read_text())
+                pid = data["servers"][0]["pid"]
+            time.sleep(0.2)
+        assert pid is not None, "the sweep never recorded its first server's PID"
+        assert psutil.pid_exists(pid)
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    assert "terminated (SIGTERM)" in err
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+    assert not listening(port)
+    data = json.loads(out_json.read_text())
+    assert data["servers"][0]["phase"] == "failed" and data["servers"][0]["stopped"]
+    assert not list((private_state / "state" / "servers").glob("*.json"))  # no record left

@@ -19,10 +19,12 @@ import pytest
 from console.errors import ConsoleError
 from console.runtime import prepare, provision
 from console.runtime.provision import RUNTIMES, RuntimeSpec
+from tests import test_runtime_provision
 
 pytestmark = pytest.mark.usefixtures("private_state")
 
 ROOT = Path(__file__).resolve().parent.parent
+private_data = test_runtime_provision.private_data  # the data folder under tmp_path
 
 
 def _alive(pid: int) -> bool:
@@ -155,13 +157,6 @@ def test_ctrl_c_ends_both_steps_and_their_processes(tmp_path: Path) -> None:
 
 
 # --- the real runtime step: nothing redone, the lock -----------------------------------
-
-
-@pytest.fixture
-def private_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    data = tmp_path / "data"
-    monkeypatch.setenv("VLLM_CONSOLE_DATA_DIR", str(data))
-    return data
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ remembered profile."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,61 @@ def test_broken_memory_file_is_ignored(private_state: Path) -> None:
 def test_shipped_profiles_are_listed_for_the_palette() -> None:
     names = profile_names()
     assert {"gemma3-270m-cpu", "gemma3-270m-cpu-ngram"} <= set(names)
+
+
+def test_held_sampling_starts_with_the_history_and_records_every_poll(
+    vllm_server, tmp_path: Path
+) -> None:
+    """The TUI paints before it opens the history: until then the session's sampler
+    exists but does not poll, and once the history is attached every poll is
+    recorded (none before its recorder)."""
+    from console.history.live import SessionHistory
+    from console.history.store import HistoryStore
+
+    session = Session(url=vllm_server.url)
+    session.hold_sampling()
+    sampler = session.sampler
+    ticks: list[object] = []
+    sampler.subscribe(ticks.append)
+    assert not sampler.running
+    assert sampler.last is None
+    history = SessionHistory(HistoryStore(tmp_path / "history.sqlite3"))
+    try:
+        session.attach_history(history)
+        assert session.history is history
+        assert sampler.running
+        deadline = time.monotonic() + 60
+        while len(ticks) < 2:
+            assert time.monotonic() < deadline, "no two polls in 60 s"
+            time.sleep(0.05)
+    finally:
+        session.close()
+    recorder = history.recorders[sampler.url]
+    assert recorder.samples == len(ticks) >= 2
+
+
+def test_a_sampler_not_the_sessions_is_recorded_once_the_history_comes(
+    vllm_server, tmp_path: Path
+) -> None:
+    from console.history.live import SessionHistory
+    from console.history.store import HistoryStore
+    from console.sampler import MetricsSampler
+
+    session = Session(url=vllm_server.url)
+    session.hold_sampling()
+    other = MetricsSampler(vllm_server.url)
+    session.record(other)  # the fleet's: before the history exists
+    history = SessionHistory(HistoryStore(tmp_path / "history.sqlite3"))
+    session.attach_history(history)
+    ticks: list[object] = []
+    other.subscribe(ticks.append)
+    other.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not ticks:
+            assert time.monotonic() < deadline, "no poll in 60 s"
+            time.sleep(0.05)
+    finally:
+        other.stop()
+        session.close()
+    assert history.recorders[other.url].samples >= 1

@@ -9,7 +9,6 @@ so whoever reads it later knows where the number came from.
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -79,7 +78,7 @@ def _parent_ref(original: Profile) -> str:
 def header(result: SweepResult, k: int, why: str, argv: str | None = None) -> list[str]:
     """The comment recording the run: what was sent, at which loads, the key figures."""
     c = result.config
-    when = result.finished or result.started or dt.datetime.now(dt.UTC).isoformat()
+    when = result.finished or "cut off"
     lines = [
         MARKER,
         f"# Sweep {result.started} .. {when}: profile {result.profile} ({result.method}), "
@@ -94,8 +93,8 @@ def header(result: SweepResult, k: int, why: str, argv: str | None = None) -> li
         + f"; categories {', '.join(result.categories)}; {c.max_tokens} tokens each; "
         f"temperature {c.temperature:g}",
         f"# loads: {', '.join(_where(ld) for ld in c.loads)}; load average "
-        f"{result.load_average_start if result.load_average_start is not None else '?'} at "
-        "the start",
+        + ("?" if result.load_average_start is None else f"{result.load_average_start:.2f}")
+        + " at the start",
     ]
     for load in c.loads:
         cells = []

@@ -18,6 +18,7 @@ by the CLI table, the results JSON (``summary``), the Bench screen's plot and
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -183,6 +184,11 @@ def advisor_check(result: SweepResult) -> AdvisorCheck | None:
     if spec is None or not spec.per_position:
         return None
     advice = spec_advisor.advise(spec.per_position, spec.drafts, method=result.method)
+    few = advice is not None and not advice.enough and spec.drafts > 0
+    if few:  # the measurement stands beside it: show the estimate, say how rough it is
+        advice = spec_advisor.advise(
+            spec.per_position, spec.drafts, method=result.method, min_drafts=1
+        )
     if advice is None:
         return None
     swept = sorted(s.k for s in spec_servers if s.k is not None and s.k <= advice.configured_k)
@@ -210,11 +216,11 @@ def advisor_check(result: SweepResult) -> AdvisorCheck | None:
             continue
         pred_fig = next((f for f in rows if f.k == predicted), None)
         notes.append(_why(load, top_fig, pred_fig, advice))
-    if not advice.enough:
+    if few:
         notes.append(
-            f"k={source.k} drafted {spec.drafts} times over the sweep, fewer than the "
-            f"advisor's {spec_advisor.MIN_DRAFTS}: it gives no estimate (raise "
-            "--per-category or --max-tokens)"
+            f"k={source.k} drafted only {spec.drafts} times over the sweep (the live "
+            f"advisor waits for {spec_advisor.MIN_DRAFTS}): a rough estimate; more prompts "
+            "or tokens (--per-category, --max-tokens) make it firmer"
         )
     return AdvisorCheck(
         source.k or 0, advice, predicted, order, measured, measured_order, tuple(notes)
@@ -238,12 +244,18 @@ def _why(load: int, top: Figure, pred: Figure | None, advice: spec_advisor.Advic
     if gap <= NOISE:
         return head + f": within {NOISE:.0%}, i.e. within one run's noise on a shared box"
     reasons = []
+    la, lb = top.load_average, pred.load_average
+    if la is not None and lb is not None and max(la, lb) > 1.25 * min(la, lb):
+        reasons.append(
+            f"the two ran under different load (load average {la:.1f} vs {lb:.1f}): the "
+            "box's other work, not k, may explain much of the gap; rerun on a quiet box"
+        )
     if top.k is None or (pred.k is not None and top.k < pred.k):
         reasons.append(
             "the estimate counts only the draft's cost "
             f"({advice.draft_cost:g}× a target step, {advice.draft_cost_source}) and takes "
             "verification as free of k; here verifying k+1 tokens per step costs more "
-            "for a larger k (compute-bound CPU decode, or a batch), so a shorter draft wins"
+            "for a larger k (compute-bound CPU decode, or a batch), so a shorter draft can win"
         )
     else:
         reasons.append(
@@ -460,3 +472,168 @@ def render_plot(result: SweepResult, width: int = 72, height: int = 18) -> str:
     plt.ylabel("tok/s")
     plt.title(f"tok/s against k: {result.profile}")
     return plt.build()
+
+
+# --------------------------------------------------------------------------- reading files back
+
+
+def from_json(data: dict[str, Any], source: str = "results file") -> SweepResult:
+    """A results file back into a :class:`SweepResult` (to print it again or merge
+    the ks of a cut-off sweep with a later one); a file that is not one says so."""
+    from console import metrics
+    from console.bench.client import RequestResult
+    from console.bench.sweep import SCHEMA, SweepCell, SweepConfig
+    from console.errors import ConsoleError
+
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise ConsoleError(f"{source}: not a k-sweep results file (schema {SCHEMA})")
+    try:
+        c = data["config"]
+        config = SweepConfig(
+            ks=tuple(c["ks"]),
+            concurrency=c["concurrency"],
+            per_category=c["per_category"],
+            categories=tuple(c["categories"]) if c.get("categories") else None,
+            max_tokens=c["max_tokens"],
+            warmup=c["warmup"],
+            temperature=c["temperature"],
+            dataset=c.get("dataset"),
+            port=c.get("port"),
+        )
+        result = SweepResult(
+            profile=data["profile"],
+            method=data["method"],
+            configured_k=data["configured_k"],
+            config=config,
+            categories=list(data["categories"]),
+            model=data.get("model"),
+            version=data.get("version"),
+            notes=list(data.get("notes") or []),
+            started=data["started"],
+            finished=data.get("finished"),
+            load_average_start=data.get("load_average_start"),
+            load_average_end=data.get("load_average_end"),
+            json_path=source,
+        )
+        for s in data["servers"]:
+            server = SweepServer(
+                s["k"],
+                s["name"],
+                phase=s["phase"],
+                url=s.get("url"),
+                pid=s.get("pid"),
+                ready_s=s.get("ready_s"),
+                measured_k=s.get("measured_k"),
+                error=s.get("error"),
+                stopped=s.get("stopped"),
+            )
+            for cell in s["cells"]:
+                reqs = [
+                    RequestResult(
+                        prompt_id=r["prompt_id"],
+                        start=r.get("start_s") or 0.0,
+                        ttft=r.get("ttft_s"),
+                        latency=r.get("latency_s"),
+                        output_tokens=r.get("output_tokens"),
+                        prompt_tokens=r.get("prompt_tokens"),
+                        finish_reason=r.get("finish_reason"),
+                        error=r.get("error"),
+                    )
+                    for r in cell["per_request"]
+                ]
+                sd = cell.get("spec_decode")
+                spec = (
+                    metrics.SpecDecodeStats.from_counts(
+                        sd["drafts"],
+                        sd["draft_tokens"],
+                        sd["accepted_tokens"],
+                        tuple(sd["accepted_per_position"]),
+                        None,
+                    )
+                    if sd
+                    else None
+                )
+                run = CategoryRun(cell["category"], reqs, spec)
+                server.cells.append(
+                    SweepCell(
+                        cell["category"],
+                        cell["load"],
+                        run,
+                        cell["wall_s"],
+                        cell.get("load_average"),
+                    )
+                )
+            result.servers.append(server)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConsoleError(f"{source}: a k-sweep results file with a bad field ({exc})") from None
+    return result
+
+
+def merge(results: Sequence[SweepResult]) -> SweepResult:
+    """Several sweeps of one profile and settings as one: each k from the first file
+    that measured it completely (the later files' other servers are left out, and
+    a note says so, with the baselines' tok/s as a drift check)."""
+    from console.errors import ConsoleError
+
+    first = results[0]
+    same = ("profile", "categories")
+    for other in results[1:]:
+        if any(getattr(other, f) != getattr(first, f) for f in same) or (
+            other.config.loads,
+            other.config.per_category,
+            other.config.max_tokens,
+        ) != (first.config.loads, first.config.per_category, first.config.max_tokens):
+            raise ConsoleError(
+                f"{other.json_path}: another profile or other settings than {first.json_path}; "
+                "only sweeps of the same profile, categories, loads, prompts and tokens merge"
+            )
+    servers: dict[int | None, SweepServer] = {}
+    notes = list(first.notes)
+    for res in results:
+        for s in res.servers:
+            if s.phase != "done":
+                continue
+            if s.k in servers:
+                if s.k is None:
+                    tok = {
+                        ld: f.tok_s
+                        for ld in res.config.loads
+                        if (f := _figure(s, ld, OVERALL)) is not None
+                    }
+                    kept = {
+                        ld: f.tok_s
+                        for ld in res.config.loads
+                        if (f := _figure(servers[None], ld, OVERALL)) is not None
+                    }
+                    notes.append(
+                        f"baseline measured again in {res.json_path} ({res.started}): "
+                        + ", ".join(
+                            f"{_where(ld)} {_f(tok.get(ld), '.2f')} tok/s (kept: "
+                            f"{_f(kept.get(ld), '.2f')})"
+                            for ld in res.config.loads
+                        )
+                        + "; the difference is the box's drift between the runs"
+                    )
+                continue
+            servers[s.k] = s
+    ks = tuple(sorted(k for k in servers if k is not None))
+    merged_result = SweepResult(
+        profile=first.profile,
+        method=first.method,
+        configured_k=first.configured_k,
+        config=dataclasses.replace(first.config, ks=ks),
+        categories=list(first.categories),
+        servers=[servers[k] for k in (None, *ks) if k in servers],
+        model=first.model,
+        version=first.version,
+        notes=notes,
+        started=first.started,
+        finished=results[-1].finished,
+        load_average_start=first.load_average_start,
+        load_average_end=results[-1].load_average_end,
+        json_path=", ".join(str(r.json_path) for r in results),
+    )
+    merged_result.notes.append(
+        "merged from " + ", ".join(f"{r.json_path} ({r.started})" for r in results)
+    )
+    return merged_result

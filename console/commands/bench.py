@@ -124,7 +124,7 @@ def _arms(args: argparse.Namespace) -> list:
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
-    if args.sweep_k is not None or args.sweep_profile is not None:
+    if args.sweep_k is not None or args.sweep_profile is not None or args.sweep_from:
         from console.commands.bench_sweep import run_sweep_command
 
         return run_sweep_command(args)

@@ -15,11 +15,53 @@ import datetime as dt
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from console.errors import UsageError
 from console.sanitize import clean
 
+if TYPE_CHECKING:
+    from console.bench.sweep import SweepResult
+    from console.bench.sweep_run import SweepRunner
+    from console.profiles.schema import Profile
+
 SWEEP_ONLY = ("per_category", "category", "port", "apply", "apply_k", "apply_load", "plot")
+
+
+def show_saved(args: argparse.Namespace) -> int:
+    """``--sweep-from FILE...``: the table (and plot) of saved results, merged."""
+    import json
+
+    from console.bench.sweep_report import from_json, merge, render_plot, render_table
+    from console.errors import ConsoleError
+
+    results = []
+    for name in args.sweep_from:
+        path = Path(name).expanduser()
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConsoleError(f"{path}: cannot read a results file ({exc})") from None
+        results.append(from_json(data, str(path)))
+    result = merge(results) if len(results) > 1 else results[0]
+    print(clean(render_table(result)))
+    if args.plot:
+        print(render_plot(result))
+    if args.apply:
+        from console.bench.sweep import load_sweep_profile
+
+        _apply(args, result, load_sweep_profile(result.profile))
+    return 0
+
+
+def _apply(args: argparse.Namespace, result: SweepResult, profile: Profile) -> None:
+    """``--apply``: the chosen k as a profile extending the swept one."""
+    from console.bench.sweep_apply import choose_k, write_applied
+
+    k, why = choose_k(result, args.apply_k, args.apply_load)
+    argv = "vllm-console " + shlex.join(sys.argv[1:]) if sys.argv else None
+    path = write_applied(result, profile, k, why, argv=argv)
+    print(f"applied: k={k} ({why}) -> {path}")
 
 
 def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
@@ -56,6 +98,13 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
         "--apply-load", type=int, metavar="N", help="with --apply: the best at this load (1 or M)"
     )
     g.add_argument("--plot", action="store_true", help="also print tok/s against k as a text plot")
+    g.add_argument(
+        "--sweep-from",
+        action="append",
+        metavar="FILE.json",
+        help="print the table of saved sweep results instead of running one; several files "
+        "of the same profile and settings merge (e.g. a cut-off sweep and one of the missing ks)",
+    )
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -102,8 +151,35 @@ def default_json_path(profile: str) -> Path:
     return paths.state_dir() / "bench" / f"sweep-k-{profile}-{stamp}.json"
 
 
+async def _until_signal(runner: SweepRunner) -> SweepResult:
+    """The sweep, cancelled by SIGTERM as by Ctrl-C: the server running then is ended
+    (``down``) before the process exits; the default action would kill the console
+    alone and leave the server behind."""
+    import asyncio
+    import contextlib
+    import signal
+
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    installed = False
+    if task is not None:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signal.SIGTERM, task.cancel)
+            installed = True
+    try:
+        return await runner.run()
+    finally:
+        if installed:
+            loop.remove_signal_handler(signal.SIGTERM)
+
+
 def run_sweep_command(args: argparse.Namespace) -> int:
     import asyncio
+
+    if args.sweep_from:
+        if args.sweep_k or args.sweep_profile:
+            raise UsageError("--sweep-from prints saved results: drop --sweep-k and PROFILE")
+        return show_saved(args)
 
     from console.bench.sweep import SweepConfig, load_sweep_profile, parse_ks
     from console.bench.sweep_report import render_plot, render_table
@@ -136,11 +212,15 @@ def run_sweep_command(args: argparse.Namespace) -> int:
             f"sweep of {profile.name}: {runs}; results in {json_path}", file=sys.stderr, flush=True
         )
     try:
-        result = asyncio.run(runner.run())
+        result = asyncio.run(_until_signal(runner))
     except KeyboardInterrupt:
         print(clean(render_table(runner.result)))
         print(f"interrupted; what finished is in {json_path}", file=sys.stderr)
         raise
+    except asyncio.CancelledError:
+        print(clean(render_table(runner.result)))
+        print(f"terminated (SIGTERM); what finished is in {json_path}", file=sys.stderr)
+        return 143
     print(clean(render_table(result)))  # model names and errors come from servers
     if args.plot:
         print(render_plot(result))
@@ -150,10 +230,5 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         c.failed for s in result.servers for c in s.cells
     )
     if args.apply:
-        from console.bench.sweep_apply import choose_k, write_applied
-
-        k, why = choose_k(result, args.apply_k, args.apply_load)
-        argv = "vllm-console " + shlex.join(sys.argv[1:]) if sys.argv else None
-        path = write_applied(result, profile, k, why, argv=argv)
-        print(f"applied: k={k} ({why}) -> {path}")
+        _apply(args, result, profile)
     return 1 if failed else 0

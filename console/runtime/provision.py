@@ -31,6 +31,7 @@ from pathlib import Path
 from console import paths
 from console.errors import ConsoleError
 
+Popen = subprocess.Popen[bytes]
 Progress = Callable[[str], None]
 """Receives one human-readable progress line (pip output included)."""
 
@@ -330,16 +331,16 @@ class Stop:
         self.what = what
         self.stopped = False
         self._lock = threading.Lock()
-        self._procs: set[subprocess.Popen[bytes]] = set()
+        self._procs: set[Popen] = set()
 
-    def adopt(self, proc: subprocess.Popen[bytes]) -> None:
+    def adopt(self, proc: Popen) -> None:
         with self._lock:
             self._procs.add(proc)
             stopped = self.stopped
         if stopped:
             _end_group(proc)
 
-    def release(self, proc: subprocess.Popen[bytes]) -> None:
+    def release(self, proc: Popen) -> None:
         with self._lock:
             self._procs.discard(proc)
 
@@ -374,44 +375,59 @@ def current_stop() -> Stop | None:
     return getattr(_STEP, "stop", None)
 
 
+def _spawn(argv: Sequence[str], *, env: dict[str, str] | None, stderr: int) -> Popen:
+    """Start ``argv`` in a session of its own (see Stop); stdout is a pipe."""
+    stop = current_stop()
+    if stop is not None:
+        stop.check()
+    return subprocess.Popen(
+        list(argv),
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    )
+
+
+@contextlib.contextmanager
+def _owned(proc: Popen) -> Iterator[None]:
+    """The thread's set-up step can end ``proc`` meanwhile; any way out but the
+    normal one (Ctrl-C, an error) ends its group, so nothing outlives us."""
+    stop = current_stop()
+    if stop is not None:
+        stop.adopt(proc)
+    try:
+        yield
+    except BaseException:
+        _end_group(proc)
+        raise
+    finally:
+        if stop is not None:
+            stop.release(proc)
+    if stop is not None:
+        stop.check()
+
+
 def run_captured(
     argv: Sequence[str], *, env: dict[str, str] | None = None, timeout: float = 60.0
 ) -> tuple[int, str, str] | None:
     """``subprocess.run`` for short checks that a set-up step can end: (exit
     status, stdout, stderr), or None when it could not run or ran out of time."""
-    stop = current_stop()
-    if stop is not None:
-        stop.check()
     try:
-        proc = subprocess.Popen(
-            list(argv),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
-        )
+        proc = _spawn(argv, env=env, stderr=subprocess.PIPE)
     except OSError:
         return None
-    if stop is not None:
-        stop.adopt(proc)  # type: ignore[arg-type]
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _end_group(proc)  # type: ignore[arg-type]
-        return None
-    except BaseException:
-        _end_group(proc)  # type: ignore[arg-type]
-        raise
-    finally:
-        if stop is not None:
-            stop.release(proc)  # type: ignore[arg-type]
-    if stop is not None:
-        stop.check()
+    with _owned(proc):
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _end_group(proc)
+            return None
     return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
 
-def _end_group(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
+def _end_group(proc: Popen, grace: float = 5.0) -> None:
     """SIGTERM to the process's group, SIGKILL after ``grace`` seconds."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
@@ -439,28 +455,14 @@ def run_streamed(
     Returns the last ``keep`` lines; a non-zero exit becomes a ConsoleError that
     quotes them, so the user sees pip's own reason."""
     tail: list[str] = []
-    stop: Stop | None = getattr(_STEP, "stop", None)
-    if stop is not None:
-        stop.check()
     try:
         # Bytes, not text: universal newlines would turn each of tqdm's
-        # carriage-return redraws into a line of its own. A session of its own:
-        # see Stop; on any way out of here the group is ended, so no pip or
-        # conversion outlives the console (Ctrl-C included).
-        proc = subprocess.Popen(
-            list(argv),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
-        )
+        # carriage-return redraws into a line of its own.
+        proc = _spawn(argv, env=env, stderr=subprocess.STDOUT)
     except OSError as exc:
         raise ConsoleError(f"{what}: cannot run {argv[0]}: {exc}", hint=hint) from None
     assert proc.stdout is not None
-    if stop is not None:
-        stop.adopt(proc)
-    try:
+    with _owned(proc), proc.stdout:
         for raw in proc.stdout:
             # tqdm redraws with carriage returns: keep the latest state only.
             line = raw.decode("utf-8", "replace").rstrip("\r\n").rsplit("\r", 1)[-1]
@@ -471,15 +473,6 @@ def run_streamed(
             if progress:
                 progress(line)
         proc.wait()
-    except BaseException:
-        _end_group(proc)
-        raise
-    finally:
-        proc.stdout.close()
-        if stop is not None:
-            stop.release(proc)
-    if stop is not None:
-        stop.check()
     if proc.returncode != 0:
         shown = "\n    ".join(_meaningful(tail)[-8:])
         raise ConsoleError(f"{what} failed (exit {proc.returncode}):\n    {shown}", hint=hint)
@@ -510,10 +503,13 @@ def pip_install(
     what: str = "pip install",
     hint: str | None = None,
     no_deps: bool = False,
+    no_compile: bool = False,
 ) -> None:
     argv = [str(python), "-m", "pip", "install", "--progress-bar", "off"]
     if no_deps:
         argv.append("--no-deps")
+    if no_compile:
+        argv.append("--no-compile")
     if extra_index_url:
         argv += ["--extra-index-url", extra_index_url]
     argv += list(packages)
@@ -641,35 +637,28 @@ def _install_locked(
     on_base: BaseReady,
 ) -> None:
     """Exact pins with ``--no-deps``: no resolution, and nothing in LEFT_OUT is
-    fetched. Pins already installed are skipped by pip, so a repair is quick."""
+    fetched. Pins already installed are skipped by pip, so a repair is quick.
+    ``--no-compile``: pip would byte-compile all ~2.6 GB (a minute of CPU on a
+    2-core box); Python compiles what is imported, once, on first use."""
     name, target = rt.name, runtime_dir(rt.name)
-    say(
-        f"runtime {name}: pip install --no-deps {len(lock.convert)} pinned packages "
-        f"(torch, transformers: what the model conversion needs)"
+    sections = (
+        (lock.convert, "torch, transformers: what the model conversion needs", "torch"),
+        (lock.serve, f"{rt.packages[0]} and the rest; left out: {', '.join(LEFT_OUT)}", "vllm"),
     )
-    pip_install(
-        python,
-        lock.convert,
-        extra_index_url=extra_index_url,
-        progress=say,
-        no_deps=True,
-        what=f"installing torch and transformers into {target}",
-        hint=hint,
-    )
-    on_base(python)
-    say(
-        f"runtime {name}: pip install --no-deps {len(lock.serve)} pinned packages "
-        f"({rt.packages[0]} and the rest; left out: {', '.join(LEFT_OUT)})"
-    )
-    pip_install(
-        python,
-        lock.serve,
-        extra_index_url=extra_index_url,
-        progress=say,
-        no_deps=True,
-        what=f"installing {rt.packages[0]} into {target}",
-        hint=hint,
-    )
+    for pins, why, what in sections:
+        say(f"runtime {name}: pip install --no-deps {len(pins)} pinned packages ({why})")
+        pip_install(
+            python,
+            pins,
+            extra_index_url=extra_index_url,
+            progress=say,
+            no_deps=True,
+            no_compile=True,
+            what=f"installing {what} and its dependencies into {target}",
+            hint=hint,
+        )
+        if pins is lock.convert:
+            on_base(python)
 
 
 def _install_resolved(

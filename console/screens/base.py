@@ -1,4 +1,5 @@
-"""What every console screen shares: worker errors reach the App.
+"""What every console screen shares: worker errors reach the App; a mode's
+first show is styled once.
 
 Textual posts ``Worker.StateChanged`` to the node that started the worker and
 does not bubble it, so the App would never hear about a screen's failed
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from textual import on
+from textual import events, on
 from textual.dom import DOMNode
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
@@ -51,8 +52,32 @@ class ForwardWorkerErrors(Screen):
         forward_worker_error(self, event)
 
 
+class StyledOnShow(Screen):
+    """A mode screen that is not restyled when first shown.
+
+    Textual restyles a whole screen on every resume, and a mode's first show
+    resumes it twice, right after mounting styled it: two redundant passes over
+    every widget of the first screen before the first frame. Until the screen is
+    first hidden, a resume restyles only when CSS changed since it was styled
+    (the App marks a screen it creates as styled with the current CSS).
+    """
+
+    _hidden_once = False
+
+    def _on_screen_resume(self, event: events.ScreenResume) -> None:
+        # Screen's own handler runs after this one (Textual calls each class's) and
+        # reads refresh_styles.
+        if not self._hidden_once and self._css_update_count == self.app._css_update_count:
+            event.refresh_styles = False
+
+    def _on_screen_suspend(self) -> None:
+        self._hidden_once = True
+
+
 def with_worker_errors(cls: type[Screen]) -> type[Screen]:
-    """``cls`` with ``ForwardWorkerErrors`` mixed in (same name, so CSS still matches)."""
-    if issubclass(cls, ForwardWorkerErrors):
+    """``cls`` with ``ForwardWorkerErrors`` and ``StyledOnShow`` mixed in (same
+    name, so CSS still matches)."""
+    if issubclass(cls, ForwardWorkerErrors) and issubclass(cls, StyledOnShow):
         return cls
-    return type(cls.__name__, (cls, ForwardWorkerErrors), {"__module__": cls.__module__})
+    bases = tuple(b for b in (ForwardWorkerErrors, StyledOnShow) if not issubclass(cls, b))
+    return type(cls.__name__, (cls, *bases), {"__module__": cls.__module__})

@@ -159,6 +159,8 @@ class ChatScreen(Screen):
         is finished after that, with ``generating`` still True until it is."""
         self._served_model: str | None = None
         """What ``/v1/models`` listed first, shown before the first answer."""
+        self.warming: Worker | None = None
+        """Renders a Markdown sample when the screen opens (the benchmark waits on it)."""
 
     # -- layout ----------------------------------------------------------------
 

@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -37,25 +37,31 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 from textual.worker import get_current_worker
 
-from console import metrics as M
-from console import procmem, spec_advisor
-from console.gpu import GpuSample, default_sampler
-from console.history.store import Event
-from console.sampler import MetricsSampler, Tick
+from console import spec_advisor
 from console.sanitize import clean_line
 from console.screens.base import session_of
 from console.screens.messages import ActiveProfileChanged, ServerStatusBroadcast
 from console.widgets.acceptance_bars import FORMULA, AcceptanceBars
 from console.widgets.cluster_panel import ClusterStrip
 from console.widgets.events_panel import EventsPanel
+from console.widgets.footer import Footer
 from console.widgets.gauge import Gauge
 from console.widgets.k_advisor import KAdvisor
 from console.widgets.memory_panel import GpuView, MemoryPanel, ProcessAlloc
 from console.widgets.stat_tile import StatTile
-from console.widgets.throughput_chart import ThroughputChart
+
+if TYPE_CHECKING:
+    # Loaded when first used, after the first frame: metrics (prometheus_client),
+    # the sampler, NVML, psutil, SQLite and plotext are what made start-up slow.
+    from console import metrics as M
+    from console import procmem
+    from console.gpu import GpuSample
+    from console.history.store import Event
+    from console.sampler import MetricsSampler, Tick
+    from console.widgets.throughput_chart import ThroughputChart
 
 GPU_POLL_S = 1.0
 W = TypeVar("W", bound=Widget)
@@ -126,6 +132,8 @@ def pick(
 def window_note(figures: M.Figures | None) -> str:
     """The label of window figures: the span they cover, and a restart if they began at one."""
     span = None if figures is None else figures.window_s
+    from console import metrics as M
+
     text = M.window_label(span)
     if figures is not None and figures.counter_reset:
         text += " since restart" if span else " (restarted)"
@@ -162,6 +170,10 @@ class MetricsPolled(Message):
         self.sample = sample
         self.error = error
         self.at = at
+
+
+class LiveReady(Message):
+    """What a live dashboard needs is imported: the chart, sampling and GPU reading start."""
 
 
 class GpuSampled(Message):
@@ -230,6 +242,7 @@ class DashboardScreen(Screen):
 
     DEFAULT_CSS = """
     DashboardScreen #dash-status { height: 1; width: 1fr; padding: 0 1; background: $boost; }
+    DashboardScreen #chart-slot { height: 1fr; min-height: 6; }
     DashboardScreen #dash-status.-down { background: $error 30%; }
     DashboardScreen #dash-status.-stale { background: $warning 25%; }
     DashboardScreen #dash-grid {
@@ -300,6 +313,8 @@ class DashboardScreen(Screen):
         """Polls shown (good or failed); tests wait on it."""
         self.up: bool | None = None
         self._visible = threading.Event()
+        self._live = False
+        """Following the sampler (a live screen, from just after its first frame)."""
         self._unsubscribe: Callable[[], None] | None = None
         self._widgets: dict[tuple[Any, Any], Any] = {}
         self._shown: dict[tuple[str, str], Any] = {}
@@ -341,7 +356,11 @@ class DashboardScreen(Screen):
                 with Horizontal(classes="tput"):
                     yield StatTile("gen", id="gen-tps", unit="tok/s", label_width=4)
                     yield StatTile("prompt", id="prompt-tps", unit="tok/s", label_width=7)
-                yield ThroughputChart(id="chart")
+                if self.live:
+                    # plotext is slow to import: the chart comes after the first frame
+                    yield Static(id="chart-slot")
+                else:
+                    yield self._new_chart()
             with Vertical(id="panel-latency", classes="panel") as p:
                 p.border_title = "Latency"
                 yield StatTile(
@@ -411,10 +430,41 @@ class DashboardScreen(Screen):
         self.query_one(MemoryPanel).show(gpu_view_from(None))
         self._visible.set()
         if self.live:
-            self._follow()
-            self.sample_gpu()
-            # A poll stuck in flight sends no tick: the stall still shows, by the clock.
-            self.set_interval(1.0, self._render_status_if_shown)
+            # The first frame comes first: then the chart, the sampler (its first
+            # scrape) and the GPU readings, whose imports are what is slow.
+            self.call_after_refresh(self._prepare_live)
+
+    @work(thread=True, exclusive=True, group="dashboard-live", exit_on_error=False)
+    def _prepare_live(self) -> None:
+        """Import what the live figures need off the UI thread (plotext, the
+        sampler and prometheus_client, NVML, psutil), then go live on it."""
+        import console.gpu
+        import console.procmem
+        import console.sampler
+        import console.widgets.throughput_chart  # noqa: F401
+
+        self.post_message(LiveReady())
+
+    @staticmethod
+    def _new_chart() -> ThroughputChart:
+        from console.widgets.throughput_chart import ThroughputChart
+
+        return ThroughputChart(id="chart")
+
+    @property
+    def chart(self) -> ThroughputChart:
+        return self.query_one("#chart")  # type: ignore[return-value]
+
+    @on(LiveReady)
+    async def _go_live(self) -> None:
+        slot = self.query_one("#chart-slot")
+        await self.query_one("#panel-throughput").mount(self._new_chart(), after=slot)
+        await slot.remove()
+        self._live = True
+        self._follow()
+        self.sample_gpu()
+        # A poll stuck in flight sends no tick: the stall still shows, by the clock.
+        self.set_interval(1.0, self._render_status_if_shown)
 
     def on_unmount(self) -> None:
         self._visible.clear()
@@ -427,7 +477,7 @@ class DashboardScreen(Screen):
 
     def on_screen_resume(self) -> None:
         self._visible.set()
-        if self.live:
+        if self._live:
             self._follow(catch_up=True)
 
     # -- following the session's sampler -----------------------------------------
@@ -449,7 +499,7 @@ class DashboardScreen(Screen):
             self._unsubscribe = sampler.subscribe(self._ticked)
             catch_up = True
         if catch_up:
-            self.query_one(ThroughputChart).set_points(sampler.points())
+            self.chart.set_points(sampler.points())
             last = sampler.last
             if last is not None:
                 self._show(last)
@@ -474,6 +524,9 @@ class DashboardScreen(Screen):
     def sample_gpu(self) -> None:
         """Read NVML once a second in a thread (its calls block); without a GPU,
         the host's memory and the server process tree's RSS."""
+        from console import procmem
+        from console.gpu import default_sampler
+
         worker = get_current_worker()
         sampler = self.gpu_sampler or default_sampler().sample
         finder = procmem.ServerProcessFinder()
@@ -505,17 +558,19 @@ class DashboardScreen(Screen):
             return  # a poll of a sampler this screen no longer follows
         point = event.tick.point
         if point is not None:
-            self.query_one(ThroughputChart).add_point(point)
+            self.chart.add_point(point)
         self._show(event.tick)
 
     @on(MetricsPolled)
     def _replayed(self, event: MetricsPolled) -> None:
         """A recorded poll: through a sampler of the screen's own, never started."""
         if self.sampler is None:
+            from console.sampler import MetricsSampler
+
             self.sampler = MetricsSampler(session_of(self).url, clock=self.clock)
         tick = self.sampler.record(event.sample, event.error, at=event.at)
         if tick.point is not None:
-            self.query_one(ThroughputChart).add_point(tick.point)
+            self.chart.add_point(tick.point)
         self._show(tick)
 
     def _show(self, tick: Tick) -> None:
@@ -554,7 +609,7 @@ class DashboardScreen(Screen):
     @on(ServerStatusBroadcast)
     def _server_news(self, _: ActiveProfileChanged | ServerStatusBroadcast) -> None:
         """A new profile or a server that just came up: follow its URL, poll now."""
-        if self.live:
+        if self._live:  # (before going live, _go_live follows the URL of the moment)
             self._follow()
         self.action_refresh_now()
 
@@ -653,7 +708,9 @@ class DashboardScreen(Screen):
             tp, tnote = window.throughput, wnote
         else:
             since = tick.since_start
-            tp, tnote = (since.throughput if since else M.ThroughputFigures()), "since attach"
+            from console.metrics import ThroughputFigures
+
+            tp, tnote = (since.throughput if since else ThroughputFigures()), "since attach"
         self._q("#gen-tps", StatTile).set(fmt_rate(tp.generation_tokens_per_s))
         self._q("#prompt-tps", StatTile).set(fmt_rate(tp.prompt_tokens_per_s))
         self._subtitle("#panel-throughput", note(tnote))

@@ -153,10 +153,10 @@ class FleetScreen(ForwardWorkerErrors, Screen):
             poll_s=self.poll_s,
             timeout_s=self.timeout_s,
         )
-        history = getattr(getattr(self.app, "session", None), "history", None)
-        if history is not None:  # every fleet server's polls go to the history file
+        session = getattr(self.app, "session", None)
+        if session is not None:  # every fleet server's polls go to the history file
             for sampler in started.values():
-                history.attach(sampler)
+                session.record(sampler)
         self.samplers.update(started)
 
     # -- handlers ------------------------------------------------------------

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.widgets import Static
 
 from console import sanitize
-from console.history.store import Event
+
+if TYPE_CHECKING:
+    from console.history.store import Event  # SQLite: not on the way to the first frame
 
 STYLE = {"critical": "bold red", "warning": "yellow", "info": "dim"}
 
