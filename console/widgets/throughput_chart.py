@@ -18,7 +18,8 @@ decoded and styled line by line), so redraws follow what the eye can see:
   the newest point is at least one dot past the last drawing; sooner, the
   line would not move by a dot. Nothing is dropped: a point that arrived
   between drawings is drawn with the next one, at most one dot's time late
-  (a timer catches up if no further point comes). A reset redraws at once.
+  (a timer draws it a dot's time after the last point if no further point
+  comes). A reset redraws at once.
 
 Honest gaps: a point without values (a failed poll) or a step longer than
 ``max_step_s`` between two points breaks the line; nothing is drawn across
@@ -139,7 +140,7 @@ class ThroughputChart(PlotextPlot):
             wait = self.dot_s() if self._pending else self.settle_s
             if since < wait:
                 if self._pending:
-                    self._hold(wait - since)
+                    self._hold()
                 return
         self.replot()
 
@@ -148,10 +149,17 @@ class ThroughputChart(PlotextPlot):
         a redraw sooner than that moves nothing by a dot, so it waits."""
         return self.span / (2 * max(self.size.width, 20))
 
-    def _hold(self, delay: float) -> None:
-        """A held-back point is drawn within ``delay`` s even if none follows."""
-        if self._catch_up is None and self.is_attached:
-            self._catch_up = self.set_timer(max(delay, 0.05), self._caught_up)
+    def _hold(self) -> None:
+        """A held-back point is drawn a dot's time after the last point arrived
+        if none follows (the timer starts again with each held point: while
+        points keep coming the dot rule draws them, and a drawing by the timer
+        in between would reset the rule to an older point)."""
+        if not self.is_attached:
+            return
+        if self._catch_up is None:
+            self._catch_up = self.set_timer(self.dot_s(), self._caught_up)
+        else:
+            self._catch_up.reset()
 
     def _caught_up(self) -> None:
         self._catch_up = None
