@@ -179,6 +179,11 @@ class Tmux:
             raise RuntimeError(f"tmux {args[0]}: {out.stderr.strip()}")
         return out.stdout
 
+    def open(self) -> None:
+        """Start the server with an idle session that lives for the whole run: a
+        server whose last session ends exits, racing the next turn's start."""
+        self._tmux("new-session", "-d", "-s", "keep", "--", "sleep", "infinity")
+
     def start(self, name: str, argv: list[str], env: dict[str, str]) -> int:
         """Run ``argv`` (no shell) in a new pane; its pid."""
         envs = [a for k, v in env.items() for a in ("-e", f"{k}={v}")]
@@ -287,6 +292,7 @@ def main() -> dict[str, Any]:
     loads: list[float] = []
     n = 0
     try:
+        tmux.open()
         with load(URL):
             before, t0 = _server_counters(URL), time.monotonic()
             for r in range(ROUNDS):

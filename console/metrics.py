@@ -989,6 +989,10 @@ def derive(
 # --------------------------------------------------------------------------- tracker
 
 
+WINDOW_SLACK_S = 0.5
+"""How much longer than ``window_s`` a window may span (less than its label's rounding)."""
+
+
 class MetricsTracker:
     """Keeps recent samples so the UI can show "last N s" and "since start".
 
@@ -998,7 +1002,8 @@ class MetricsTracker:
     (``reset_at``): the figures right after it say ``counter_reset``.
 
     The window's baseline is the oldest sample no older than ``window_s``
-    before the latest, so a window never spans more than ``window_s``;
+    (+ ``WINDOW_SLACK_S``) before the latest, so a window never spans more
+    than its label says (whole seconds);
     ``Figures.window_s`` says what it really spans (less while it fills, or
     after a gap in sampling), and labels are built from that.
     """
@@ -1047,8 +1052,11 @@ class MetricsTracker:
         if self._first is None:
             self._first = sample
         self.last_error = None
-        # The baseline is the oldest sample inside the window: never older.
-        cutoff = sample.timestamp - self.window_s
+        # The baseline is the oldest sample inside the window (up to half a second
+        # more, which its label, in whole seconds, rounds to the window): polls a
+        # second apart with jitter would otherwise flip the label between
+        # "last 59 s" and "last 60 s" and repaint every panel that shows it.
+        cutoff = sample.timestamp - self.window_s - WINDOW_SLACK_S
         while self._samples[0].timestamp < cutoff:
             self._samples.popleft()
 

@@ -192,3 +192,23 @@ def test_per_dot_averages_within_fixed_columns_and_keeps_the_rate() -> None:
     assert len(runs) == 2
     assert runs[0][-1][0] < 34.0 < runs[1][0][0]
     assert per_dot(run, 0.0) == run
+
+
+def test_a_full_window_keeps_its_label_through_poll_jitter() -> None:
+    """Polls a second apart, each up to 0.3 s late: the full window's label stays
+    "last 60 s" (it spans 59.5-60.5 s), so the panels showing it do not repaint."""
+    import random
+
+    page = (DATA / "vllm-0.32-cpu" / "metrics_ngram.prom").read_text()
+    sample = M.parse_metrics(page, timestamp=0.0)
+    rng = random.Random(7)
+    tracker = M.MetricsTracker(window_s=60.0)
+    labels = set()
+    for i in range(200):
+        t = 1000.0 + i + rng.uniform(0.0, 0.3)
+        tracker.add(M.MetricsSample(timestamp=t, series=sample.series))
+        w = tracker.window(now=t)
+        if i >= 70:
+            assert w is not None and w.window_s is not None and w.window_s <= 60.5
+            labels.add(M.window_label(w.window_s))
+    assert labels == {"last 60 s"}

@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -36,6 +36,7 @@ from textual.containers import Grid, Horizontal, Vertical
 from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import Header, Static
 from textual.worker import get_current_worker
 
@@ -63,6 +64,7 @@ if TYPE_CHECKING:
     from console.widgets.throughput_chart import ThroughputChart
 
 GPU_POLL_S = 1.0
+W = TypeVar("W", bound=Widget)
 
 WINDOW = "window"
 LIFETIME = "lifetime"
@@ -314,6 +316,7 @@ class DashboardScreen(Screen):
         self._live = False
         """Following the sampler (a live screen, from just after its first frame)."""
         self._unsubscribe: Callable[[], None] | None = None
+        self._widgets: dict[tuple[Any, Any], Any] = {}
         self._shown: dict[tuple[str, str], Any] = {}
         """What each widget attribute was last set to: unchanged figures cost nothing."""
 
@@ -612,6 +615,17 @@ class DashboardScreen(Screen):
 
     # -- rendering -----------------------------------------------------------
 
+    def _q(self, selector: str | type[W], expect: type[W] | None = None) -> W:
+        """``query_one`` remembered: the screen's widgets never change, and a
+        tick sets some 25 of them (a DOM query each, every second, otherwise)."""
+        key = (selector, expect)
+        widget = self._widgets.get(key)
+        if widget is None:
+            widget = self._widgets[key] = (
+                self.query_one(selector, expect) if expect else self.query_one(selector)
+            )
+        return widget  # type: ignore[return-value]
+
     def _changed(self, key: tuple[str, str], value: Any) -> bool:
         """True (and remembered) when ``value`` differs from what ``key`` shows."""
         if key in self._shown and self._shown[key] == value:
@@ -622,15 +636,15 @@ class DashboardScreen(Screen):
     def _subtitle(self, selector: str, text: str) -> None:
         """Set a panel's border subtitle; setting one repaints the whole panel."""
         if self._changed((selector, "subtitle"), text):
-            self.query_one(selector).border_subtitle = text
+            self._q(selector).border_subtitle = text
 
     def _display(self, selector: str, shown: bool) -> None:
         if self._changed((selector, "display"), shown):
-            self.query_one(selector).display = shown
+            self._q(selector).display = shown
 
     def action_toggle_events(self) -> None:
         """Show or hide the Events panel (restarts, KV high, queue growing, ...)."""
-        self.query_one("#dash-events").toggle_class("-shown")
+        self._q("#dash-events").toggle_class("-shown")
         self._render_events()
 
     def events(self) -> list[Event]:
@@ -641,7 +655,7 @@ class DashboardScreen(Screen):
         return history.events(self.sampler.url)
 
     def _render_events(self) -> None:
-        panel = self.query_one("#dash-events", EventsPanel)
+        panel = self._q("#dash-events", EventsPanel)
         if panel.has_class("-shown"):
             panel.show(self.events())
 
@@ -666,8 +680,8 @@ class DashboardScreen(Screen):
         cap = None
         if kv.capacity_tokens is not None:
             cap = f"{kv.capacity_tokens:,}"
-        self.query_one("#kv-gauge", Gauge).set(kv.usage, "stale" if stale else "")
-        cap_tile = self.query_one("#kv-capacity", StatTile)
+        self._q("#kv-gauge", Gauge).set(kv.usage, "stale" if stale else "")
+        cap_tile = self._q("#kv-capacity", StatTile)
         cap_tile.set(cap, "from log" if kv.capacity_source == "log" else "")
         if kv.max_concurrency:
             tip = (
@@ -680,14 +694,14 @@ class DashboardScreen(Screen):
         req = None
         if r.running is not None:
             req = f"{r.running} running · {r.waiting if r.waiting is not None else '–'} waiting"
-        self.query_one("#requests", StatTile).set(req, "stale" if stale else "")
+        self._q("#requests", StatTile).set(req, "stale" if stale else "")
         hit = pick(
             scope,
             lambda: window.prefix_cache.hit_rate,
             lambda: lifetime.prefix_cache.hit_rate_lifetime,
             label=wnote,
         )
-        self.query_one("#prefix-hit", StatTile).set(fmt_pct(hit.value), note(hit.note))
+        self._q("#prefix-hit", StatTile).set(fmt_pct(hit.value), note(hit.note))
 
         # Throughput: the window's average rates; since start, the average since attach.
         if scope == WINDOW:
@@ -697,8 +711,8 @@ class DashboardScreen(Screen):
             from console.metrics import ThroughputFigures
 
             tp, tnote = (since.throughput if since else ThroughputFigures()), "since attach"
-        self.query_one("#gen-tps", StatTile).set(fmt_rate(tp.generation_tokens_per_s))
-        self.query_one("#prompt-tps", StatTile).set(fmt_rate(tp.prompt_tokens_per_s))
+        self._q("#gen-tps", StatTile).set(fmt_rate(tp.generation_tokens_per_s))
+        self._q("#prompt-tps", StatTile).set(fmt_rate(tp.prompt_tokens_per_s))
         self._subtitle("#panel-throughput", note(tnote))
 
         # Latency
@@ -716,15 +730,13 @@ class DashboardScreen(Screen):
                 empty=_empty_q,
                 label=wnote,
             )
-            self.query_one(wid, StatTile).set(fmt_quantiles(q.value))
+            self._q(wid, StatTile).set(fmt_quantiles(q.value))
         e2e = pick(scope, lambda: lat_w.e2e_s, lambda: lat_l.e2e_s, empty=_empty_q, label=wnote)
-        self.query_one("#req-count", StatTile).set(
-            None if e2e.value is None else f"{e2e.value.count:,}"
-        )
+        self._q("#req-count", StatTile).set(None if e2e.value is None else f"{e2e.value.count:,}")
         self._subtitle("#panel-latency", note(e2e.note))
         pre = window.preemptions if scope == WINDOW else lifetime.preemptions
         count = pre.window if scope == WINDOW else pre.lifetime
-        self.query_one("#preempt", StatTile).set(None if count is None else f"{count:,}")
+        self._q("#preempt", StatTile).set(None if count is None else f"{count:,}")
 
         self._render_spec(window, lifetime, scope, note, wnote)
 
@@ -755,26 +767,26 @@ class DashboardScreen(Screen):
         s: M.SpecDecodeStats | None = chosen.value
         self._subtitle("#panel-spec", note(f"{chosen.note} · k={k}"))
         if s is None or s.drafts == 0:
-            self.query_one("#spec-mal", StatTile).set(None)
-            self.query_one("#spec-dar", StatTile).set(None)
-            self.query_one("#spec-tps", StatTile).set(None)
-            self.query_one("#spec-drafts", StatTile).set("0")
-            self.query_one(AcceptanceBars).set([None] * k)
-            self.query_one(KAdvisor).set(None)
+            self._q("#spec-mal", StatTile).set(None)
+            self._q("#spec-dar", StatTile).set(None)
+            self._q("#spec-tps", StatTile).set(None)
+            self._q("#spec-drafts", StatTile).set("0")
+            self._q(AcceptanceBars).set([None] * k)
+            self._q(KAdvisor).set(None)
             return
         mal = s.mean_acceptance_length
-        self.query_one("#spec-mal", StatTile).set(None if mal is None else f"{mal:.2f} / {k + 1}")
-        self.query_one("#spec-dar", StatTile).set(fmt_pct(s.draft_acceptance_rate))
+        self._q("#spec-mal", StatTile).set(None if mal is None else f"{mal:.2f} / {k + 1}")
+        self._q("#spec-dar", StatTile).set(fmt_pct(s.draft_acceptance_rate))
         if s.accepted_tokens_per_s is not None and s.draft_tokens_per_s is not None:
             tps = f"{s.accepted_tokens_per_s:,.1f} / {s.draft_tokens_per_s:,.1f} tok/s"
         else:
             tps = f"{s.accepted_tokens:,} / {s.draft_tokens:,} tok"
-        self.query_one("#spec-tps", StatTile).set(tps)
-        self.query_one("#spec-drafts", StatTile).set(f"{s.drafts:,}")
+        self._q("#spec-tps", StatTile).set(tps)
+        self._q("#spec-drafts", StatTile).set(f"{s.drafts:,}")
         per = list(s.per_position or ())
         per += [None] * (k - len(per))
-        self.query_one(AcceptanceBars).set(per)
-        self.query_one(KAdvisor).set(
+        self._q(AcceptanceBars).set(per)
+        self._q(KAdvisor).set(
             spec_advisor.advise(s.per_position, s.drafts, method=self._spec_method())
         )
 
@@ -789,7 +801,7 @@ class DashboardScreen(Screen):
         down, stale, text = self._status_line()
         if not self._changed(("#dash-status", "line"), (down, stale, text)):
             return
-        status = self.query_one("#dash-status", Static)
+        status = self._q("#dash-status", Static)
         status.set_class(down, "-down")
         status.set_class(stale, "-stale")
         # One fixed-size line: repaint it, no layout pass.
