@@ -22,6 +22,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from console.bench.categories import CategoryRun, merged
 from console.bench.sweep import SweepResult, SweepServer
 
 OVERALL = "overall"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 NOISE = 0.05
 """Two tok/s figures of one run closer than this share are called a tie in the
 advisor note: single runs on a shared box move by that much."""
@@ -464,14 +466,13 @@ def render_plot(result: SweepResult, width: int = 72, height: int = 18) -> str:
         )
     for load, value in sorted(base.items()):
         if ks:
-            plt.hline(value)
-            plt.text(f"base {_where(load)}", x=ks[0], y=value)
+            plt.plot([ks[0], ks[-1]], [value, value], marker="-", label=f"base {_where(load)}")
     if ks:
         plt.xticks(ks)
     plt.xlabel("k (num_speculative_tokens)")
     plt.ylabel("tok/s")
     plt.title(f"tok/s against k: {result.profile}")
-    return plt.build()
+    return _ANSI.sub("", plt.build())
 
 
 # --------------------------------------------------------------------------- reading files back
