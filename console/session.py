@@ -183,6 +183,11 @@ class Session:
         if self.history is None:
             self._history_pending = True
 
+    @property
+    def history_pending(self) -> bool:
+        """The history is still being opened (after the TUI's first frame)."""
+        return self._history_pending
+
     def attach_history(self, history: SessionHistory | None) -> None:
         """Record every sampler's polls into ``history`` (None: no history, e.g. it
         could not be read), then start the session's samplers held until now."""

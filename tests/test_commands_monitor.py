@@ -165,8 +165,11 @@ def test_live_view_records_every_sample_and_never_prints_the_key(
     argv = [sys.executable, "-m", "console", "monitor", "--url", vllm_server.url]
     argv += ["--interval", "0.3", "--record", str(rec)] + (["--json"] if as_json else [])
     proc = subprocess.Popen(
-        argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+        argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # Ctrl-C as a terminal delivers it, also when the test runner itself was
+        # started in the background (which leaves SIGINT ignored in its children)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
     try:
         lines = _wait_lines(rec, 4, proc)
     finally:

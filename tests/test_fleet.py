@@ -174,7 +174,8 @@ async def test_discover_finds_only_vllm_servers(vllm_server, vllm_ngram_server) 
     with plain_http_server() as plain:
         ports = [_port(vllm_server.url), _port(vllm_ngram_server.url), _port(plain)]
         ranges = [PortRange("127.0.0.1", p, p) for p in ports]
-        ranges.append(PortRange("127.0.0.1", _closed_port(), _closed_port()))
+        closed = _closed_port()  # one port: a range between two could hold other servers
+        ranges.append(PortRange("127.0.0.1", closed, closed))
         found = await discover(ranges)
     assert [t.url for t in found] == [vllm_server.url, vllm_ngram_server.url]
     assert all(t.source == "discover" for t in found)

@@ -140,7 +140,12 @@ def test_ctrl_c_ends_both_steps_and_their_processes(tmp_path: Path) -> None:
         """
     )
     proc = subprocess.Popen(
-        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        # SIGINT as a terminal delivers it, also when the test runner was started in
+        # the background (which leaves SIGINT ignored in its children)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         _until(lambda: all(p.exists() and p.read_text() for p in pids), "both steps to start")

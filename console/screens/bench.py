@@ -10,6 +10,7 @@ state folder, so nothing measured is lost if the console closes mid-run.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -220,7 +221,6 @@ class BenchScreen(Screen):
         self.query_one("#bench-log", Log).clear()
         self._log(f"results: {self.json_path}")
         self._show_result(runner.result)
-        self._watch_samples(runner)
         self._run_worker(runner)
 
     def action_sweep(self) -> None:
@@ -273,6 +273,12 @@ class BenchScreen(Screen):
 
     @work(exclusive=True, group="bench", exit_on_error=False)
     async def _run_worker(self, runner: BenchRunner) -> None:
+        # A run started right after launch waits for the history (opened after the
+        # first frame), so its samples are recorded and ctrl+o can replay them.
+        session = session_of(self)
+        while session.history is None and session.history_pending:
+            await asyncio.sleep(0.05)
+        self._watch_samples(runner)
         try:
             result = await runner.run()
         except ConsoleError as exc:
